@@ -1,0 +1,55 @@
+# Portcullis: `make demo` and `make test` work on a fresh machine; everything else is a building block.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup venv node lint typecheck test test-fast up demo bench clean help
+
+help:
+	@echo "make demo   - install everything, start the local stack, run the JIT story end to end"
+	@echo "make test   - install everything, lint, type-check and run the whole test suite"
+	@echo "make up     - run the local stack (Azurite, ARM emulator, Functions host) until Ctrl-C"
+	@echo "make bench  - run the benchmarks, write bench/results/"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required (Node.js 20+) for Azurite"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+venv: $(VENV)/.installed
+node: node_modules/.installed
+setup: venv node
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/pytest -x -q $(PYTEST_ARGS)
+
+up: setup
+	$(PY) -m localstack up
+
+demo: setup
+	$(PY) -m demo
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf .localstack .demo .pytest_cache .mypy_cache .ruff_cache

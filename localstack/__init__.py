@@ -1,0 +1,4 @@
+"""Start and stop the local stack (Azurite, the ARM emulator, the local Functions host).
+
+Used by the tests' fixtures, `make up` and `make demo`, so there is one way to run each service.
+"""

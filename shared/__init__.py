@@ -1,0 +1,1 @@
+"""Portcullis: the application behind function_app.py."""

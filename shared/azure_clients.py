@@ -1,0 +1,79 @@
+"""Azure Resource Manager clients built from settings: the one place that knows the endpoint,
+the credential and the CA bundle, so the same code talks to Azure or to the local emulator."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+
+from shared.settings import ArmCredentialKind, Settings, get_settings
+
+
+class StaticTokenCredential:
+    """A fixed bearer token for the local ARM emulator, which accepts any token."""
+
+    def __init__(self, token: str = "portcullis-local") -> None:  # noqa: S107 - not a secret
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def arm_credential(settings: Settings) -> TokenCredential:
+    if settings.arm_credential is ArmCredentialKind.STATIC_TOKEN:
+        return StaticTokenCredential()
+    from azure.identity import DefaultAzureCredential  # lazy: heavy import, unused locally
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.storage.managed_identity_client_id)
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments every azure-mgmt-* client takes from our settings."""
+    kwargs: dict[str, Any] = {
+        "base_url": settings.arm_endpoint,
+        "polling_interval": settings.arm_polling_interval_seconds,
+        "credential_scopes": [f"{settings.arm_endpoint}/.default"]
+        if settings.arm_endpoint != "https://management.azure.com"
+        else ["https://management.azure.com/.default"],
+    }
+    if settings.arm_ca_bundle is not None:
+        kwargs["connection_verify"] = str(settings.arm_ca_bundle)
+    return kwargs
+
+
+@lru_cache(maxsize=8)
+def _credential_for(settings: Settings) -> TokenCredential:
+    return arm_credential(settings)
+
+
+def network_client(subscription_id: str, settings: Settings | None = None) -> Any:
+    from azure.mgmt.network import NetworkManagementClient
+
+    settings = settings or get_settings()
+    return NetworkManagementClient(_credential_for(settings), subscription_id, **client_kwargs(settings))
+
+
+def compute_client(subscription_id: str, settings: Settings | None = None) -> Any:
+    from azure.mgmt.compute import ComputeManagementClient
+
+    settings = settings or get_settings()
+    return ComputeManagementClient(_credential_for(settings), subscription_id, **client_kwargs(settings))
+
+
+def authorization_client(subscription_id: str, settings: Settings | None = None) -> Any:
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    settings = settings or get_settings()
+    return AuthorizationManagementClient(
+        _credential_for(settings), subscription_id, **client_kwargs(settings)
+    )
+
+
+def security_client(subscription_id: str, settings: Settings | None = None) -> Any:
+    from azure.mgmt.security import SecurityCenter
+
+    settings = settings or get_settings()
+    return SecurityCenter(_credential_for(settings), subscription_id, **client_kwargs(settings))

@@ -1,0 +1,308 @@
+"""Domain values shared by requests (intake, policy, grants) and enforcement (plan, converge).
+
+Pure: no Azure SDK, no storage. Resource ids are compared case-insensitively, as ARM does; `key`
+properties give the normalised form used in tables and dictionaries.
+
+Vocabulary on the wire stays Defender's: a port of a request is `Initiating` until its rules exist
+on every target on its path, then `Initiated`, then `Revoked` with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+
+class DomainError(ValueError):
+    """Invalid input, with the field at fault; the API turns it into a 400 naming `field`."""
+
+    def __init__(self, field_path: str, message: str, code: str = "InvalidRequest") -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.reason = message
+        self.code = code
+
+
+class TransportProtocol(StrEnum):
+    """A JIT policy port's protocol, spelt as Defender spells it."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+    ANY = "*"
+
+
+_VM_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    """An ARM resource id, kept as given, compared case-insensitively."""
+
+    value: str
+
+    @property
+    def key(self) -> str:
+        return self.value.lower()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceId) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def name(self) -> str:
+        return self.value.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def subscription_id(self) -> str:
+        parts = self.value.split("/")
+        return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else ""
+
+
+@dataclass(frozen=True)
+class VmRef:
+    """A virtual machine, by subscription, resource group and name."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def parse(cls, vm_id: str, field_path: str = "id") -> VmRef:
+        match = _VM_ID.match(vm_id.strip())
+        if not match:
+            raise DomainError(
+                field_path,
+                f"{vm_id!r} is not a virtual machine id "
+                "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name})",
+            )
+        return cls(match["sub"], match["rg"], match["name"])
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Compute/virtualMachines/{self.name}"
+        )
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VmRef) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+# ---- policies (Defender's JIT policy JSON, as domain values) ----
+
+
+@dataclass(frozen=True)
+class PolicyPort:
+    number: int
+    protocol: TransportProtocol
+    # "*" means any source; otherwise IPs / CIDRs, exactly as the policy lists them.
+    allowed_source_prefixes: tuple[str, ...]
+    max_request_access_duration: timedelta
+
+
+@dataclass(frozen=True)
+class FirewallRef:
+    """The Azure Firewall in front of a VM (our extension; Defender only knows `publicIpAddress`)."""
+
+    # Resource id of the Microsoft.Network/azureFirewalls; its Firewall Policy, if any, is read from it.
+    firewall_id: ResourceId
+
+
+@dataclass(frozen=True)
+class VmPolicy:
+    vm: VmRef
+    ports: tuple[PolicyPort, ...]
+    # Defender's field: the public IP of the Azure Firewall that fronts this VM.
+    public_ip_address: str | None = None
+    # Our extension: an explicit firewall; wins over public_ip_address when both are given.
+    firewall: FirewallRef | None = None
+
+    def port(self, number: int) -> PolicyPort | None:
+        return next((p for p in self.ports if p.number == number), None)
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    subscription_id: str
+    resource_group: str
+    location: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Security/locations/{self.location}/jitNetworkAccessPolicies/{self.name}"
+        )
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()
+
+
+@dataclass(frozen=True)
+class JitPolicy:
+    ref: PolicyRef
+    virtual_machines: tuple[VmPolicy, ...]
+    kind: str = "Basic"
+
+    def vm_policy(self, vm: VmRef) -> VmPolicy | None:
+        return next((v for v in self.virtual_machines if v.vm == vm), None)
+
+
+# ---- who is asking ----
+
+
+class PrincipalSource(StrEnum):
+    EASY_AUTH = "easy-auth"
+    JWT = "jwt"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: an Entra ID object id, plus the group ids its claims carry."""
+
+    object_id: str
+    display_name: str
+    source: PrincipalSource
+    tenant_id: str | None = None
+    group_ids: frozenset[str] = frozenset()
+
+
+# ---- grants: one per (request, VM, port) ----
+
+
+class PortStatus(StrEnum):
+    """Defender's per-port status; `Initiating` is what live Azure reports before the rules exist."""
+
+    INITIATING = "Initiating"
+    INITIATED = "Initiated"
+    REVOKED = "Revoked"
+
+
+class StatusReason(StrEnum):
+    EXPIRED = "Expired"
+    USER_REQUESTED = "UserRequested"
+    NEWER_REQUEST_INITIATED = "NewerRequestInitiated"
+
+
+class TargetKind(StrEnum):
+    NSG = "nsg"
+    FIREWALL_CLASSIC = "firewall-classic"
+    FIREWALL_POLICY = "firewall-policy"
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """A thing converge() writes as a whole: an NSG, a classic firewall, or a firewall policy.
+
+    For FIREWALL_POLICY the id is the Firewall Policy's id; our rule collection group lives in it.
+    """
+
+    kind: TargetKind
+    id: ResourceId
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.value}|{self.id.key}"
+
+    @classmethod
+    def from_key(cls, key: str) -> TargetRef:
+        kind, _, resource_id = key.partition("|")
+        return cls(TargetKind(kind), ResourceId(resource_id))
+
+
+class TargetState(StrEnum):
+    """Where one target stands for one grant."""
+
+    PENDING = "Pending"  # recorded; converge has not yet written the rule
+    APPLIED = "Applied"  # the rule exists on the target (confirmed by a read or a successful write)
+    REMOVED = "Removed"  # the grant ended and the rule is confirmed gone
+    FAILED = "Failed"  # ARM keeps refusing; converge keeps trying and reports it
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One port on one VM for one request: the unit that is opened, superseded and closed."""
+
+    grant_id: str
+    request_id: str
+    policy: PolicyRef
+    vm: VmRef
+    port: int
+    protocol: TransportProtocol
+    source_prefixes: tuple[str, ...]
+    start_time: datetime
+    end_time: datetime
+    requester: Principal
+    justification: str | None
+    ticket_id: str | None
+    status: PortStatus = PortStatus.INITIATING
+    status_reason: StatusReason | None = None
+    # Every NSG / firewall this grant needs a rule on, and how far each has got.
+    targets: Mapping[str, TargetState] = field(default_factory=dict)
+    # Behind a firewall: the port on the firewall's public IP that DNATs to the VM's port.
+    mapped_port: int | None = None
+    # Where the user connects: the firewall's or the VM's public IP (None until topology is known).
+    connect_address: str | None = None
+    etag: str | None = None  # the store's concurrency token for this record
+
+    def is_open_at(self, now: datetime) -> bool:
+        """Should its rules exist at `now`? Not once revoked or past its end time."""
+        return self.status is not PortStatus.REVOKED and now < self.end_time
+
+    @property
+    def connect_port(self) -> int:
+        return self.mapped_port if self.mapped_port is not None else self.port
+
+
+# ---- what enforcement needs from the records (implemented on Table storage in shared/grants.py) ----
+
+
+class GrantStore(Protocol):
+    def get(self, grant_id: str) -> Grant | None: ...
+
+    def list_for_request(self, request_id: str) -> list[Grant]: ...
+
+    def list_for_target(self, target: TargetRef, *, include_closed: bool = False) -> list[Grant]:
+        """Grants that touch `target` whose rules should exist or are not yet confirmed removed."""
+        ...
+
+    def list_ending_before(self, moment: datetime) -> list[Grant]:
+        """Grants not yet revoked whose end time is before `moment` (the expiry sweep)."""
+        ...
+
+    def update(self, grant: Grant) -> Grant:
+        """Write `grant` if its etag still matches; raises ConcurrentUpdateError otherwise."""
+        ...
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """The record changed since it was read (ETag mismatch): re-read and try again."""
+
+
+class AuditTrail(Protocol):
+    def record(self, event: str, *, subject: str, actor: str, **details: object) -> None:
+        """Append one audit event (`event` is a stable name such as `grant.applied`)."""
+        ...

@@ -1,0 +1,66 @@
+"""Settings are validated once and name the setting at fault."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.settings import ArmCredentialKind, SettingsError, load_settings
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+def test_defaults_are_sane() -> None:
+    settings = load_settings(BASE)
+    assert settings.arm_endpoint == "https://management.azure.com"
+    assert settings.arm_credential is ArmCredentialKind.DEFAULT
+    assert settings.requests_queue == "jit-requests"
+    assert settings.converge_queue == "jit-converge"
+    assert settings.nsg_allow_priorities.last < settings.nsg_deny_priorities.first
+    assert not settings.easy_auth_enabled
+
+
+def test_missing_storage_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        load_settings({})
+
+
+def test_identity_based_storage_derives_service_uris() -> None:
+    settings = load_settings({"AzureWebJobsStorage__accountName": "acct"})
+    assert settings.storage.connection_string is None
+    assert settings.storage.queue_service_uri == "https://acct.queue.core.windows.net"
+    assert settings.storage.table_service_uri == "https://acct.table.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORTCULLIS_ARM_ENDPOINT", "http://insecure"),
+        ("PORTCULLIS_ARM_CREDENTIAL", "password"),
+        ("PORTCULLIS_ARM_CA_BUNDLE", "/no/such/file.pem"),
+        ("PORTCULLIS_MAPPED_PORTS", "1-70000"),
+        ("PORTCULLIS_MAPPED_PORTS", "banana"),
+        ("PORTCULLIS_RBAC_CACHE_SECONDS", "-1"),
+        ("PORTCULLIS_ARM_POLLING_INTERVAL", "soon"),
+        ("WEBSITE_AUTH_ENABLED", "maybe"),
+        ("PORTCULLIS_NSG_ALLOW_PRIORITIES", "3900-4000"),
+    ],
+)
+def test_invalid_values_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, name: value})
+
+
+def test_static_token_refused_against_real_azure() -> None:
+    with pytest.raises(SettingsError, match="PORTCULLIS_ARM_CREDENTIAL"):
+        load_settings({**BASE, "PORTCULLIS_ARM_CREDENTIAL": "static-token"})
+
+
+def test_readme_documents_every_setting() -> None:
+    source = (Path(__file__).parent.parent / "shared" / "settings.py").read_text()
+    names = set(re.findall(r'"((?:PORTCULLIS|WEBSITE|AzureWebJobsStorage)[A-Za-z_]*)"', source))
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = sorted(name for name in names if f"`{name}`" not in readme)
+    assert not missing, f"README configuration table lacks: {missing}"
