@@ -1,0 +1,48 @@
+"""Fixtures shared by every test package: real Azurite and the real ARM emulator, started once per
+session on free ports, each test isolated by its own table prefix / resource names."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localstack.azurite import Azurite, start_azurite
+from shared.settings import Settings, load_settings
+
+SHARED_DIR = Path(
+    os.environ.get("PORTCULLIS_SHARED_DIR", Path(__file__).resolve().parent.parent.parent / "shared")
+)
+
+
+def shared_dir_or_skip() -> Path:
+    """../shared beside the repo (only on the team's machines and CI); skip when absent."""
+    if not (SHARED_DIR / "azure-rest-specs").is_dir():
+        pytest.skip(f"reference material not found at {SHARED_DIR} (set PORTCULLIS_SHARED_DIR)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    instance = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def storage_env(azurite: Azurite) -> dict[str, str]:
+    """Environment for the app against Azurite, with a table prefix unique to this test."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PORTCULLIS_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12],
+    }
+
+
+@pytest.fixture
+def storage_settings(storage_env: dict[str, str]) -> Settings:
+    return load_settings(storage_env)
