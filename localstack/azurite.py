@@ -9,9 +9,7 @@ from localstack.processes import PROJECT_ROOT, ManagedProcess, free_port, port_i
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's published well-known development key; it protects nothing.
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 
 
@@ -46,9 +44,7 @@ def start_azurite(
 ) -> Azurite:
     """Start Azurite with its data in data_dir; ports default to free ones."""
     if not AZURITE_BIN.exists():
-        raise FileNotFoundError(
-            f"{AZURITE_BIN} is missing: run `npm ci` in {PROJECT_ROOT} (make does this)"
-        )
+        raise FileNotFoundError(f"{AZURITE_BIN} is missing: run `npm ci` in {PROJECT_ROOT} (make does this)")
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = [blob_port or free_port(), queue_port or free_port(), table_port or free_port()]
     for port in ports:

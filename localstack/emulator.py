@@ -34,7 +34,7 @@ def _healthy(port: int, ca_file: Path) -> bool:
         return False
     context = ssl.create_default_context(cafile=str(ca_file))
     url = f"https://127.0.0.1:{port}/_emulator/health"
-    with urllib.request.urlopen(url, context=context, timeout=2) as response:  # noqa: S310
+    with urllib.request.urlopen(url, context=context, timeout=2) as response:
         return bool(response.status == 200)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-class ProcessFailedToStart(RuntimeError):
+class ProcessFailedToStartError(RuntimeError):
     pass
 
 
@@ -48,7 +49,7 @@ class ManagedProcess:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
+        self.popen = subprocess.Popen(  # noqa: S603 - argv is built by our own code
             self.argv,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -62,7 +63,7 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise ProcessFailedToStart(
+                raise ProcessFailedToStartError(
                     f"{self.name} exited with code {self.popen.returncode} before it was ready; "
                     f"last log lines:\n{self.tail()}"
                 )
@@ -73,7 +74,7 @@ class ManagedProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise ProcessFailedToStart(
+        raise ProcessFailedToStartError(
             f"{self.name} was not ready after {timeout:.0f} s; last log lines:\n{self.tail()}"
         )
 
@@ -89,16 +90,12 @@ class ManagedProcess:
 
     def stop(self, grace: float = 5.0) -> None:
         if self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.popen.wait(timeout=grace)
         self._log.close()

@@ -1,0 +1,73 @@
+"""`python -m localstack up`: run Azurite, the ARM emulator and the function app until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from localstack.processes import ProcessFailedToStartError
+from localstack.stack import start_stack
+
+# How often the foreground loop checks that every child is still alive.
+WATCH_INTERVAL_SECONDS = 0.5
+
+
+def _ports(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError("expected BLOB,QUEUE,TABLE ports, e.g. 10000,10001,10002")
+    blob, queue, table = (int(part) for part in parts)
+    return blob, queue, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run the local stack in the foreground")
+    up.add_argument("--host-port", type=int, default=7071)
+    up.add_argument("--emulator-port", type=int, default=8443)
+    up.add_argument("--azurite-ports", type=_ports, default=(10000, 10001, 10002))
+    up.add_argument("--data-dir", type=Path, default=Path(".localstack"))
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"starting the local stack in {args.data_dir.resolve()} ...", flush=True)
+    try:
+        stack = start_stack(
+            args.data_dir,
+            host_port=args.host_port,
+            emulator_port=args.emulator_port,
+            azurite_ports=args.azurite_ports,
+        )
+    except (ProcessFailedToStartError, FileNotFoundError, OSError) as error:
+        print(f"local stack failed to start: {error}", file=sys.stderr)
+        return 1
+    with stack:
+        print(stack.describe(), flush=True)
+        print("Local stack is up. Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(WATCH_INTERVAL_SECONDS):
+            dead = stack.dead_process()
+            if dead is not None:
+                print(
+                    f"{dead.name} exited with code {dead.popen.returncode}; stopping the stack. "
+                    f"Last log lines ({dead.log_path}):\n{dead.tail()}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+        print("stopping the local stack ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The whole local stack: Azurite, the ARM emulator and the Functions app on devhost.
+
+`start_stack()` is the one way to run it (for `make up`, `make demo` and end-to-end tests); the
+environment the app gets comes from `host_environment()` so every caller configures it alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from localstack.azurite import Azurite, start_azurite
+from localstack.emulator import Emulator, start_emulator
+from localstack.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+
+EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
+
+
+def host_environment(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
+    """App settings for the function app against the local stack (see shared/settings.py)."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PORTCULLIS_ARM_ENDPOINT": emulator.base_url,
+        "PORTCULLIS_ARM_CA_BUNDLE": str(emulator.ca_file),
+        "PORTCULLIS_ARM_CREDENTIAL": "static-token",
+        # The emulator finishes long-running operations at once; do not wait between polls.
+        "PORTCULLIS_ARM_POLLING_INTERVAL": "0",
+        # devhost passes X-MS-CLIENT-PRINCIPAL* through: it stands in for App Service Easy Auth.
+        "WEBSITE_AUTH_ENABLED": "true",
+        # Queue trigger bindings name their queue through these app settings (%NAME%).
+        "PORTCULLIS_REQUESTS_QUEUE": "jit-requests",
+    }
+
+
+def _host_ready(port: int) -> bool:
+    url = f"http://127.0.0.1:{port}/admin/host/status"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(json.load(response).get("state") == "Running")
+
+
+def start_host(
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    app: str = "function_app",
+    app_dir: Path = PROJECT_ROOT,
+    host_json: Path | None = None,
+    settings: Path | None = None,
+    log_path: Path,
+    timeout: float = 60.0,
+) -> tuple[ManagedProcess, int]:
+    """Run `python -m devhost` for `app`; returns once /admin/host/status says Running."""
+    port = port or free_port()
+    if port_is_open(port):
+        raise OSError(f"port {port} is already in use; choose another for the Functions host")
+    argv = [sys.executable, "-m", "devhost", "--app", app, "--app-dir", str(app_dir)]
+    argv += ["--port", str(port)]
+    if host_json is not None:
+        argv += ["--host-json", str(host_json)]
+    if settings is not None:
+        argv += ["--settings", str(settings)]
+    process = ManagedProcess("functions-host", argv, log_path=log_path, env=dict(env or {}), cwd=PROJECT_ROOT)
+    process.wait_ready(lambda: _host_ready(port), timeout=timeout)
+    return process, port
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    azurite: Azurite
+    emulator: Emulator
+    host: ManagedProcess
+    host_port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.host_url}/api"
+
+    def processes(self) -> list[ManagedProcess]:
+        return [self.host, self.emulator.process, self.azurite.process]
+
+    def dead_process(self) -> ManagedProcess | None:
+        """The first child that has exited, if any."""
+        return next((process for process in self.processes() if not process.running()), None)
+
+    def stop(self) -> None:
+        for process in self.processes():
+            process.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        lines = [
+            f"Functions host  {self.api_url}   (status: {self.host_url}/admin/host/status)",
+            f"ARM emulator    {self.emulator.base_url}",
+            f"Emulator CA     {self.emulator.ca_file}",
+            f"Azurite         {self.azurite.connection_string}",
+            f"Logs            {self.data_dir}/*.log",
+            "Environment given to the app:",
+        ]
+        lines += [f"  {name}={value}" for name, value in self.env.items()]
+        return "\n".join(lines)
+
+
+def start_stack(
+    data_dir: Path,
+    *,
+    host_port: int | None = None,
+    emulator_port: int | None = None,
+    azurite_ports: tuple[int, int, int] | None = None,
+    app: str = "function_app",
+    extra_env: Mapping[str, str] | None = None,
+    emulator_args: list[str] | None = None,
+) -> Stack:
+    """Start Azurite, the emulator and the app on devhost; use as `with start_stack(dir) as s:`.
+
+    Children started before a failure are stopped before the error propagates.
+    """
+    if not EMULATOR_ENTRY.exists():
+        raise FileNotFoundError(
+            f"{EMULATOR_ENTRY} is missing: the ARM emulator (`python -m emulator`) is not in this tree"
+        )
+    data_dir = data_dir.resolve()
+    started: list[ManagedProcess] = []
+    try:
+        blob, queue, table = azurite_ports or (None, None, None)
+        azurite = start_azurite(
+            data_dir / "azurite",
+            blob_port=blob,
+            queue_port=queue,
+            table_port=table,
+            log_path=data_dir / "azurite.log",
+        )
+        started.append(azurite.process)
+        emulator = start_emulator(
+            data_dir / "emulator",
+            port=emulator_port,
+            extra_args=emulator_args,
+            log_path=data_dir / "emulator.log",
+        )
+        started.append(emulator.process)
+        env = {**host_environment(azurite, emulator), **(extra_env or {})}
+        host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
+    return Stack(data_dir, azurite, emulator, host, port, env)
