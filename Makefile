@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv node lint typecheck test test-fast up demo bench clean help
+.PHONY: setup venv node checkov lint typecheck test test-fast up demo bench clean help
 
 help:
 	@echo "make demo   - install everything, start the local stack, run the JIT story end to end"
@@ -25,9 +25,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# checkov has its own venv: it pins packaging<24, which pytest 9 (in .venv) cannot live with.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11)"; exit 1; }
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 venv: $(VENV)/.installed
 node: node_modules/.installed
-setup: venv node
+checkov: $(CHECKOV_VENV)/.installed
+setup: venv node checkov
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,7 @@ def host_environment(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
         "WEBSITE_AUTH_ENABLED": "true",
         # Queue trigger bindings name their queue through these app settings (%NAME%).
         "PORTCULLIS_REQUESTS_QUEUE": "jit-requests",
+        "PORTCULLIS_CONVERGE_QUEUE": "jit-converge",
     }
 
 

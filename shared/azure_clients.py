@@ -11,6 +11,10 @@ from azure.core.credentials import AccessToken, TokenCredential
 
 from shared.settings import ArmCredentialKind, Settings, get_settings
 
+# Prefixes the SDK's User-Agent: marks our calls in ARM's activity log and in the emulator's request
+# log, where tests/arm_calls.py tells the app's calls from test setup by it.
+USER_AGENT = "portcullis/0.1.0"
+
 
 class StaticTokenCredential:
     """A fixed bearer token for the local ARM emulator, which accepts any token."""
@@ -34,6 +38,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments every azure-mgmt-* client takes from our settings."""
     kwargs: dict[str, Any] = {
         "base_url": settings.arm_endpoint,
+        "user_agent": USER_AGENT,
         "polling_interval": settings.arm_polling_interval_seconds,
         "credential_scopes": [f"{settings.arm_endpoint}/.default"]
         if settings.arm_endpoint != "https://management.azure.com"

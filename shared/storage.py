@@ -46,7 +46,7 @@ _created_tables: set[str] = set()
 
 
 def _ensure_table(client: TableClient) -> None:
-    key = f"{client.url}"
+    key = f"{client.url}/{client.table_name}"
     if key in _created_tables:
         return
     with contextlib.suppress(ResourceExistsError):

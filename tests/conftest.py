@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from localstack.azurite import Azurite, start_azurite
+from localstack.emulator import start_emulator
+from localstack.emulator_client import EmulatorClient
 from shared.settings import Settings, load_settings
+
+# Records every ARM request the emulators see, for infra's role-coverage check (tests/arm_calls.py).
+pytest_plugins = ("tests.arm_calls",)
 
 SHARED_DIR = Path(
     os.environ.get("PORTCULLIS_SHARED_DIR", Path(__file__).resolve().parent.parent.parent / "shared")
@@ -46,3 +51,21 @@ def storage_env(azurite: Azurite) -> dict[str, str]:
 @pytest.fixture
 def storage_settings(storage_env: dict[str, str]) -> Settings:
     return load_settings(storage_env)
+
+
+# Long-running operations finish at once in tests; a test that needs them slow uses
+# `arm_emulator.lro_seconds({...})`.
+_FAST_LRO = ["--lro-seconds", "default=0", "--lro-seconds", "Microsoft.Network/azureFirewalls=0",
+             "--lro-seconds", "Microsoft.Network/firewallPolicies=0",
+             "--lro-seconds", "Microsoft.Network/firewallPolicies/ruleCollectionGroups=0"]
+
+
+@pytest.fixture(scope="session")
+def arm_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorClient]:
+    """The ARM emulator, once per session. Use `arm_emulator.client(NetworkManagementClient)` and a
+    fresh `arm_emulator.new_resource_group()` per test; see emulator/PROVIDERS.md."""
+    instance = start_emulator(tmp_path_factory.mktemp("arm-emulator"), extra_args=_FAST_LRO)
+    try:
+        yield EmulatorClient(instance.base_url, instance.ca_file)
+    finally:
+        instance.stop()

@@ -1,0 +1,221 @@
+"""Scenario 3, revocation lag: from each grant's end time to the moment ARM accepted the write that
+removed its rule, (a) with the scheduled converge message intake sends for the end time, and (b)
+with the timer alone (the expiry sweep, every minute at second 0, as in function_app.py).
+
+Grants are written as intake writes them (TableGrantStore.create_request, then ConvergeNotifier:
+"converge now", and for (a) "converge at the end time"), because intake only accepts durations of 5
+minutes or more. Each grant has a VM of its own with a NIC NSG of its own, so the first successful
+write on that NSG after the grant's end, in the emulator's request log, is its removal. End times
+are spread evenly over one timer period, so (b) samples every phase of the timer. The reconcile timer
+is disabled on the host: it would also remove expired rules (every 3 minutes).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench import app
+from bench.estate import BenchEstate, VmInfo, seed
+from bench.harness import _by_app, app_settings, clear_arm_log, log, summary
+
+SWEEP_PERIOD_SECONDS = 60.0  # function_app.jit_expiry_sweep: "0 * * * * *"
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    running = ctx.services
+    per_mode = 3 if ctx.quick else 24
+    modes = ["scheduled"] if ctx.quick else ["scheduled", "timer"]
+    window = 3.0 if ctx.quick else SWEEP_PERIOD_SECONDS
+    estate = BenchEstate(
+        running.arm.subscription_id,
+        f"rg-rev-{uuid.uuid4().hex[:6]}",
+        direct_vms=per_mode * len(modes),
+        ports=1,
+        ip_octet=43,
+    )
+    seed(running.arm, estate.resources())
+    admin, requester = app.new_person("admin@bench.example"), app.new_person("requester@bench.example")
+    app.grant_roles(running, estate, admin, requester)
+    prefix = "brev" + uuid.uuid4().hex[:8]
+    settings = app_settings(running, prefix)
+    vms = list(estate.vms())
+    groups = {mode: vms[i * per_mode : (i + 1) * per_mode] for i, mode in enumerate(modes)}
+    with app.host(running, settings, "host-revocation", disabled=("jit_reconcile",)) as base_url:
+        client = app.ApiClient(base_url)
+        client.put_policies(estate, admin)
+        start = _window_start(quick=ctx.quick)
+        ends: dict[str, datetime] = {}
+        grant_vm: dict[str, VmInfo] = {}
+        for mode, members in groups.items():
+            for index, vm in enumerate(members):
+                end = start + timedelta(seconds=window * (index + 0.5) / len(members))
+                grant_id = _write_grant(settings, estate, requester, vm, end, scheduled=(mode == "scheduled"))
+                ends[grant_id] = end
+                grant_vm[grant_id] = vm
+        not_applied = _wait_applied(running, ends, grant_vm, start)
+        clear_arm_log(running.arm)
+        log(f"revocation: {len(ends)} grants end between {start:%H:%M:%S} and +{window:.0f} s")
+        last_end = max(ends.values())
+        allowance = 15.0 if "timer" not in modes else SWEEP_PERIOD_SECONDS + 20.0
+        deadline = last_end + timedelta(seconds=allowance)
+        removals: dict[str, float] = {}
+        while datetime.now(UTC) < deadline and len(removals) < len(ends):
+            time.sleep(1.0)
+            removals = _removals(running, ends, grant_vm)
+        still_open = _still_open(running, ends, grant_vm)
+    results = []
+    for mode, members in groups.items():
+        names = {vm.name for vm in members}
+        ids = [g for g, vm in grant_vm.items() if vm.name in names]
+        lags = [removals[g] for g in ids if g in removals and g not in not_applied]
+        results.append(
+            {
+                "mode": mode,
+                "grants": len(ids),
+                "lag_seconds": summary(lags, 2),
+                "missed": len(ids) - len(lags),
+                "rules_still_open_at_end": sum(1 for g in ids if g in still_open),
+                # A grant whose rule was not in place by its end time would make its "removal"
+                # indistinguishable from a late application: excluded from the lags.
+                "not_applied_before_end": sum(1 for g in ids if g in not_applied),
+            }
+        )
+        log(
+            f"revocation {mode}: p50 {summary(lags)['p50']} s, p99 {summary(lags)['p99']} s, "
+            f"missed {len(ids) - len(lags)}"
+        )
+    return {
+        "modes": results,
+        "window_seconds": window,
+        "note": (
+            "Lag = time ARM accepted the removing write minus the grant's end time. Scheduled: intake's "
+            "converge message made visible at the end time (rounded up to whole seconds), picked up by the "
+            "queue trigger (polling backs off to host.json maxPollingInterval, 2 s). Timer alone: the "
+            "expiry sweep every minute; expect p50 about half a period and p99 about one period."
+            + (" Quick mode: timer mode skipped." if ctx.quick else "")
+        ),
+    }
+
+
+def _window_start(*, quick: bool) -> datetime:
+    """When the first grant may end: time enough to apply every grant first; in full runs aligned to
+    the sweep's minute boundary so the last grant's wait for the timer is not a whole extra period."""
+    now = datetime.now(UTC)
+    earliest = now + timedelta(seconds=6 if quick else 15)
+    if quick:
+        return earliest
+    boundary = earliest.replace(second=0, microsecond=0)
+    if boundary < earliest:
+        boundary += timedelta(minutes=1)
+    return boundary + timedelta(seconds=0.5)
+
+
+def _write_grant(
+    settings: dict[str, str],
+    estate: BenchEstate,
+    requester: app.Person,
+    vm: VmInfo,
+    end: datetime,
+    *,
+    scheduled: bool,
+) -> str:
+    from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
+    from shared.model import Grant, PolicyRef, Principal, PrincipalSource, TransportProtocol, VmRef
+    from shared.services import ConvergeNotifier
+    from shared.settings import load_settings
+
+    loaded = load_settings(settings)
+    store, notifier = _clients(loaded, TableGrantStore, ConvergeNotifier)
+    owner = app.policy_of(estate)
+    policy = PolicyRef(
+        estate.subscription_id, estate.resource_group, estate.location, owner[vm.vm_id.lower()]
+    )
+    principal = Principal(requester.object_id, requester.name, PrincipalSource.EASY_AUTH)
+    request_id = new_request_id()
+    now = datetime.now(UTC)
+    grant = Grant(
+        grant_id=grant_id(request_id, 0),
+        request_id=request_id,
+        policy=policy,
+        vm=VmRef.parse(vm.vm_id),
+        port=22,
+        protocol=TransportProtocol.TCP,
+        source_prefixes=("198.51.100.0/24",),
+        start_time=now,
+        end_time=end,
+        requester=principal,
+        justification="benchmark",
+        ticket_id=None,
+    )
+    store.create_request(
+        RequestRecord(request_id, policy, principal, now, "benchmark", None, uuid.uuid4().hex), [grant]
+    )
+    notifier.notify(grant.grant_id)
+    if scheduled:
+        notifier.notify(grant.grant_id, visible_at=end)
+    return grant.grant_id
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def _clients(settings: Any, store_class: Any, notifier_class: Any) -> tuple[Any, Any]:
+    key = settings.table_prefix
+    if key not in _CLIENTS:
+        _CLIENTS[key] = (store_class(settings), notifier_class(settings))
+    return _CLIENTS[key]  # type: ignore[no-any-return]
+
+
+def _removals(running: Any, ends: dict[str, datetime], grant_vm: dict[str, VmInfo]) -> dict[str, float]:
+    """grant id -> seconds from its end to the first successful app write on its NSG after the end."""
+    log_entries = running.arm.admin_ok("GET", "/_emulator/requests")["log"]
+    writes: dict[str, list[float]] = {}
+    for entry in log_entries:
+        if entry["method"] not in ("PUT", "DELETE", "PATCH") or not _by_app(entry, "portcullis/"):
+            continue
+        status = entry.get("status")
+        if status is None or status >= 300:
+            continue
+        path = entry["path"].lower()
+        marker = "/networksecuritygroups/"
+        if marker not in path:
+            continue
+        nsg = path.split(marker, 1)[1].split("/", 1)[0]
+        writes.setdefault(nsg, []).append(entry["time"])
+    found = {}
+    for grant_id, end in ends.items():
+        vm = grant_vm[grant_id]
+        assert vm.nic_nsg_id is not None
+        nsg = vm.nic_nsg_id.rsplit("/", 1)[1].lower()
+        after = [t for t in writes.get(nsg, []) if t >= end.timestamp()]
+        if after:
+            found[grant_id] = min(after) - end.timestamp()
+    return found
+
+
+def _allow_rule_present(running: Any, nsg_id: str | None) -> bool:
+    body = running.arm.admin_ok("GET", f"/_emulator/resources{nsg_id}")
+    rules = body.get("properties", {}).get("securityRules") or []
+    return any((r.get("properties") or {}).get("access") == "Allow" for r in rules)
+
+
+def _wait_applied(
+    running: Any, ends: dict[str, datetime], grant_vm: dict[str, VmInfo], start: datetime
+) -> set[str]:
+    """Wait until every grant's rule is in place (or the first end time is near); the grants whose
+    rule is still missing then."""
+    pending = set(ends)
+    while pending:
+        pending = {g for g in pending if not _allow_rule_present(running, grant_vm[g].nic_nsg_id)}
+        if not pending or datetime.now(UTC) >= start - timedelta(seconds=1):
+            break
+        time.sleep(0.5)
+    return pending
+
+
+def _still_open(running: Any, ends: dict[str, datetime], grant_vm: dict[str, VmInfo]) -> set[str]:
+    """Grants whose NSG still holds an Allow rule at the end of the measurement (should be none)."""
+    return {g for g in ends if _allow_rule_present(running, grant_vm[g].nic_nsg_id)}

@@ -1,0 +1,90 @@
+"""Resource ids: `{scope}/providers/{Namespace}/{type}/{name}[/{childType}/{childName}...]`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?", re.IGNORECASE)
+
+
+def key(resource_id: str) -> str:
+    """The store key: ARM ids are case-insensitive."""
+    return resource_id.rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    """A parsed id. `scope` is everything before the last `/providers/` (subscription, resource
+    group, or another resource for extension resources such as role assignments)."""
+
+    scope: str
+    subscription: str | None
+    resource_group: str | None
+    namespace: str
+    types: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[-1]
+
+    @property
+    def type_key(self) -> str:
+        """`Microsoft.Network/networkSecurityGroups/securityRules`: how types are registered."""
+        return "/".join((self.namespace, *self.types))
+
+    @property
+    def parent(self) -> ResourceId | None:
+        if len(self.names) < 2:
+            return None
+        return ResourceId(
+            self.scope,
+            self.subscription,
+            self.resource_group,
+            self.namespace,
+            self.types[:-1],
+            self.names[:-1],
+        )
+
+    @property
+    def resource_group_id(self) -> str | None:
+        if self.subscription is None or self.resource_group is None:
+            return None
+        return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+
+    def __str__(self) -> str:
+        pairs = "/".join(f"{t}/{n}" for t, n in zip(self.types, self.names, strict=True))
+        return f"{self.scope}/providers/{self.namespace}/{pairs}"
+
+    def child(self, child_type: str, name: str) -> ResourceId:
+        return ResourceId(
+            self.scope,
+            self.subscription,
+            self.resource_group,
+            self.namespace,
+            (*self.types, child_type),
+            (*self.names, name),
+        )
+
+
+def parse(resource_id: str) -> ResourceId | None:
+    """Parse a full resource id; None when it is not one (a collection path, an action, garbage)."""
+    path = resource_id.rstrip("/")
+    lowered = path.lower()
+    at = lowered.rfind("/providers/")
+    if at < 0:
+        return None
+    scope, rest = path[:at], path[at + len("/providers/") :]
+    segments = rest.split("/")
+    if len(segments) < 3 or len(segments) % 2 == 0 or any(not s for s in segments):
+        return None
+    namespace, pairs = segments[0], segments[1:]
+    match = _SUBSCRIPTION.match(scope)
+    subscription = match.group("sub") if match else None
+    resource_group = match.group("rg") if match else None
+    return ResourceId(scope, subscription, resource_group, namespace, tuple(pairs[0::2]), tuple(pairs[1::2]))
+
+
+def resource_group_id(subscription: str, resource_group: str) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}"

@@ -1,0 +1,283 @@
+"""Shared pieces of the Network provider: field checks with ARM-style errors, references between
+resources, and the back-reference index (who points at this subnet / NSG / public IP / policy)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from emulator import ids
+from emulator.errors import ArmError
+
+if TYPE_CHECKING:
+    from emulator.engine import Call
+    from emulator.store import Record, Store
+
+NETWORK = "Microsoft.Network"
+NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
+VNET_TYPE = "Microsoft.Network/virtualNetworks"
+NIC_TYPE = "Microsoft.Network/networkInterfaces"
+PIP_TYPE = "Microsoft.Network/publicIPAddresses"
+FIREWALL_TYPE = "Microsoft.Network/azureFirewalls"
+POLICY_TYPE = "Microsoft.Network/firewallPolicies"
+RCG_TYPE = "Microsoft.Network/firewallPolicies/ruleCollectionGroups"
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+
+# Names of Network child resources: up to 80 characters, starting with a word character and ending
+# with a word character or '_', with word characters, '.', '-' and '_' between.
+_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")
+
+
+def invalid(code: str, message: str, target: str | None = None) -> ArmError:
+    return ArmError(400, code, message, target=target)
+
+
+def check_name(name: str, target: str = "name") -> None:
+    if not _NAME.match(name):
+        raise invalid(
+            "InvalidResourceName",
+            f"Resource name {name} is invalid. The name can be up to 80 characters long. It must begin with "
+            "a word character, and it must end with a word character or with '_'. The name may contain "
+            "word characters or '.', '-', '_'.",
+            target,
+        )
+
+
+def properties(body: dict[str, Any]) -> dict[str, Any]:
+    props = body.get("properties")
+    if props is None:
+        props = body["properties"] = {}
+    if not isinstance(props, dict):
+        raise invalid(
+            "InvalidRequestFormat", "Cannot parse the request: 'properties' must be an object.", "properties"
+        )
+    return props
+
+
+def require_list(value: Any, target: str, *, required: bool = False) -> list[Any]:
+    if value is None:
+        if required:
+            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+        return []
+    if not isinstance(value, list):
+        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an array.", target)
+    return value
+
+
+def require_object(value: Any, target: str, *, required: bool = False) -> dict[str, Any] | None:
+    if value is None:
+        if required:
+            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+        return None
+    if not isinstance(value, dict):
+        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    return value
+
+
+def require_string(value: Any, target: str, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+        return None
+    if not isinstance(value, str):
+        raise invalid("InvalidRequestFormat", f"Property '{target}' must be a string.", target)
+    return value
+
+
+def require_int(value: Any, target: str, low: int, high: int, *, code: str = "InvalidRequestFormat") -> int:
+    if value is None:
+        raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        else:
+            raise invalid("InvalidRequestFormat", f"Property '{target}' must be an integer.", target)
+    if not low <= value <= high:
+        raise invalid(
+            code, f"Property '{target}' has invalid value {value}. Allowed range {low}-{high}.", target
+        )
+    return int(value)
+
+
+def one_of(value: Any, allowed: tuple[str, ...], target: str, *, required: bool = True) -> str | None:
+    """Case-insensitive enum check; answers the canonical spelling."""
+    if value is None and not required:
+        return None
+    if isinstance(value, str):
+        for option in allowed:
+            if option.lower() == value.lower():
+                return option
+    raise invalid(
+        "InvalidRequestFormat",
+        f"Property '{target}' has invalid value {value!r}. Allowed values: {', '.join(allowed)}.",
+        target,
+    )
+
+
+def reference_id(value: Any, target: str, *, required: bool = False) -> str | None:
+    """The id of a `{"id": ...}` reference, or None."""
+    ref = require_object(value, target, required=required)
+    if ref is None:
+        return None
+    ref_id = ref.get("id")
+    if not isinstance(ref_id, str) or ids.parse(ref_id) is None:
+        raise invalid(
+            "InvalidRequestFormat", f"Property '{target}.id' must be a resource id.", f"{target}.id"
+        )
+    return ref_id
+
+
+def missing_reference(ref_id: str, target: str) -> ArmError:
+    return invalid(
+        "InvalidResourceReference",
+        f"Resource {ref_id} referenced by resource {target} was not found. Please make sure that the "
+        "referenced resource exists, and that both resources are in the same region.",
+        target,
+    )
+
+
+def require_record_body(store: Store, ref_id: str, type_key: str, target: str) -> dict[str, Any]:
+    record = store.get(ref_id)
+    if record is None or record.type_key.lower() != type_key.lower():
+        raise missing_reference(ref_id, target)
+    return record.body
+
+
+def find_subnet(store: Store, subnet_id: str) -> dict[str, Any] | None:
+    rid = ids.parse(subnet_id)
+    if rid is None or rid.type_key.lower() != (VNET_TYPE + "/subnets").lower() or rid.parent is None:
+        return None
+    vnet = store.get(str(rid.parent))
+    if vnet is None:
+        return None
+    for subnet in vnet.body.get("properties", {}).get("subnets", []):
+        if subnet.get("name", "").lower() == rid.name.lower():
+            return dict(subnet)
+    return None
+
+
+def subnet_networks(subnet: dict[str, Any]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    props = subnet.get("properties", {})
+    prefixes = props.get("addressPrefixes") or (
+        [props["addressPrefix"]] if props.get("addressPrefix") else []
+    )
+    return [ipaddress.ip_network(p, strict=False) for p in prefixes]
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+def sub_resource(parent_id: str, kind: str, name: str) -> str:
+    return f"{parent_id}/{kind}/{name}"
+
+
+def same(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.lower() == b.lower()
+
+
+_RELATIONS = (
+    "ipconfigs_by_subnet",  # subnet -> ip configurations (NICs, firewalls) in it
+    "used_ips_by_subnet",  # subnet -> private IP -> the ip configuration holding it
+    "nics_by_nsg",
+    "subnets_by_nsg",
+    "ipconfig_by_public_ip",
+    "vm_by_nic",
+    "firewalls_by_policy",
+)
+
+
+def _contributions(record: Record) -> list[tuple[str, str, str, str]]:
+    """(relation, target id, source key, value) for what this record points at."""
+    kind = record.type_key.lower()
+    body = record.body
+    found: list[tuple[str, str, str, str]] = []
+    props = body.get("properties") or {}
+    if kind in (NIC_TYPE.lower(), FIREWALL_TYPE.lower()):
+        if kind == NIC_TYPE.lower():
+            nsg_id = (props.get("networkSecurityGroup") or {}).get("id")
+            if nsg_id:
+                found.append(("nics_by_nsg", nsg_id, body["id"], body["id"]))
+        else:
+            policy_id = (props.get("firewallPolicy") or {}).get("id")
+            if policy_id:
+                found.append(("firewalls_by_policy", policy_id, body["id"], body["id"]))
+        for config in props.get("ipConfigurations") or []:
+            cprops = config.get("properties") or {}
+            subnet_id = (cprops.get("subnet") or {}).get("id")
+            if subnet_id:
+                found.append(("ipconfigs_by_subnet", subnet_id, config["id"], config["id"]))
+                if cprops.get("privateIPAddress"):
+                    found.append(("used_ips_by_subnet", subnet_id, cprops["privateIPAddress"], config["id"]))
+            pip_id = (cprops.get("publicIPAddress") or {}).get("id")
+            if pip_id:
+                found.append(("ipconfig_by_public_ip", pip_id, config["id"], config["id"]))
+    elif kind == VNET_TYPE.lower():
+        for subnet in props.get("subnets") or []:
+            nsg_id = ((subnet.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
+            if nsg_id:
+                found.append(("subnets_by_nsg", nsg_id, subnet["id"], subnet["id"]))
+    elif kind == VM_TYPE.lower():
+        for nic_ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
+            if isinstance(nic_ref, dict) and isinstance(nic_ref.get("id"), str):
+                found.append(("vm_by_nic", nic_ref["id"], body["id"], body["id"]))
+    return found
+
+
+class BackReferences:
+    """Who points at whom (a subnet's ip configurations, an NSG's NICs and subnets, a public IP's
+    holder, a NIC's VM, a policy's firewalls), kept current on every store change."""
+
+    def __init__(self) -> None:
+        self._relations: dict[str, dict[str, dict[str, str]]] = {r: {} for r in _RELATIONS}
+        self._by_record: dict[str, list[tuple[str, str, str, str]]] = {}
+        self.allocation_hints: dict[str, int] = {}  # subnet -> next private IP to try (as int)
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def update(self, old: Record | None, new: Record | None) -> None:
+        if old is not None:
+            for relation, target, source, _ in self._by_record.pop(old.id.lower(), []):
+                sources = self._relations[relation].get(target.lower())
+                if sources is not None:
+                    sources.pop(source, None)
+                    if not sources:
+                        del self._relations[relation][target.lower()]
+        if new is not None:
+            contributions = _contributions(new)
+            if contributions:
+                self._by_record[new.id.lower()] = contributions
+            for relation, target, source, value in contributions:
+                self._relations[relation].setdefault(target.lower(), {})[source] = value
+
+    def sources(self, relation: str, target_id: str) -> list[str]:
+        return list(self._relations[relation].get(target_id.lower(), {}).values())
+
+    def first(self, relation: str, target_id: str) -> str | None:
+        values = self._relations[relation].get(target_id.lower())
+        return next(iter(values.values())) if values else None
+
+    def used_ips(self, subnet_id: str) -> dict[str, str]:
+        """Private IP -> holding ip configuration, in one subnet."""
+        return self._relations["used_ips_by_subnet"].get(subnet_id.lower(), {})
+
+
+_INDEX = "network.backrefs"
+
+
+def install_back_references(store: Store) -> None:
+    index = BackReferences()
+    store.indexes[_INDEX] = index
+    store.add_listener(index)
+
+
+def refs_of(call: Call) -> BackReferences:
+    index: BackReferences = call.store.indexes[_INDEX]
+    return index
+
+
+def id_list(values: list[str]) -> list[dict[str, str]]:
+    return [{"id": v} for v in values]

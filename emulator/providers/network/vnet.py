@@ -1,0 +1,273 @@
+"""Virtual networks and their subnets (child resources stored inside the VNet)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from emulator.providers.network.common import (
+    NETWORK,
+    NSG_TYPE,
+    VNET_TYPE,
+    check_name,
+    id_list,
+    invalid,
+    new_guid,
+    properties,
+    reference_id,
+    refs_of,
+    require_list,
+    require_object,
+    require_record_body,
+    require_string,
+    sub_resource,
+)
+from emulator.resource import ResourceType
+
+if TYPE_CHECKING:
+    from emulator.engine import Call
+    from emulator.ids import ResourceId
+    from emulator.store import Store
+
+SUBNET_TYPE = VNET_TYPE + "/subnets"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(value: Any, target: str) -> Network:
+    if not isinstance(value, str):
+        raise invalid("InvalidAddressPrefixFormat", f"Address prefix {value!r} is not a CIDR.", target)
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise invalid(
+            "InvalidAddressPrefixFormat",
+            f"Address prefix {value} of resource {target} is not formatted correctly. It should follow CIDR "
+            "notation, for example 10.0.0.0/24.",
+            target,
+        ) from None
+    return network
+
+
+def normalise_subnet(
+    store: Store, vnet_id: str, subnet: Any, target: str, space: list[Network]
+) -> tuple[dict[str, Any], list[Network]]:
+    if not isinstance(subnet, dict):
+        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    name = require_string(subnet.get("name"), f"{target}.name")
+    assert name is not None
+    check_name(name, f"{target}.name")
+    props = properties(subnet)
+    if props.get("addressPrefixes"):
+        prefixes = [
+            _network(p, f"{target}.properties.addressPrefixes[{i}]")
+            for i, p in enumerate(
+                require_list(props["addressPrefixes"], f"{target}.properties.addressPrefixes")
+            )
+        ]
+    else:
+        prefix = require_string(props.get("addressPrefix"), f"{target}.properties.addressPrefix")
+        prefixes = [_network(prefix, f"{target}.properties.addressPrefix")]
+    for network in prefixes:
+        if not any(network.version == s.version and network.subnet_of(s) for s in space):  # type: ignore[arg-type]
+            raise invalid(
+                "NetcfgSubnetRangeOutsideVnet",
+                f"Subnet '{name}' is not valid because its IP address range is outside the IP "
+                f"address range of "
+                "virtual network.",
+                f"{target}.properties.addressPrefix",
+            )
+    answer_props: dict[str, Any] = {}
+    if len(prefixes) == 1 and not props.get("addressPrefixes"):
+        answer_props["addressPrefix"] = str(prefixes[0])
+    else:
+        answer_props["addressPrefixes"] = [str(p) for p in prefixes]
+    nsg_id = reference_id(props.get("networkSecurityGroup"), f"{target}.properties.networkSecurityGroup")
+    if nsg_id:
+        nsg = require_record_body(store, nsg_id, NSG_TYPE, f"{target}.properties.networkSecurityGroup")
+        answer_props["networkSecurityGroup"] = {"id": nsg["id"]}
+    for passthrough in (
+        "serviceEndpoints",
+        "delegations",
+        "privateEndpointNetworkPolicies",
+        "privateLinkServiceNetworkPolicies",
+        "routeTable",
+        "natGateway",
+        "defaultOutboundAccess",
+    ):
+        if passthrough in props:
+            answer_props[passthrough] = props[passthrough]
+    answer_props.setdefault("delegations", [])
+    answer_props.setdefault("privateEndpointNetworkPolicies", "Disabled")
+    answer_props.setdefault("privateLinkServiceNetworkPolicies", "Enabled")
+    return (
+        {
+            "name": name,
+            "id": sub_resource(vnet_id, "subnets", name),
+            "type": SUBNET_TYPE,
+            "properties": answer_props,
+        },
+        prefixes,
+    )
+
+
+def check_overlaps(subnets: list[tuple[dict[str, Any], list[Network]]], target: str) -> None:
+    seen: list[tuple[str, Network]] = []
+    names: set[str] = set()
+    for subnet, prefixes in subnets:
+        if subnet["name"].lower() in names:
+            raise invalid(
+                "DuplicateResourceName", f"Subnet name {subnet['name']} is used more than once.", target
+            )
+        names.add(subnet["name"].lower())
+        for network in prefixes:
+            for other_name, other in seen:
+                if network.version == other.version and network.overlaps(other):
+                    raise invalid(
+                        "NetcfgSubnetRangesOverlap",
+                        f"Subnet '{subnet['name']}' is not valid because its IP address range overlaps "
+                        f"with that "
+                        f"of an existing subnet '{other_name}' in virtual network.",
+                        target,
+                    )
+            seen.append((subnet["name"], network))
+
+
+def _address_space(props: dict[str, Any], existing: dict[str, Any] | None) -> list[Network]:
+    space = require_object(props.get("addressSpace"), "properties.addressSpace")
+    prefixes = require_list((space or {}).get("addressPrefixes"), "properties.addressSpace.addressPrefixes")
+    if not prefixes and existing:
+        prefixes = existing["properties"]["addressSpace"]["addressPrefixes"]
+    if not prefixes:
+        raise invalid(
+            "InvalidRequestFormat",
+            "Required property 'properties.addressSpace.addressPrefixes' is missing.",
+            "properties.addressSpace.addressPrefixes",
+        )
+    return [_network(p, f"properties.addressSpace.addressPrefixes[{i}]") for i, p in enumerate(prefixes)]
+
+
+def _in_use(call: Call, subnet_id: str) -> list[str]:
+    return refs_of(call).sources("ipconfigs_by_subnet", subnet_id)
+
+
+class VirtualNetworks(ResourceType):
+    namespace = NETWORK
+    types = ("virtualNetworks",)
+    long_running = True
+
+    def prepare(
+        self,
+        call: Call,
+        rid: ResourceId,
+        body: dict[str, Any],
+        existing: dict[str, Any] | None,
+        parent: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        check_name(rid.name, "virtualNetworkName")
+        props = properties(body)
+        space = _address_space(props, existing)
+        subnets = [
+            normalise_subnet(call.store, str(rid), s, f"properties.subnets[{i}]", space)
+            for i, s in enumerate(require_list(props.get("subnets"), "properties.subnets"))
+        ]
+        check_overlaps(subnets, "properties.subnets")
+        kept_names = {s["name"].lower() for s, _ in subnets}
+        for old in (existing or {}).get("properties", {}).get("subnets", []):
+            if old["name"].lower() not in kept_names and _in_use(call, old["id"]):
+                raise invalid(
+                    "InUseSubnetCannotBeDeleted",
+                    f"Subnet {old['name']} is in use by {', '.join(_in_use(call, old['id']))} and "
+                    f"cannot be deleted. "
+                    "In order to delete the subnet, delete all the resources within the subnet.",
+                    "properties.subnets",
+                )
+        for subnet, _ in subnets:
+            subnet["properties"]["provisioningState"] = "Succeeded"
+        kept = {k: v for k, v in body.items() if k in ("location", "tags")}
+        answer_props: dict[str, Any] = {
+            "addressSpace": {"addressPrefixes": [str(n) for n in space]},
+            "subnets": [s for s, _ in subnets],
+            "virtualNetworkPeerings": props.get("virtualNetworkPeerings") or [],
+            "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
+            "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or new_guid(),
+        }
+        if props.get("dhcpOptions") is not None:
+            answer_props["dhcpOptions"] = props["dhcpOptions"]
+        return {**kept, "properties": answer_props}
+
+    def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        props = dict(body.get("properties", {}))
+        props["subnets"] = [render_subnet(call, s) for s in props.get("subnets", [])]
+        return {**body, "properties": props}
+
+    def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
+        for subnet in existing.get("properties", {}).get("subnets", []):
+            users = _in_use(call, subnet["id"])
+            if users:
+                raise invalid(
+                    "InUseSubnetCannotBeDeleted",
+                    f"Subnet {subnet['name']} is in use by {', '.join(users)} and cannot be deleted.",
+                )
+
+
+def render_subnet(call: Call, subnet: dict[str, Any]) -> dict[str, Any]:
+    users = _in_use(call, subnet["id"])
+    if not users:
+        return subnet
+    return {**subnet, "properties": {**subnet.get("properties", {}), "ipConfigurations": id_list(users)}}
+
+
+class Subnets(ResourceType):
+    namespace = NETWORK
+    types = ("virtualNetworks", "subnets")
+    long_running = True
+    embedded_in = ("properties", "subnets")
+    tracked = False
+    patch_supported = False
+
+    def prepare(
+        self,
+        call: Call,
+        rid: ResourceId,
+        body: dict[str, Any],
+        existing: dict[str, Any] | None,
+        parent: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        assert parent is not None and rid.parent is not None
+        body["name"] = rid.name
+        space = [ipaddress.ip_network(p) for p in parent["properties"]["addressSpace"]["addressPrefixes"]]
+        subnet = normalise_subnet(call.store, str(rid.parent), body, "subnetParameters", space)
+        siblings = []
+        for other in parent["properties"].get("subnets", []):
+            if other["name"].lower() != rid.name.lower():
+                other_props = other["properties"]
+                prefixes = other_props.get("addressPrefixes") or [other_props["addressPrefix"]]
+                siblings.append((other, [ipaddress.ip_network(p) for p in prefixes]))
+        check_overlaps([*siblings, subnet], "subnetParameters")
+        if existing is not None and _in_use(call, existing["id"]):
+            old = existing["properties"].get("addressPrefixes") or [
+                existing["properties"].get("addressPrefix")
+            ]
+            new = subnet[0]["properties"].get("addressPrefixes") or [
+                subnet[0]["properties"].get("addressPrefix")
+            ]
+            if old != new:
+                raise invalid(
+                    "InUseSubnetCannotBeUpdated",
+                    f"Subnet {rid.name} is in use and its address prefix cannot be changed.",
+                    "subnetParameters.properties.addressPrefix",
+                )
+        return subnet[0]
+
+    def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        return render_subnet(call, body)
+
+    def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
+        users = _in_use(call, str(rid))
+        if users:
+            raise invalid(
+                "InUseSubnetCannotBeDeleted",
+                f"Subnet {rid.name} is in use by {', '.join(users)} and cannot be deleted. In "
+                f"order to delete "
+                "the subnet, delete all the resources within the subnet.",
+            )

@@ -1,0 +1,247 @@
+"""InitiateAccess: a Defender initiate body, from HTTP or the queue, becomes grants or a refusal.
+
+parse -> policy -> RBAC on every VM -> fits the policy -> write the request and its grants (Initiating,
+no targets: enforcement resolves them) -> audit -> supersede older grants on the same VM and port
+-> ConvergeGrant now and at the end time. Refusals are audited with their reason.
+A ticket id makes the request id deterministic, so a resend finds the first request instead of
+creating a second; the steps after the write are idempotent and are repeated for a resend, so a
+crash between them is repaired by redelivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.actions.refusal import Refusal, TransientFailureError
+from shared.actions.revoke import revoke_grant
+from shared.authz import INITIATE_ACTION, AuthorizationUnavailableError
+from shared.defender import InitiateWire, access_request_from_wire, parse_model
+from shared.grants import (
+    MAX_GRANTS_PER_REQUEST,
+    RequestExistsError,
+    RequestRecord,
+    StoredRequest,
+    grant_id,
+    new_request_id,
+    request_id_for_ticket,
+)
+from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
+from shared.policy import ApprovedPort, evaluate
+from shared.policy_store import StoredPolicy
+from shared.services import Services
+
+Channel = Literal["http", "queue"]
+
+
+@dataclass(frozen=True)
+class InitiateCommand:
+    body: Any  # the initiate body as parsed JSON, validated here
+    requester: Principal
+    channel: Channel
+    # None: the policy that lists the first VM (queued requests may omit it).
+    policy: PolicyRef | None = None
+    caller_address: str | None = None
+    ticket_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InitiateResult:
+    request: StoredRequest
+    created: bool  # False: a resend of a ticket already recorded
+
+
+class InitiateAccess:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(self, command: InitiateCommand) -> InitiateResult:
+        try:
+            return self._initiate(command)
+        except Refusal as refusal:
+            self._services.audit.record(
+                "request.refused",
+                subject=command.ticket_id or (command.policy.id if command.policy else "request"),
+                actor=command.requester.object_id,
+                requester=command.requester.display_name,
+                channel=command.channel,
+                status=refusal.status,
+                code=refusal.code,
+                field=refusal.target,
+                reason=refusal.message,
+            )
+            raise
+
+    def _initiate(self, command: InitiateCommand) -> InitiateResult:
+        services = self._services
+        now = services.clock()
+        try:
+            wire = parse_model(InitiateWire, command.body)
+            request = access_request_from_wire(wire, command.caller_address)
+        except DomainError as error:
+            raise Refusal.invalid(error) from None
+        stored_policy = self._policy(
+            command, request.virtual_machines[0].vm.id if request.virtual_machines else None
+        )
+        fingerprint = _fingerprint(stored_policy.ref, command.body)
+        if command.ticket_id is not None:
+            existing = services.grants.get_request(request_id_for_ticket(command.ticket_id))
+            if existing is not None:
+                return self._resend(existing, command, fingerprint)
+        self._authorize(command.requester, [vm.vm.id for vm in request.virtual_machines], command.channel)
+        decision = evaluate(request, stored_policy.policy, now, services.limits)
+        if not decision.allowed:
+            raise Refusal.all_invalid(list(decision.refusals))
+        if len(decision.approved) > MAX_GRANTS_PER_REQUEST:
+            raise Refusal.invalid(
+                DomainError("virtualMachines", f"at most {MAX_GRANTS_PER_REQUEST} ports in one request")
+            )
+        request_id = request_id_for_ticket(command.ticket_id) if command.ticket_id else new_request_id()
+        record = RequestRecord(
+            request_id=request_id,
+            policy=stored_policy.ref,
+            requester=command.requester,
+            start_time=now,
+            justification=request.justification,
+            ticket_id=command.ticket_id,
+            fingerprint=fingerprint,
+            caller_address=command.caller_address,
+        )
+        grants = [_grant(record, index, approved) for index, approved in enumerate(decision.approved)]
+        try:
+            services.grants.create_request(record, grants)
+        except RequestExistsError as raced:
+            return self._resend(raced.existing, command, fingerprint)
+        services.audit.record(
+            "request.accepted",
+            subject=request_id,
+            actor=command.requester.object_id,
+            requester=command.requester.display_name,
+            channel=command.channel,
+            policy=stored_policy.ref.id,
+            ticket=command.ticket_id,
+            grants=[g.grant_id for g in grants],
+            justification=request.justification,
+        )
+        for grant in grants:
+            services.audit.record(
+                "grant.initiating",
+                subject=grant.grant_id,
+                actor=command.requester.object_id,
+                request=request_id,
+                vm=grant.vm.id,
+                port=grant.port,
+                protocol=grant.protocol.value,
+                sources=list(grant.source_prefixes),
+                end=grant.end_time.isoformat(),
+            )
+        stored = StoredRequest(record, grants)
+        self._hand_over(stored)
+        return InitiateResult(services.grants.get_request(request_id) or stored, created=True)
+
+    def _policy(self, command: InitiateCommand, first_vm_id: str | None) -> StoredPolicy:
+        policies = self._services.policies
+        if command.policy is not None:
+            stored = policies.get(command.policy)
+            if stored is None:
+                raise Refusal.not_found(
+                    "PolicyNotFound", f"JIT network access policy {command.policy.id} does not exist"
+                )
+            return stored
+        if first_vm_id is None:
+            raise Refusal.invalid(DomainError("virtualMachines", "list at least one virtual machine"))
+        vm = VmRef.parse(first_vm_id, "virtualMachines[0].id")
+        found = next(iter(policies.for_vm(vm)), None)
+        if found is None:
+            raise Refusal(
+                400,
+                "VmNotInPolicy",
+                f"virtualMachines[0].id: no JIT policy lists virtual machine {vm.id}",
+                "virtualMachines[0].id",
+            )
+        return found
+
+    def _authorize(self, requester: Principal, vm_ids: list[str], channel: Channel) -> None:
+        for index, vm_id in enumerate(vm_ids):
+            try:
+                allowed = self._services.authorizer.is_allowed(requester, INITIATE_ACTION, vm_id)
+            except AuthorizationUnavailableError as error:
+                if channel == "queue":
+                    # Transient: the queue retries, then the poison queue keeps the message.
+                    raise TransientFailureError(str(error)) from error
+                raise Refusal.unavailable(f"{error}; nothing was opened, try again shortly") from None
+            if not allowed:
+                raise Refusal.forbidden(
+                    f"{requester.display_name} ({requester.object_id}) does not have authorization to "
+                    f"perform action '{INITIATE_ACTION}' over scope '{vm_id}'",
+                    f"virtualMachines[{index}].id",
+                )
+
+    def _resend(self, existing: StoredRequest, command: InitiateCommand, fingerprint: str) -> InitiateResult:
+        record = existing.record
+        if record.fingerprint != fingerprint or record.requester.object_id != command.requester.object_id:
+            raise Refusal(
+                409,
+                "TicketAlreadyUsed",
+                f"ticket {command.ticket_id!r} was already used for request {record.request_id} with a "
+                "different requester or body",
+                "ticketId",
+            )
+        self._services.audit.record(
+            "request.resent",
+            subject=record.request_id,
+            actor=command.requester.object_id,
+            channel=command.channel,
+            ticket=command.ticket_id,
+        )
+        self._hand_over(existing)
+        return InitiateResult(self._services.grants.get_request(record.request_id) or existing, created=False)
+
+    def _hand_over(self, stored: StoredRequest) -> None:
+        """After the write: supersede older grants, then tell enforcement (now and at the end)."""
+        for grant in stored.grants:
+            if grant.status is PortStatus.REVOKED:
+                continue
+            self._supersede_older(grant)
+        converge = self._services.converge
+        for grant in stored.grants:
+            converge.notify(grant.grant_id)
+            converge.notify(grant.grant_id, visible_at=grant.end_time)
+
+    def _supersede_older(self, newer: Grant) -> None:
+        for older in self._services.grants.list_for_vm(newer.vm, open_only=True):
+            if older.port != newer.port or older.request_id == newer.request_id:
+                continue
+            if (older.start_time, older.grant_id) >= (newer.start_time, newer.grant_id):
+                continue
+            revoke_grant(
+                self._services,
+                older,
+                StatusReason.NEWER_REQUEST_INITIATED,
+                actor=newer.requester.object_id,
+                by_request=newer.request_id,
+            )
+
+
+def _grant(record: RequestRecord, index: int, approved: ApprovedPort) -> Grant:
+    return Grant(
+        grant_id=grant_id(record.request_id, index),
+        request_id=record.request_id,
+        policy=record.policy,
+        vm=approved.vm,
+        port=approved.policy_port.number,
+        protocol=approved.policy_port.protocol,
+        source_prefixes=approved.source_prefixes,
+        start_time=record.start_time,
+        end_time=approved.end_time,
+        requester=record.requester,
+        justification=record.justification,
+        ticket_id=record.ticket_id,
+    )
+
+
+def _fingerprint(policy: PolicyRef, body: Any) -> str:
+    canonical = json.dumps({"policy": policy.key, "body": body}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,148 @@
+"""PutPolicy, GetPolicy, ListPolicies, DeletePolicy: Defender's policy resource, stored in Table
+storage, guarded by Azure RBAC on the policy (`.../jitNetworkAccessPolicies/write|read|delete`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.actions.refusal import Refusal
+from shared.authz import (
+    DELETE_POLICY_ACTION,
+    READ_POLICY_ACTION,
+    WRITE_POLICY_ACTION,
+    AuthorizationUnavailableError,
+)
+from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
+from shared.model import DomainError, PolicyRef, Principal
+from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
+from shared.services import Services
+
+
+@dataclass(frozen=True)
+class PutOutcome:
+    body: dict[str, Any]
+    created: bool
+
+
+def _require(services: Services, principal: Principal, action: str, scope: str) -> None:
+    try:
+        allowed = services.authorizer.is_allowed(principal, action, scope)
+    except AuthorizationUnavailableError as error:
+        raise Refusal.unavailable(str(error)) from None
+    if not allowed:
+        raise Refusal.forbidden(
+            f"{principal.display_name} ({principal.object_id}) does not have authorization to perform "
+            f"action '{action}' over scope '{scope}'"
+        )
+
+
+def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
+    """The policy as Defender answers it, with its request history from the grant store."""
+    history = [
+        request_to_wire(
+            request.grants,
+            start_time=request.record.start_time,
+            requestor=request.record.requester.display_name,
+            justification=request.record.justification,
+        )
+        for request in services.grants.policy_history(stored.ref)
+    ]
+    return policy_to_wire(stored.ref, stored.body, history)
+
+
+class PutPolicy:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(self, ref: PolicyRef, body: Any, principal: Principal) -> PutOutcome:
+        services = self._services
+        _require(services, principal, WRITE_POLICY_ACTION, ref.id)
+        try:
+            policy, canonical = parse_policy_body(body, ref)
+        except DomainError as error:
+            services.audit.record(
+                "policy.refused",
+                subject=ref.id,
+                actor=principal.object_id,
+                field=error.field,
+                reason=error.reason,
+            )
+            raise Refusal.invalid(error) from None
+        created = services.policies.put(ref, canonical, services.clock())
+        services.audit.record(
+            "policy.written",
+            subject=ref.id,
+            actor=principal.object_id,
+            created=created,
+            vms=[vm.vm.id for vm in policy.virtual_machines],
+        )
+        stored = services.policies.get(ref)
+        assert stored is not None
+        return PutOutcome(policy_answer(services, stored), created)
+
+
+class GetPolicy:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(self, ref: PolicyRef, principal: Principal) -> dict[str, Any]:
+        _require(self._services, principal, READ_POLICY_ACTION, ref.id)
+        stored = self._services.policies.get(ref)
+        if stored is None:
+            raise Refusal.not_found(
+                "ResourceNotFound",
+                f"The Resource '{POLICY_TYPE_NAME}/{ref.location}/jitNetworkAccessPolicies/{ref.name}' under "
+                f"resource group '{ref.resource_group}' was not found.",
+            )
+        return policy_answer(self._services, stored)
+
+
+POLICY_TYPE_NAME = "Microsoft.Security/locations"
+
+
+class ListPolicies:
+    """Every policy in the scope that the caller may read (Azure filters lists by RBAC too)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(
+        self,
+        principal: Principal,
+        subscription_id: str,
+        resource_group: str | None = None,
+        location: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            check_subscription(subscription_id)
+            if resource_group is not None:
+                check_resource_group(resource_group)
+            if location is not None:
+                check_location(location)
+        except DomainError as error:
+            raise Refusal.invalid(error) from None
+        readable = []
+        for stored in self._services.policies.list_in(subscription_id, resource_group, location):
+            try:
+                allowed = self._services.authorizer.is_allowed(principal, READ_POLICY_ACTION, stored.ref.id)
+            except AuthorizationUnavailableError as error:
+                raise Refusal.unavailable(str(error)) from None
+            if allowed:
+                readable.append(policy_answer(self._services, stored))
+        return {"value": readable}
+
+
+class DeletePolicy:
+    """True if a policy was deleted (200), False if there was none (204). Grants already made keep
+    their end times: enforcement closes them as usual."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(self, ref: PolicyRef, principal: Principal) -> bool:
+        _require(self._services, principal, DELETE_POLICY_ACTION, ref.id)
+        deleted = self._services.policies.delete(ref)
+        if deleted:
+            self._services.audit.record("policy.deleted", subject=ref.id, actor=principal.object_id)
+        return deleted

@@ -1,0 +1,1 @@
+"""HTTP handlers: Defender-compatible routes, our extensions, and the OpenAPI document."""

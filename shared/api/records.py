@@ -1,0 +1,135 @@
+"""Our extensions beside Defender's routes, read from the records:
+GET/DELETE /api/requests/{requestId}, GET /api/grants?vm=...&active=true, and the import endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from shared.actions.importer import ImportDefenderPolicies
+from shared.actions.refusal import Refusal
+from shared.actions.revoke import RevokeAccess
+from shared.api.http import ApiCall, endpoint, json_response
+from shared.authz import READ_POLICY_ACTION, AuthorizationUnavailableError
+from shared.defender import format_time, request_port_to_wire, status_reason
+from shared.grants import StoredRequest
+from shared.model import DomainError, Grant, Principal, VmRef
+
+
+def grant_to_wire(grant: Grant, now: Any) -> dict[str, Any]:
+    return {
+        "grantId": grant.grant_id,
+        "requestId": grant.request_id,
+        "policyId": grant.policy.id,
+        "vmId": grant.vm.id,
+        "port": grant.port,
+        "protocol": grant.protocol.value,
+        "sourceAddressPrefixes": list(grant.source_prefixes),
+        "startTimeUtc": format_time(grant.start_time),
+        "endTimeUtc": format_time(grant.end_time),
+        "requestor": {"objectId": grant.requester.object_id, "name": grant.requester.display_name},
+        "justification": grant.justification,
+        "ticketId": grant.ticket_id,
+        "status": grant.status.value,
+        "statusReason": status_reason(grant).value,
+        "active": grant.is_open_at(now),
+        "targets": dict(grant.targets),
+        "mappedPort": grant.mapped_port,
+        "connectAddress": grant.connect_address,
+        "connectPort": grant.connect_port,
+    }
+
+
+def request_answer(stored: StoredRequest) -> dict[str, Any]:
+    """Defender's JitNetworkAccessRequest plus what we know beside it (ids, ticket, connect details)."""
+    record = stored.record
+    by_vm: dict[str, dict[str, Any]] = {}
+    for grant in stored.grants:
+        entry = by_vm.setdefault(grant.vm.key, {"id": grant.vm.id, "ports": []})
+        port = request_port_to_wire(grant)
+        port.update(
+            {
+                "grantId": grant.grant_id,
+                "protocol": grant.protocol.value,
+                "connectAddress": grant.connect_address,
+                "connectPort": grant.connect_port,
+                "targets": dict(grant.targets),
+            }
+        )
+        entry["ports"].append(port)
+    body: dict[str, Any] = {
+        "requestId": record.request_id,
+        "policyId": record.policy.id,
+        "virtualMachines": list(by_vm.values()),
+        "startTimeUtc": format_time(record.start_time),
+        "requestor": record.requester.display_name,
+        "requestorObjectId": record.requester.object_id,
+        "justification": record.justification,
+        "ticketId": record.ticket_id,
+    }
+    return body
+
+
+def _may_read(call: ApiCall, principal: Principal, scope: str) -> bool:
+    try:
+        return call.services.authorizer.is_allowed(principal, READ_POLICY_ACTION, scope)
+    except AuthorizationUnavailableError as error:
+        raise Refusal.unavailable(str(error)) from None
+
+
+def _stored_request(call: ApiCall) -> StoredRequest:
+    request_id = call.route("requestId")
+    stored = call.services.grants.get_request(request_id)
+    if stored is None:
+        raise Refusal.not_found("RequestNotFound", f"request {request_id} does not exist")
+    return stored
+
+
+@endpoint()
+def get_request(call: ApiCall) -> func.HttpResponse:
+    stored = _stored_request(call)
+    principal = call.principal
+    is_requester = principal.object_id.lower() == stored.record.requester.object_id.lower()
+    if not is_requester and not _may_read(call, principal, stored.record.policy.id):
+        raise Refusal.forbidden(
+            f"{principal.display_name} is neither the requester nor allowed '{READ_POLICY_ACTION}' on "
+            f"{stored.record.policy.id}"
+        )
+    return json_response(200, request_answer(stored))
+
+
+@endpoint()
+def revoke_request(call: ApiCall) -> func.HttpResponse:
+    stored = RevokeAccess(call.services)(call.route("requestId"), call.principal)
+    # The rules close asynchronously: poll the request until every port reads Revoked and Removed.
+    location = call.url_for(f"/api/requests/{stored.record.request_id}")
+    return json_response(202, request_answer(stored), {"Location": location})
+
+
+@endpoint()
+def list_grants(call: ApiCall) -> func.HttpResponse:
+    vm_text = call.query("vm")
+    if not vm_text:
+        raise Refusal.invalid(DomainError("vm", "is required: the virtual machine's resource id"))
+    vm = VmRef.parse(vm_text, "vm")
+    active_text = (call.query("active") or "false").lower()
+    if active_text not in ("true", "false"):
+        raise Refusal.invalid(DomainError("active", f"{active_text!r} must be true or false"))
+    active = active_text == "true"
+    if not _may_read(call, call.principal, vm.id):
+        raise Refusal.forbidden(
+            f"{call.principal.display_name} is not allowed '{READ_POLICY_ACTION}' on {vm.id}", "vm"
+        )
+    now = call.services.clock()
+    grants = call.services.grants.list_for_vm(vm, open_only=active)
+    if active:
+        grants = [g for g in grants if g.is_open_at(now)]
+    grants.sort(key=lambda g: (g.start_time, g.grant_id))
+    return json_response(200, {"value": [grant_to_wire(g, now) for g in grants]})
+
+
+@endpoint()
+def import_defender_policies(call: ApiCall) -> func.HttpResponse:
+    report = ImportDefenderPolicies(call.services)(call.route("subscriptionId"), call.principal)
+    return json_response(200, report.to_wire())

@@ -1,0 +1,374 @@
+"""Defender for Cloud's JIT wire format (api-version 2020-01-01): pydantic models and translation to
+and from the domain values in shared.model / shared.policy.
+
+Bodies are checked as Azure checks them (port 0-65535, protocol TCP|UDP|*, exactly one of
+allowedSourceAddressPrefix / allowedSourceAddressPrefixes, maxRequestAccessDuration PT5M-P1D, VM ids
+of the policy's subscription and resource group). Unknown fields are ignored, as ARM ignores them.
+Our extension rides in an extra field Defender clients ignore: per VM,
+`"portcullis": {"firewallId": "<Microsoft.Network/azureFirewalls id>"}`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from shared.model import (
+    DomainError,
+    FirewallRef,
+    Grant,
+    JitPolicy,
+    PolicyPort,
+    PolicyRef,
+    PortStatus,
+    ResourceId,
+    StatusReason,
+    TransportProtocol,
+    VmPolicy,
+    VmRef,
+)
+from shared.policy import (
+    AccessRequest,
+    RequestedPort,
+    RequestedVm,
+    check_max_duration,
+    format_duration,
+    normalize_policy_prefix,
+    parse_duration,
+)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+API_VERSION = "2020-01-01"
+POLICY_TYPE = "Microsoft.Security/locations/jitNetworkAccessPolicies"
+
+_FIREWALL_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$",
+    re.IGNORECASE,
+)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+# ---- policies ----
+
+
+class PortRuleWire(_Wire):
+    number: StrictInt = Field(ge=0, le=65535)
+    protocol: StrictStr
+    allowedSourceAddressPrefix: StrictStr | None = None  # noqa: N815 - Defender's field names
+    allowedSourceAddressPrefixes: list[StrictStr] | None = None  # noqa: N815
+    maxRequestAccessDuration: StrictStr  # noqa: N815
+
+
+class PortcullisVmExtension(_Wire):
+    firewallId: StrictStr | None = None  # noqa: N815
+
+
+class PolicyVmWire(_Wire):
+    id: StrictStr
+    ports: list[PortRuleWire]
+    publicIpAddress: StrictStr | None = None  # noqa: N815
+    portcullis: PortcullisVmExtension | None = None
+
+
+class PolicyPropertiesWire(_Wire):
+    virtualMachines: list[PolicyVmWire]  # noqa: N815
+
+
+class PolicyWire(_Wire):
+    kind: StrictStr | None = None
+    location: StrictStr | None = None
+    properties: PolicyPropertiesWire
+
+
+# ---- initiate ----
+
+
+class InitiatePortWire(_Wire):
+    number: StrictInt = Field(ge=0, le=65535)
+    endTimeUtc: datetime  # noqa: N815
+    allowedSourceAddressPrefix: StrictStr | None = None  # noqa: N815
+    # Our extensions: several sources at once, and an explicit protocol to check against the policy.
+    allowedSourceAddressPrefixes: list[StrictStr] | None = None  # noqa: N815
+    protocol: StrictStr | None = None
+
+
+class InitiateVmWire(_Wire):
+    id: StrictStr
+    ports: list[InitiatePortWire]
+
+
+class InitiateWire(_Wire):
+    virtualMachines: list[InitiateVmWire]  # noqa: N815
+    justification: StrictStr | None = Field(default=None, max_length=1024)
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """pydantic's error location as the dotted path a client reads: `properties.virtualMachines[0].id`."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def _validation_error(error: ValidationError, prefix: str = "") -> DomainError:
+    first = error.errors()[0]
+    path = field_path(first["loc"])
+    if prefix:
+        path = f"{prefix}.{path}" if path != "body" else prefix
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "is required"
+    return DomainError(path, message)
+
+
+def parse_model(model: type[ModelT], body: Any, prefix: str = "") -> ModelT:
+    """Validate `body` against a wire model; raises DomainError naming the first bad field."""
+    if not isinstance(body, Mapping):
+        raise DomainError(prefix or "body", "must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise _validation_error(error, prefix) from None
+
+
+def _protocol(text: str, path: str) -> TransportProtocol:
+    try:
+        return TransportProtocol(text.strip().upper())
+    except ValueError:
+        raise DomainError(path, f"{text!r} is not a protocol: use TCP, UDP or *") from None
+
+
+def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
+    """The domain policy for a validated wire body; raises DomainError naming the field at fault."""
+    vms: list[VmPolicy] = []
+    seen: set[VmRef] = set()
+    for vm_index, vm_wire in enumerate(wire.properties.virtualMachines):
+        path = f"properties.virtualMachines[{vm_index}]"
+        vm = VmRef.parse(vm_wire.id, f"{path}.id")
+        if (vm.subscription_id.lower(), vm.resource_group.lower()) != (
+            ref.subscription_id.lower(),
+            ref.resource_group.lower(),
+        ):
+            raise DomainError(
+                f"{path}.id",
+                f"virtual machine {vm.id} is not in the policy's subscription and resource group "
+                f"({ref.subscription_id}/{ref.resource_group})",
+            )
+        if vm in seen:
+            raise DomainError(f"{path}.id", f"virtual machine {vm.id} is listed twice")
+        seen.add(vm)
+        ports: list[PolicyPort] = []
+        for port_index, port_wire in enumerate(vm_wire.ports):
+            port_path = f"{path}.ports[{port_index}]"
+            if any(p.number == port_wire.number for p in ports):
+                raise DomainError(f"{port_path}.number", f"port {port_wire.number} is listed twice")
+            ports.append(_policy_port(port_wire, port_path))
+        if vm_wire.publicIpAddress is not None:
+            try:
+                ipaddress.ip_address(vm_wire.publicIpAddress.strip())
+            except ValueError:
+                raise DomainError(
+                    f"{path}.publicIpAddress", f"{vm_wire.publicIpAddress!r} is not an IP address"
+                ) from None
+        firewall = None
+        if vm_wire.portcullis is not None and vm_wire.portcullis.firewallId is not None:
+            firewall_id = vm_wire.portcullis.firewallId.strip()
+            if not _FIREWALL_ID.match(firewall_id):
+                raise DomainError(
+                    f"{path}.portcullis.firewallId",
+                    f"{firewall_id!r} is not an Azure Firewall id "
+                    "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/azureFirewalls/{name})",
+                )
+            firewall = FirewallRef(ResourceId(firewall_id))
+        vms.append(
+            VmPolicy(
+                vm=vm,
+                ports=tuple(ports),
+                public_ip_address=vm_wire.publicIpAddress.strip() if vm_wire.publicIpAddress else None,
+                firewall=firewall,
+            )
+        )
+    return JitPolicy(ref=ref, virtual_machines=tuple(vms), kind=wire.kind or "Basic")
+
+
+def _policy_port(port: PortRuleWire, path: str) -> PolicyPort:
+    if port.allowedSourceAddressPrefix is not None and port.allowedSourceAddressPrefixes is not None:
+        raise DomainError(
+            f"{path}.allowedSourceAddressPrefixes",
+            "allowedSourceAddressPrefix and allowedSourceAddressPrefixes are mutually exclusive",
+        )
+    prefixes: tuple[str, ...]
+    if port.allowedSourceAddressPrefix is not None:
+        prefixes = (
+            normalize_policy_prefix(port.allowedSourceAddressPrefix, f"{path}.allowedSourceAddressPrefix"),
+        )
+    elif port.allowedSourceAddressPrefixes:
+        prefixes = tuple(
+            normalize_policy_prefix(text, f"{path}.allowedSourceAddressPrefixes[{index}]")
+            for index, text in enumerate(port.allowedSourceAddressPrefixes)
+        )
+    else:
+        raise DomainError(
+            f"{path}.allowedSourceAddressPrefix",
+            "one of allowedSourceAddressPrefix or allowedSourceAddressPrefixes is required",
+        )
+    duration_path = f"{path}.maxRequestAccessDuration"
+    duration = check_max_duration(parse_duration(port.maxRequestAccessDuration, duration_path), duration_path)
+    return PolicyPort(
+        number=port.number,
+        protocol=_protocol(port.protocol, f"{path}.protocol"),
+        allowed_source_prefixes=prefixes,
+        max_request_access_duration=duration,
+    )
+
+
+def canonical_policy_body(wire: PolicyWire) -> dict[str, Any]:
+    """What we store and answer for a policy's `properties.virtualMachines`: the body as given,
+    minus unknown fields, with protocols upper-cased and durations as written."""
+    vms: list[dict[str, Any]] = []
+    for vm in wire.properties.virtualMachines:
+        entry: dict[str, Any] = {"id": vm.id, "ports": []}
+        for port in vm.ports:
+            port_body: dict[str, Any] = {"number": port.number, "protocol": port.protocol.strip().upper()}
+            if port.allowedSourceAddressPrefix is not None:
+                port_body["allowedSourceAddressPrefix"] = port.allowedSourceAddressPrefix
+            if port.allowedSourceAddressPrefixes is not None:
+                port_body["allowedSourceAddressPrefixes"] = list(port.allowedSourceAddressPrefixes)
+            port_body["maxRequestAccessDuration"] = port.maxRequestAccessDuration
+            entry["ports"].append(port_body)
+        if vm.publicIpAddress is not None:
+            entry["publicIpAddress"] = vm.publicIpAddress
+        if vm.portcullis is not None and vm.portcullis.firewallId is not None:
+            entry["portcullis"] = {"firewallId": vm.portcullis.firewallId}
+        vms.append(entry)
+    return {"kind": wire.kind or "Basic", "virtualMachines": vms}
+
+
+def parse_policy_body(body: Any, ref: PolicyRef) -> tuple[JitPolicy, dict[str, Any]]:
+    """A PUT body: the domain policy and the canonical body to store. Raises DomainError."""
+    wire = parse_model(PolicyWire, body)
+    return policy_from_wire(wire, ref), canonical_policy_body(wire)
+
+
+def policy_to_wire(
+    ref: PolicyRef, stored: Mapping[str, Any], requests: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "id": ref.id,
+        "name": ref.name,
+        "type": POLICY_TYPE,
+        "location": ref.location,
+        "kind": stored.get("kind", "Basic"),
+        "properties": {
+            "virtualMachines": stored["virtualMachines"],
+            "requests": list(requests),
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def policy_example(policy: JitPolicy) -> dict[str, Any]:
+    """A canonical stored body for a domain policy (used when adopting Defender's policies)."""
+    vms: list[dict[str, Any]] = []
+    for vm in policy.virtual_machines:
+        ports = []
+        for port in vm.ports:
+            port_body: dict[str, Any] = {"number": port.number, "protocol": port.protocol.value}
+            if len(port.allowed_source_prefixes) == 1:
+                port_body["allowedSourceAddressPrefix"] = port.allowed_source_prefixes[0]
+            else:
+                port_body["allowedSourceAddressPrefixes"] = list(port.allowed_source_prefixes)
+            port_body["maxRequestAccessDuration"] = format_duration(port.max_request_access_duration)
+            ports.append(port_body)
+        entry: dict[str, Any] = {"id": vm.vm.id, "ports": ports}
+        if vm.public_ip_address:
+            entry["publicIpAddress"] = vm.public_ip_address
+        if vm.firewall is not None:
+            entry["portcullis"] = {"firewallId": str(vm.firewall.firewall_id)}
+        vms.append(entry)
+    return {"kind": policy.kind, "virtualMachines": vms}
+
+
+# ---- initiate bodies and request answers ----
+
+
+def access_request_from_wire(wire: InitiateWire, caller_address: str | None) -> AccessRequest:
+    vms: list[RequestedVm] = []
+    for vm_index, vm_wire in enumerate(wire.virtualMachines):
+        path = f"virtualMachines[{vm_index}]"
+        vm = VmRef.parse(vm_wire.id, f"{path}.id")
+        ports: list[RequestedPort] = []
+        for port_index, port in enumerate(vm_wire.ports):
+            port_path = f"{path}.ports[{port_index}]"
+            if port.allowedSourceAddressPrefix is not None and port.allowedSourceAddressPrefixes is not None:
+                raise DomainError(
+                    f"{port_path}.allowedSourceAddressPrefixes",
+                    "allowedSourceAddressPrefix and allowedSourceAddressPrefixes are mutually exclusive",
+                )
+            sources: tuple[str, ...] | None = None
+            if port.allowedSourceAddressPrefix is not None:
+                sources = (port.allowedSourceAddressPrefix,)
+            elif port.allowedSourceAddressPrefixes is not None:
+                sources = tuple(port.allowedSourceAddressPrefixes)
+            ports.append(
+                RequestedPort(
+                    number=port.number,
+                    end_time=port.endTimeUtc,
+                    source_prefixes=sources,
+                    protocol=_protocol(port.protocol, f"{port_path}.protocol") if port.protocol else None,
+                )
+            )
+        vms.append(RequestedVm(vm, tuple(ports)))
+    return AccessRequest(tuple(vms), wire.justification, caller_address)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def status_reason(grant: Grant) -> StatusReason:
+    """Defender reports `UserRequested` for a port still open, and the closing reason after."""
+    if grant.status is PortStatus.REVOKED and grant.status_reason is not None:
+        return grant.status_reason
+    return StatusReason.USER_REQUESTED
+
+
+def request_port_to_wire(grant: Grant) -> dict[str, Any]:
+    body: dict[str, Any] = {"number": grant.port}
+    if len(grant.source_prefixes) == 1:
+        body["allowedSourceAddressPrefix"] = grant.source_prefixes[0]
+    else:
+        body["allowedSourceAddressPrefixes"] = list(grant.source_prefixes)
+    body["endTimeUtc"] = format_time(grant.end_time)
+    body["status"] = grant.status.value
+    body["statusReason"] = status_reason(grant).value
+    if grant.mapped_port is not None:
+        body["mappedPort"] = grant.mapped_port
+    return body
+
+
+def request_to_wire(
+    grants: Sequence[Grant], *, start_time: datetime, requestor: str, justification: str | None
+) -> dict[str, Any]:
+    """Defender's JitNetworkAccessRequest for the grants of one request, VMs in request order."""
+    by_vm: dict[str, dict[str, Any]] = {}
+    for grant in grants:
+        entry = by_vm.setdefault(grant.vm.key, {"id": grant.vm.id, "ports": []})
+        entry["ports"].append(request_port_to_wire(grant))
+    body: dict[str, Any] = {
+        "virtualMachines": list(by_vm.values()),
+        "startTimeUtc": format_time(start_time),
+        "requestor": requestor,
+    }
+    if justification is not None:
+        body["justification"] = justification
+    return body

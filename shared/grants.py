@@ -1,0 +1,436 @@
+"""The grant store on Table storage (implements shared.model.GrantStore), written before any rule opens.
+
+Tables (all prefixed with settings.table_prefix), keys, and the access pattern each serves:
+
+- `grants`: PK request id, RK grant id (and `request` for the header row): request by id
+  (one partition), grant by id (point read).
+- `grantsbyvm`: PK sha256(VM id), RK grant id: grants on a VM (`GET /api/grants?vm=`), supersede.
+- `grantsbytarget`: PK sha256(TargetRef.key), RK grant id: active grants on target T.
+- `grantexpiry`: PK `due`, RK `<end time>|<grant id>`: grants ending before t (one range query).
+- `policyrequests`: PK sha256(policy id), RK `<inverted start>|<request id>`: a policy's history.
+
+A request's header row and all its grants share one partition and are written in one transaction,
+so a request exists whole or not at all. Index rows are written *before* the records they point at
+and removed *after* the record stops needing them, so an index may hold a stale row (readers re-check
+the grant itself) but never misses a live grant. `grantexpiry` holds only grants not yet revoked, so
+"ending before t" reads only what is still open. Grant ids are `<request id>-<nnn>`, so a grant id
+names its partition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.model import (
+    ConcurrentUpdateError,
+    Grant,
+    PolicyRef,
+    PortStatus,
+    Principal,
+    PrincipalSource,
+    StatusReason,
+    TargetRef,
+    TargetState,
+    TransportProtocol,
+    VmRef,
+)
+from shared.settings import Settings
+from shared.storage import table
+from shared.table_keys import hashed_key, inverted_time_key, odata_quote, time_key
+
+REQUEST_ROW = "request"
+_EXPIRY_PARTITION = "due"
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+_GRANT_ID = re.compile(r"^(?P<request>[0-9a-f]{32})-(?P<index>\d{3})$")
+# One transaction holds at most 100 entities: the header row plus the grants.
+MAX_GRANTS_PER_REQUEST = 99
+# How much of a policy's history GET returns (newest kept; Defender's own history is also bounded).
+POLICY_HISTORY_LIMIT = 100
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_for_ticket(ticket_id: str) -> str:
+    """A resend of the same ticket maps to the same request, so it cannot create a second one."""
+    return hashed_key(f"ticket|{ticket_id}")[:32]
+
+
+def grant_id(request_id: str, index: int) -> str:
+    return f"{request_id}-{index:03d}"
+
+
+def is_request_id(text: str) -> bool:
+    return bool(_REQUEST_ID.match(text))
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """The request as a whole: who asked, under which policy, when and why."""
+
+    request_id: str
+    policy: PolicyRef
+    requester: Principal
+    start_time: datetime
+    justification: str | None
+    ticket_id: str | None
+    # Identifies the request's content, to tell a resend of a ticket from a reuse of its id.
+    fingerprint: str
+    # The caller's address as the platform reported it (None for queued requests).
+    caller_address: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    record: RequestRecord
+    grants: list[Grant]
+
+
+class RequestExistsError(RuntimeError):
+    """A request with this id is already recorded (a resend of the same ticket, or a reuse of it)."""
+
+    def __init__(self, existing: StoredRequest) -> None:
+        super().__init__(f"request {existing.record.request_id} already exists")
+        self.existing = existing
+
+
+class TableGrantStore:
+    """model.GrantStore on Table storage, plus what intake needs (create, history, per-VM reads)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._grants = table("grants", settings)
+        self._by_vm = table("grantsbyvm", settings)
+        self._by_target = table("grantsbytarget", settings)
+        self._expiry = table("grantexpiry", settings)
+        self._history = table("policyrequests", settings)
+
+    # ---- intake ----
+
+    def create_request(self, record: RequestRecord, grants: Sequence[Grant]) -> None:
+        """Record a request and its grants atomically; raises RequestExistsError if the id is taken."""
+        if not 0 < len(grants) <= MAX_GRANTS_PER_REQUEST:
+            raise ValueError(f"a request holds 1-{MAX_GRANTS_PER_REQUEST} grants, not {len(grants)}")
+        existing = self.get_request(record.request_id)
+        if existing is not None:
+            raise RequestExistsError(existing)
+        for grant in grants:
+            self._by_vm.upsert_entity(_vm_index_entity(grant))
+            self._expiry.upsert_entity(_expiry_entity(grant))
+        self._history.upsert_entity(
+            {
+                "PartitionKey": hashed_key(record.policy.key),
+                "RowKey": f"{inverted_time_key(record.start_time)}|{record.request_id}",
+                "RequestId": record.request_id,
+                "PolicyId": record.policy.id,
+            }
+        )
+        operations: list[tuple[str, dict[str, Any]]] = [("create", _request_entity(record))]
+        operations += [("create", _grant_entity(grant)) for grant in grants]
+        try:
+            self._grants.submit_transaction(operations)
+        except TableTransactionError:
+            # Another delivery of the same ticket won the race; anything else is re-raised.
+            raced = self.get_request(record.request_id)
+            if raced is None:
+                raise
+            raise RequestExistsError(raced) from None
+
+    def get_request(self, request_id: str) -> StoredRequest | None:
+        """The request and its grants, in request order: one partition query."""
+        if not is_request_id(request_id):
+            return None
+        record: RequestRecord | None = None
+        grants: list[Grant] = []
+        for entity in self._grants.query_entities(f"PartitionKey eq {odata_quote(request_id)}"):
+            if entity["RowKey"] == REQUEST_ROW:
+                record = _request_from_entity(entity)
+            else:
+                grants.append(_grant_from_entity(entity))
+        if record is None:
+            return None
+        return StoredRequest(record, sorted(grants, key=lambda g: g.grant_id))
+
+    def policy_history(self, policy: PolicyRef, limit: int = POLICY_HISTORY_LIMIT) -> list[StoredRequest]:
+        """The newest `limit` requests under `policy`, oldest first (as Defender lists them)."""
+        found: list[StoredRequest] = []
+        rows = self._history.query_entities(
+            f"PartitionKey eq {odata_quote(hashed_key(policy.key))}", select=["RequestId"]
+        )
+        for row in rows:
+            stored = self.get_request(str(row["RequestId"]))
+            if stored is not None:
+                found.append(stored)
+            if len(found) >= limit:
+                break
+        return list(reversed(found))
+
+    def list_for_vm(self, vm: VmRef, *, open_only: bool) -> list[Grant]:
+        """Grants on `vm`; with open_only, those not revoked (callers check the end time)."""
+        query = f"PartitionKey eq {odata_quote(hashed_key(vm.key))}"
+        if open_only:
+            query += " and Revoked eq false"
+        grants = []
+        for row in self._by_vm.query_entities(query, select=["RowKey"]):
+            grant = self.get(str(row["RowKey"]))
+            if grant is not None and not (open_only and grant.status is PortStatus.REVOKED):
+                grants.append(grant)
+        return grants
+
+    # ---- model.GrantStore ----
+
+    def get(self, grant_id: str) -> Grant | None:
+        match = _GRANT_ID.match(grant_id)
+        if not match:
+            return None
+        try:
+            entity = self._grants.get_entity(match["request"], grant_id)
+        except ResourceNotFoundError:
+            return None
+        return _grant_from_entity(entity)
+
+    def list_for_request(self, request_id: str) -> list[Grant]:
+        stored = self.get_request(request_id)
+        return stored.grants if stored is not None else []
+
+    def list_for_target(self, target: TargetRef, *, include_closed: bool = False) -> list[Grant]:
+        query = f"PartitionKey eq {odata_quote(hashed_key(target.key))}"
+        if not include_closed:
+            query += " and Settled eq false"
+        grants = []
+        for row in self._by_target.query_entities(query, select=["RowKey"]):
+            grant = self.get(str(row["RowKey"]))
+            if grant is None or target.key not in grant.targets:
+                continue
+            settled = grant.status is PortStatus.REVOKED and grant.targets[target.key] is TargetState.REMOVED
+            if include_closed or not settled:
+                grants.append(grant)
+        return grants
+
+    def list_ending_before(self, moment: datetime) -> list[Grant]:
+        query = (
+            f"PartitionKey eq {odata_quote(_EXPIRY_PARTITION)} and RowKey lt {odata_quote(time_key(moment))}"
+        )
+        grants = []
+        for row in self._expiry.query_entities(query, select=["PartitionKey", "RowKey", "GrantId"]):
+            grant = self.get(str(row["GrantId"]))
+            if grant is None:
+                # Written ahead of a request that is not (yet) recorded: leave it for its writer.
+                continue
+            if grant.status is PortStatus.REVOKED:
+                self._delete(self._expiry, row["PartitionKey"], row["RowKey"])
+                continue
+            if grant.end_time < moment:
+                grants.append(grant)
+        return grants
+
+    def update(self, grant: Grant) -> Grant:
+        if grant.etag is None:
+            raise ValueError("update() needs the grant as read (with its etag)")
+        current = self.get(grant.grant_id)
+        if current is None:
+            raise ConcurrentUpdateError(f"grant {grant.grant_id} does not exist")
+        if current.etag != grant.etag:
+            raise ConcurrentUpdateError(f"grant {grant.grant_id} changed since it was read")
+        # Before the write: index whatever the new version must be found by.
+        for key, state in grant.targets.items():
+            previous = current.targets.get(key)
+            if previous is None or (previous is TargetState.REMOVED and state is not TargetState.REMOVED):
+                self._by_target.upsert_entity(_target_index_entity(grant, key, settled=False))
+        if current.end_time != grant.end_time and grant.status is not PortStatus.REVOKED:
+            self._expiry.upsert_entity(_expiry_entity(grant))
+        try:
+            metadata = self._grants.update_entity(
+                _grant_entity(grant),
+                mode=UpdateMode.REPLACE,
+                etag=grant.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise ConcurrentUpdateError(f"grant {grant.grant_id} changed since it was read") from error
+        written = replace(grant, etag=str(metadata["etag"]))
+        # After the write: drop what the new version no longer needs.
+        was_closed = current.status is PortStatus.REVOKED
+        for key, state in grant.targets.items():
+            settled_now = grant.status is PortStatus.REVOKED and state is TargetState.REMOVED
+            settled_before = was_closed and current.targets.get(key) is TargetState.REMOVED
+            if settled_now and not settled_before:
+                self._by_target.upsert_entity(_target_index_entity(grant, key, settled=True))
+        for key in set(current.targets) - set(grant.targets):
+            self._delete(self._by_target, hashed_key(key), grant.grant_id)
+        if grant.status is PortStatus.REVOKED and not was_closed:
+            self._by_vm.upsert_entity(_vm_index_entity(grant))
+            self._delete(self._expiry, _EXPIRY_PARTITION, _expiry_row(grant))
+        if current.end_time != grant.end_time:
+            self._delete(self._expiry, _EXPIRY_PARTITION, _expiry_row(current))
+        return written
+
+    @staticmethod
+    def _delete(client: TableClient, partition: str, row: str) -> None:
+        client.delete_entity(partition, row)  # deleting a missing entity is not an error here
+
+
+# ---- entities ----
+
+
+def _vm_index_entity(grant: Grant) -> dict[str, Any]:
+    return {
+        "PartitionKey": hashed_key(grant.vm.key),
+        "RowKey": grant.grant_id,
+        "VmId": grant.vm.id,
+        "Port": grant.port,
+        "EndTime": grant.end_time,
+        "Revoked": grant.status is PortStatus.REVOKED,
+    }
+
+
+def _expiry_row(grant: Grant) -> str:
+    return f"{time_key(grant.end_time)}|{grant.grant_id}"
+
+
+def _expiry_entity(grant: Grant) -> dict[str, Any]:
+    return {
+        "PartitionKey": _EXPIRY_PARTITION,
+        "RowKey": _expiry_row(grant),
+        "GrantId": grant.grant_id,
+        "EndTime": grant.end_time,
+    }
+
+
+def _target_index_entity(grant: Grant, target_key: str, *, settled: bool) -> dict[str, Any]:
+    return {
+        "PartitionKey": hashed_key(target_key),
+        "RowKey": grant.grant_id,
+        "Target": target_key,
+        "EndTime": grant.end_time,
+        "Settled": settled,
+    }
+
+
+def _principal_fields(principal: Principal) -> dict[str, Any]:
+    return {
+        "RequesterId": principal.object_id,
+        "RequesterName": principal.display_name,
+        "RequesterSource": principal.source.value,
+        "RequesterTenant": principal.tenant_id or "",
+    }
+
+
+def _principal_from(entity: Mapping[str, Any]) -> Principal:
+    return Principal(
+        object_id=entity["RequesterId"],
+        display_name=entity.get("RequesterName", ""),
+        source=PrincipalSource(entity["RequesterSource"]),
+        tenant_id=entity.get("RequesterTenant") or None,
+    )
+
+
+def _policy_fields(policy: PolicyRef) -> dict[str, Any]:
+    return {
+        "PolicyId": policy.id,
+        "PolicySubscription": policy.subscription_id,
+        "PolicyResourceGroup": policy.resource_group,
+        "PolicyLocation": policy.location,
+        "PolicyName": policy.name,
+    }
+
+
+def _policy_from(entity: Mapping[str, Any]) -> PolicyRef:
+    return PolicyRef(
+        entity["PolicySubscription"],
+        entity["PolicyResourceGroup"],
+        entity["PolicyLocation"],
+        entity["PolicyName"],
+    )
+
+
+def _utc(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _request_entity(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": record.request_id,
+        "RowKey": REQUEST_ROW,
+        **_policy_fields(record.policy),
+        **_principal_fields(record.requester),
+        "StartTime": record.start_time,
+        "Justification": record.justification or "",
+        "TicketId": record.ticket_id or "",
+        "Fingerprint": record.fingerprint,
+        "CallerAddress": record.caller_address or "",
+    }
+
+
+def _request_from_entity(entity: Mapping[str, Any]) -> RequestRecord:
+    return RequestRecord(
+        request_id=entity["PartitionKey"],
+        policy=_policy_from(entity),
+        requester=_principal_from(entity),
+        start_time=_utc(entity["StartTime"]),
+        justification=entity.get("Justification") or None,
+        ticket_id=entity.get("TicketId") or None,
+        fingerprint=entity.get("Fingerprint", ""),
+        caller_address=entity.get("CallerAddress") or None,
+    )
+
+
+def _grant_entity(grant: Grant) -> dict[str, Any]:
+    return {
+        "PartitionKey": grant.request_id,
+        "RowKey": grant.grant_id,
+        **_policy_fields(grant.policy),
+        "VmId": grant.vm.id,
+        "Port": grant.port,
+        "Protocol": grant.protocol.value,
+        "SourcePrefixes": json.dumps(list(grant.source_prefixes)),
+        "StartTime": grant.start_time,
+        "EndTime": grant.end_time,
+        **_principal_fields(grant.requester),
+        "Justification": grant.justification or "",
+        "TicketId": grant.ticket_id or "",
+        "Status": grant.status.value,
+        "StatusReason": grant.status_reason.value if grant.status_reason else "",
+        "Targets": json.dumps({key: state.value for key, state in sorted(grant.targets.items())}),
+        "MappedPort": grant.mapped_port if grant.mapped_port is not None else -1,
+        "ConnectAddress": grant.connect_address or "",
+    }
+
+
+def _grant_from_entity(entity: Any) -> Grant:
+    mapped_port = int(entity.get("MappedPort", -1))
+    return Grant(
+        grant_id=entity["RowKey"],
+        request_id=entity["PartitionKey"],
+        policy=_policy_from(entity),
+        vm=VmRef.parse(entity["VmId"]),
+        port=int(entity["Port"]),
+        protocol=TransportProtocol(entity["Protocol"]),
+        source_prefixes=tuple(json.loads(entity["SourcePrefixes"])),
+        start_time=_utc(entity["StartTime"]),
+        end_time=_utc(entity["EndTime"]),
+        requester=_principal_from(entity),
+        justification=entity.get("Justification") or None,
+        ticket_id=entity.get("TicketId") or None,
+        status=PortStatus(entity["Status"]),
+        status_reason=StatusReason(entity["StatusReason"]) if entity.get("StatusReason") else None,
+        targets={key: TargetState(value) for key, value in json.loads(entity["Targets"]).items()},
+        mapped_port=mapped_port if mapped_port >= 0 else None,
+        connect_address=entity.get("ConnectAddress") or None,
+        etag=str(entity.metadata["etag"]),
+    )
+
+
+def iter_open(grants: Iterable[Grant], now: datetime) -> list[Grant]:
+    return [grant for grant in grants if grant.is_open_at(now)]

@@ -1,0 +1,193 @@
+"""Who is calling, and from where.
+
+The caller is, in this order:
+1. With Easy Auth on (`WEBSITE_AUTH_ENABLED`, set by App Service): the principal in
+   `X-MS-CLIENT-PRINCIPAL` (base64 JSON of claims), which the platform sets and strips from clients.
+2. Otherwise, when PORTCULLIS_JWT_ISSUER/AUDIENCE/JWKS_URI are set: an Entra ID bearer token that we
+   validate ourselves (RS256 signature against the JWKS, issuer, audience, expiry).
+3. Otherwise nobody: 401. Principal headers are never trusted with Easy Auth off (a client can send
+   them), whatever else the request carries.
+
+The local stack stands in for App Service, so Easy Auth counts as enabled there and local clients
+send the principal headers themselves: that is for local development only.
+
+The caller's address is the last entry of `X-Forwarded-For`, the one the platform's front end appended
+(App Service appends `client-ip:port` after whatever the client sent; the local host does the same
+from the socket peer). Entries to its left are the client's own claims and are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from shared.model import Principal, PrincipalSource
+from shared.settings import Settings
+
+EASY_AUTH_PRINCIPAL = "x-ms-client-principal"
+EASY_AUTH_PRINCIPAL_ID = "x-ms-client-principal-id"
+EASY_AUTH_PRINCIPAL_NAME = "x-ms-client-principal-name"
+
+_OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+_TENANT_CLAIMS = ("http://schemas.microsoft.com/identity/claims/tenantid", "tid")
+_NAME_CLAIMS = (
+    "preferred_username",
+    "upn",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+    "name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+)
+_GROUP_CLAIMS = ("groups", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups")
+_LEEWAY_SECONDS = 60
+
+
+class AuthenticationError(Exception):
+    """The caller is not authenticated; the message says why (answered as 401)."""
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    issuer: str
+    audience: str
+    jwks_uri: str
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self._easy_auth = settings.easy_auth_enabled
+        self._jwt: JwtSettings | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.jwt_issuer and settings.jwt_audience and settings.jwt_jwks_uri:
+            self._jwt = JwtSettings(settings.jwt_issuer, settings.jwt_audience, settings.jwt_jwks_uri)
+            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_uri, cache_keys=True, lifespan=3600, timeout=10)
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        if self._easy_auth:
+            return _easy_auth_principal(lowered)
+        if self._jwt is not None:
+            return self._bearer_principal(lowered)
+        raise AuthenticationError(
+            "no authentication is configured: enable App Service Authentication (Easy Auth) or set "
+            "PORTCULLIS_JWT_ISSUER, PORTCULLIS_JWT_AUDIENCE and PORTCULLIS_JWT_JWKS_URI"
+        )
+
+    def _bearer_principal(self, headers: Mapping[str, str]) -> Principal:
+        assert self._jwt is not None and self._jwks is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("an Entra ID bearer token is required (Authorization: Bearer ...)")
+        try:
+            signing_key = self._jwks.get_signing_key_from_jwt(token.strip())
+            claims: dict[str, Any] = jwt.decode(
+                token.strip(),
+                signing_key.key,
+                algorithms=["RS256"],
+                audience=self._jwt.audience,
+                issuer=self._jwt.issuer,
+                leeway=_LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWKClientError as error:
+            raise AuthenticationError(f"the token's signing key cannot be found: {error}") from None
+        except jwt.InvalidTokenError as error:
+            raise AuthenticationError(f"the bearer token is not valid: {error}") from None
+        object_id = claims.get("oid") or claims.get("sub")
+        if not isinstance(object_id, str) or not object_id:
+            raise AuthenticationError("the bearer token carries no 'oid' claim")
+        groups = claims.get("groups") or []
+        return Principal(
+            object_id=object_id,
+            display_name=_first_text(claims, _NAME_CLAIMS) or object_id,
+            source=PrincipalSource.JWT,
+            tenant_id=claims.get("tid") if isinstance(claims.get("tid"), str) else None,
+            group_ids=frozenset(g for g in groups if isinstance(g, str)),
+        )
+
+
+def _first_text(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _easy_auth_principal(headers: Mapping[str, str]) -> Principal:
+    encoded = headers.get(EASY_AUTH_PRINCIPAL)
+    if not encoded:
+        raise AuthenticationError("sign in first: the request carries no authenticated principal")
+    try:
+        document = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=False))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthenticationError("X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON") from None
+    if not isinstance(document, dict):
+        raise AuthenticationError("X-MS-CLIENT-PRINCIPAL is not a JSON object")
+    claims: dict[str, Any] = {}
+    groups: set[str] = set()
+    for claim in document.get("claims") or []:
+        if not isinstance(claim, dict):
+            continue
+        kind, value = claim.get("typ"), claim.get("val")
+        if not isinstance(kind, str) or not isinstance(value, str):
+            continue
+        if kind in _GROUP_CLAIMS:
+            groups.add(value)
+        else:
+            claims.setdefault(kind, value)
+    object_id = _first_text(claims, _OBJECT_ID_CLAIMS) or headers.get(EASY_AUTH_PRINCIPAL_ID)
+    if not object_id:
+        raise AuthenticationError("the authenticated principal carries no object id")
+    name = headers.get(EASY_AUTH_PRINCIPAL_NAME) or _first_text(claims, _NAME_CLAIMS) or object_id
+    return Principal(
+        object_id=object_id,
+        display_name=name,
+        source=PrincipalSource.EASY_AUTH,
+        tenant_id=_first_text(claims, _TENANT_CLAIMS),
+        group_ids=frozenset(groups),
+    )
+
+
+def easy_auth_header(object_id: str, name: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """The headers Easy Auth would set for this principal (for local clients and tests)."""
+    claims = [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": object_id},
+        {"typ": "preferred_username", "val": name},
+        *({"typ": "groups", "val": group} for group in groups),
+    ]
+    document = {"auth_typ": "aad", "claims": claims, "name_typ": "preferred_username", "role_typ": "roles"}
+    return {
+        "X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(document).encode()).decode(),
+        "X-MS-CLIENT-PRINCIPAL-ID": object_id,
+        "X-MS-CLIENT-PRINCIPAL-NAME": name,
+    }
+
+
+def caller_address(headers: Mapping[str, str]) -> str | None:
+    """The caller's IP as the platform reports it: the last X-Forwarded-For entry, port removed."""
+    forwarded = next((v for k, v in headers.items() if k.lower() == "x-forwarded-for"), "")
+    entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
+    if not entries:
+        return None
+    return _strip_port(entries[-1])
+
+
+def _strip_port(entry: str) -> str | None:
+    candidates = [entry]
+    if entry.startswith("[") and "]" in entry:
+        candidates = [entry[1 : entry.index("]")]]
+    elif entry.count(":") == 1:
+        candidates = [entry.split(":", 1)[0]]
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,181 @@
+"""One writer per target across every instance: a lease entity in Table storage, taken and given back
+with ETags, expiring on its own if its holder dies.
+
+A converge that finds the target leased marks the lease `dirty` instead of waiting: the holder,
+before letting go, sees the mark and converges once more (it may have read the grants before the
+newcomer's grant was written). So concurrent hints coalesce into one more pass, never into a lost one.
+If the holder crashed, the lease expires and the next converge (message retry or timer) takes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+log = logging.getLogger("portcullis.lease")
+PARTITION = "lease"
+_ATTEMPTS = 5
+
+
+@dataclass
+class Lease:
+    key: str
+    owner: str
+    etag: str
+
+
+class LeaseBusyError(RuntimeError):
+    """Another instance holds the target; it has been asked to converge again."""
+
+
+class TableLeases:
+    def __init__(self, table: TableClient, now: Callable[[], datetime], seconds: int) -> None:
+        self._table = table
+        self._now = now
+        self._seconds = seconds
+
+    @staticmethod
+    def _row(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def acquire(self, key: str) -> Lease:
+        """Take the lease or raise LeaseBusyError (after asking the holder for one more pass)."""
+        row = self._row(key)
+        owner = uuid.uuid4().hex
+        expires = (self._now() + timedelta(seconds=self._seconds)).isoformat()
+        entity = {
+            "PartitionKey": PARTITION,
+            "RowKey": row,
+            "owner": owner,
+            "expires": expires,
+            "dirty": False,
+            "target": key[:1000],
+        }
+        for _ in range(_ATTEMPTS):
+            try:
+                meta = self._table.create_entity(entity)
+                return Lease(key, owner, str(meta["etag"]))
+            except ResourceExistsError:
+                pass
+            try:
+                current = self._table.get_entity(PARTITION, row)
+            except ResourceNotFoundError:
+                continue
+            etag = str(current.metadata["etag"])
+            if datetime.fromisoformat(str(current["expires"])) <= self._now():
+                try:
+                    meta = self._table.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    log.warning("lease.taken_over", extra={"target": key, "previous": current.get("owner")})
+                    return Lease(key, owner, str(meta["etag"]))
+                except (HttpResponseError, ResourceNotFoundError):
+                    continue
+            if current.get("dirty"):
+                raise LeaseBusyError(key)
+            try:
+                self._table.update_entity(
+                    {"PartitionKey": PARTITION, "RowKey": row, "dirty": True},
+                    mode=UpdateMode.MERGE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                raise LeaseBusyError(key)
+            except (HttpResponseError, ResourceNotFoundError):
+                continue  # it changed under us: look again
+        raise LeaseBusyError(key)
+
+    def release(self, lease: Lease) -> bool:
+        """Give the lease back. True: someone asked for another pass; the caller still holds it."""
+        row = self._row(lease.key)
+        try:
+            self._table.delete_entity(
+                PARTITION, row, etag=lease.etag, match_condition=MatchConditions.IfNotModified
+            )
+            return False
+        except ResourceNotFoundError:
+            return False
+        except HttpResponseError as error:
+            if error.status_code != 412:
+                raise
+        try:
+            current = self._table.get_entity(PARTITION, row)
+        except ResourceNotFoundError:
+            return False
+        if current.get("owner") != lease.owner:
+            return False  # it expired and someone else took it over: theirs now
+        if current.get("dirty"):
+            expires = (self._now() + timedelta(seconds=self._seconds)).isoformat()
+            meta = self._table.update_entity(
+                {
+                    "PartitionKey": PARTITION,
+                    "RowKey": row,
+                    "owner": lease.owner,
+                    "expires": expires,
+                    "dirty": False,
+                    "target": lease.key[:1000],
+                },
+                mode=UpdateMode.REPLACE,
+                etag=str(current.metadata["etag"]),
+                match_condition=MatchConditions.IfNotModified,
+            )
+            lease.etag = str(meta["etag"])
+            return True
+        lease.etag = str(current.metadata["etag"])
+        return self.release(lease)
+
+
+HINT_PARTITION = "hint"
+
+
+class HintBook:
+    """At most one pending converge hint per target: a burst of grants enqueues one message, not fifty.
+
+    `claim` before enqueueing (False: a hint is already waiting, whose converge has not started and so
+    will see our grant); `clear` when a converge pass starts, before it reads the grants. A claim
+    older than `stale_seconds` is taken as lost and claimed anew.
+    """
+
+    def __init__(self, table: TableClient, now: Callable[[], datetime], stale_seconds: int = 120) -> None:
+        self._table = table
+        self._now = now
+        self._stale = timedelta(seconds=stale_seconds)
+
+    def claim(self, key: str) -> bool:
+        row = TableLeases._row(key)
+        entity = {"PartitionKey": HINT_PARTITION, "RowKey": row, "claimed": self._now().isoformat()}
+        try:
+            self._table.create_entity(entity)
+            return True
+        except ResourceExistsError:
+            pass
+        try:
+            current = self._table.get_entity(HINT_PARTITION, row)
+        except ResourceNotFoundError:
+            return self.claim(key)
+        if datetime.fromisoformat(str(current["claimed"])) + self._stale > self._now():
+            return False
+        try:
+            self._table.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=str(current.metadata["etag"]),
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (HttpResponseError, ResourceNotFoundError):
+            return False  # someone else renewed it a moment ago
+        return True
+
+    def clear(self, key: str) -> None:
+        self._table.delete_entity(HINT_PARTITION, TableLeases._row(key))

@@ -1,0 +1,80 @@
+"""The request side's collaborators, built once per process from settings (tests build their own)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from shared.audit import TableAuditTrail
+from shared.authz import ArmRoleReader, Authorizer, RoleReader
+from shared.azure_clients import authorization_client
+from shared.grants import TableGrantStore
+from shared.identity import Authenticator
+from shared.messages import ConvergeGrant, dump_converge_message
+from shared.policy import Limits
+from shared.policy_store import TablePolicyStore
+from shared.settings import Settings, get_settings
+from shared.storage import queue, send
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConvergeNotifier:
+    """Hands a grant to enforcement: `ConvergeGrant` on the converge queue, now or at a given time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._queue = queue(settings.converge_queue, settings)
+
+    def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None:
+        send(self._queue, dump_converge_message(ConvergeGrant(grant_id=grant_id)), visible_at=visible_at)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    policies: TablePolicyStore
+    grants: TableGrantStore
+    audit: TableAuditTrail
+    authenticator: Authenticator
+    authorizer: Authorizer
+    converge: ConvergeNotifier
+    clock: Callable[[], datetime] = field(default=_utc_now)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.settings.max_vms_per_request, self.settings.max_ports_per_request)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    role_reader_for: Callable[[str], RoleReader] | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> Services:
+    readers: dict[str, RoleReader] = {}
+
+    def arm_role_reader(subscription_id: str) -> RoleReader:
+        key = subscription_id.lower()
+        if key not in readers:
+            readers[key] = ArmRoleReader(authorization_client(subscription_id, settings))
+        return readers[key]
+
+    return Services(
+        settings=settings,
+        policies=TablePolicyStore(settings),
+        grants=TableGrantStore(settings),
+        audit=TableAuditTrail(settings, clock),
+        authenticator=Authenticator(settings),
+        authorizer=Authorizer(role_reader_for or arm_role_reader, settings.rbac_cache_seconds),
+        converge=ConvergeNotifier(settings),
+        clock=clock,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    return build_services(get_settings())

@@ -1,0 +1,54 @@
+"""Adapters between the Azure SDK's wire JSON and the plan's rule values, one per target kind.
+
+Each reads the whole target with its ETag and writes the whole difference in one request with
+`If-Match`; ARM's refusals are classified here so converge can decide: re-read, back off, or give up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
+
+
+class Refusal(StrEnum):
+    STALE = "stale"  # 412: someone wrote since we read; re-read and re-plan
+    BUSY = "busy"  # 409 AnotherOperationInProgress / 429: back off (Retry-After) and retry
+    TRANSIENT = "transient"  # 5xx, a failed long-running operation, a dropped connection
+    FATAL = "fatal"  # 400/403/404...: retrying the same write will not help
+
+
+@dataclass(frozen=True)
+class ArmRefusal:
+    kind: Refusal
+    status: int | None
+    code: str
+    message: str
+    retry_after: float | None = None
+
+
+def classify(error: AzureError) -> ArmRefusal:
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return ArmRefusal(Refusal.TRANSIENT, None, "ConnectionError", str(error)[:300])
+    status = getattr(error, "status_code", None)
+    code = "Unknown"
+    if isinstance(error, HttpResponseError):
+        code = (error.error.code if error.error is not None else None) or getattr(error, "reason", "") or code
+    retry_after: float | None = None
+    response = getattr(error, "response", None)
+    if response is not None:
+        header = response.headers.get("Retry-After")
+        try:
+            retry_after = float(header) if header is not None else None
+        except ValueError:
+            retry_after = None
+    message = str(error)[:300]
+    if status == 412:
+        return ArmRefusal(Refusal.STALE, status, code, message)
+    if status in (409, 429):
+        return ArmRefusal(Refusal.BUSY, status, code, message, retry_after)
+    if status is None or status >= 500 or status == 200:
+        # status None / 200 with an error: the long-running operation ended Failed or Canceled.
+        return ArmRefusal(Refusal.TRANSIENT, status, code, message, retry_after)
+    return ArmRefusal(Refusal.FATAL, status, code, message)

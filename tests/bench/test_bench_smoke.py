@@ -1,0 +1,52 @@
+"""The benchmark harness must not rot: a scaled-down run writes its report, and what it measures
+holds (a pass over an estate that did not drift writes nothing to ARM; one that drifted does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.__main__ import main
+from bench.harness import percentile, summary
+from bench.scenarios.estate_pass import _extrapolate
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert summary([1.0, 2.0, 3.0, 4.0, 100.0])["p99"] == pytest.approx(96.16)
+
+
+def test_extrapolation_sees_superlinear_growth() -> None:
+    def point(fraction: float, seconds: float) -> dict[str, object]:
+        return {
+            "scale": {"fraction_of_target": fraction},
+            "passes": [
+                {"name": "p", "seconds": seconds, "arm": {"reads": 10}, "storage": {"table_reads": 5}}
+            ],
+        }
+
+    # seconds = 10 N + 100 N^2 at N = 0.1 and 0.2: the full estate (N = 1) takes 110 s, not 30.
+    (row,) = _extrapolate([point(0.1, 2.0), point(0.2, 6.0)])
+    assert row["seconds"] == pytest.approx(110.0)
+    (linear,) = _extrapolate([point(0.5, 5.0)])
+    assert linear["seconds"] == pytest.approx(10.0)
+
+
+def test_quick_estate_pass_writes_report(tmp_path: Path) -> None:
+    assert main(["--quick", "--only", "estate_pass", "--out", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "latest.json").read_text())
+    assert document["machine"]["cores"] and document["commit"]
+    result = document["scenarios"]["estate_pass"]
+    assert result["status"] == "ok", result
+    no_drift, drifted = result["passes"]
+    assert no_drift["arm"]["writes"] == 0
+    assert no_drift["arm"]["reads"] > 0 and no_drift["storage"]["table_reads"] > 0
+    assert drifted["arm"]["writes"] >= 1
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "Estate pass" in markdown and "Failed" not in markdown
+    assert markdown == report.markdown(document)

@@ -1,0 +1,246 @@
+"""Through the local host (devhost + Azurite + emulator): azure-mgmt-security manages policies and
+initiates against the app unchanged, and a queued request becomes a grant.
+
+Pointing the SDK at the app: `SecurityCenter(cred, sub, base_url=<app>/api, authentication_policy=...)`.
+The local host is plain HTTP and stands in for App Service Easy Auth, so the test client replaces the
+SDK's bearer-token policy (which refuses to send tokens over http) with one that sets the
+X-MS-CLIENT-PRINCIPAL headers Easy Auth would set. Against a deployed app, pass a real credential
+with the app's audience as `credential_scopes` and keep the default policy (https).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.v2022_04_01.models import (
+    Permission,
+    RoleAssignmentCreateParameters,
+    RoleDefinition,
+)
+from azure.mgmt.security import SecurityCenter
+from azure.mgmt.security.v2020_01_01.models import (
+    JitNetworkAccessPolicy,
+    JitNetworkAccessPolicyInitiatePort,
+    JitNetworkAccessPolicyInitiateRequest,
+    JitNetworkAccessPolicyInitiateVirtualMachine,
+    JitNetworkAccessPolicyVirtualMachine,
+    JitNetworkAccessPortRule,
+)
+
+from demo.estate import Estate
+from localstack.credentials import StaticTokenCredential
+from localstack.emulator_client import EmulatorClient
+from localstack.stack import Stack, start_stack
+from shared.identity import easy_auth_header
+from shared.settings import load_settings
+from shared.storage import queue, send
+
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+class EasyAuthHeaders(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    def __init__(self, object_id: str, name: str) -> None:
+        self._headers = easy_auth_header(object_id, name)
+
+    def on_request(self, request) -> None:  # type: ignore[no-untyped-def]
+        request.http_request.headers.update(self._headers)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("requests-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def estate(stack: Stack) -> dict:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    rg = f"rg-{uuid.uuid4().hex[:8]}"
+    estate = Estate(arm.subscription_id, rg)
+    arm.seed(estate.resources())
+    auth = arm.client(AuthorizationManagementClient)
+    sub = f"/subscriptions/{arm.subscription_id}"
+    admin, alice = str(uuid.uuid4()), str(uuid.uuid4())
+    role = str(uuid.uuid4())
+    auth.role_definitions.create_or_update(
+        sub,
+        role,
+        RoleDefinition(
+            role_name="JIT requester e2e",
+            permissions=[
+                Permission(
+                    actions=[
+                        "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
+                        "Microsoft.Security/locations/jitNetworkAccessPolicies/read",
+                    ]
+                )
+            ],
+            assignable_scopes=[sub],
+        ),
+    )
+    for scope, role_id, principal in (
+        (f"{sub}/resourceGroups/{rg}", OWNER, admin),
+        (estate.vm_id(Estate.vm_web), role, alice),
+    ):
+        auth.role_assignments.create(
+            scope,
+            str(uuid.uuid4()),
+            RoleAssignmentCreateParameters(
+                role_definition_id=f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}",
+                principal_id=principal,
+                principal_type="User",
+            ),
+        )
+    return {"arm": arm, "rg": rg, "estate": estate, "admin": admin, "alice": alice}
+
+
+def sdk(stack: Stack, subscription: str, object_id: str, name: str) -> SecurityCenter:
+    return SecurityCenter(
+        StaticTokenCredential(),
+        subscription,
+        base_url=stack.api_url,
+        authentication_policy=EasyAuthHeaders(object_id, name),
+    )
+
+
+def get_json(url: str, object_id: str, name: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers=easy_auth_header(object_id, name))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_sdk_manages_policies_and_initiates_unchanged(stack: Stack, estate: dict) -> None:
+    arm, rg, vm_id = estate["arm"], estate["rg"], estate["estate"].vm_id(Estate.vm_web)
+    admin = sdk(stack, arm.subscription_id, estate["admin"], "admin@contoso.com")
+    policy = admin.jit_network_access_policies.create_or_update(
+        rg,
+        "westeurope",
+        "default",
+        JitNetworkAccessPolicy(
+            kind="Basic",
+            virtual_machines=[
+                JitNetworkAccessPolicyVirtualMachine(
+                    id=vm_id,
+                    ports=[
+                        JitNetworkAccessPortRule(
+                            number=22,
+                            protocol="TCP",
+                            allowed_source_address_prefix="*",
+                            max_request_access_duration="PT3H",
+                        )
+                    ],
+                )
+            ],
+        ),
+    )
+    assert policy.provisioning_state == "Succeeded"
+    assert policy.virtual_machines[0].ports[0].number == 22
+    got = admin.jit_network_access_policies.get(rg, "westeurope", "default")
+    assert got.id == policy.id
+    assert [p.name for p in admin.jit_network_access_policies.list_by_resource_group(rg)] == ["default"]
+    assert policy.id in [p.id for p in admin.jit_network_access_policies.list()]
+
+    alice = sdk(stack, arm.subscription_id, estate["alice"], "alice@contoso.com")
+    end = datetime.now(UTC) + timedelta(hours=1)
+    answer = alice.jit_network_access_policies.initiate(
+        rg,
+        "westeurope",
+        "default",
+        JitNetworkAccessPolicyInitiateRequest(
+            virtual_machines=[
+                JitNetworkAccessPolicyInitiateVirtualMachine(
+                    id=vm_id, ports=[JitNetworkAccessPolicyInitiatePort(number=22, end_time_utc=end)]
+                )
+            ],
+            justification="e2e",
+        ),
+    )
+    port = answer.virtual_machines[0].ports[0]
+    # No prefix given: the devhost reports the socket peer, as App Service's front end does.
+    assert port.allowed_source_address_prefix == "127.0.0.1/32"
+    assert port.status == "Initiating"
+    assert answer.requestor == "alice@contoso.com"
+    history = admin.jit_network_access_policies.get(rg, "westeurope", "default").requests
+    assert history and history[-1].justification == "e2e"
+    status, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}&active=true", estate["alice"], "alice")
+    assert status == 200 and grants["value"][0]["port"] == 22
+
+    status, openapi = get_json(f"{stack.api_url}/openapi.json", "x", "x")
+    assert status == 200 and "/requests/{requestId}" in openapi["paths"]
+
+
+def test_queued_request_gives_one_grant_and_bad_messages_are_poisoned(stack: Stack, estate: dict) -> None:
+    settings = load_settings(stack.env)
+    vm_id = estate["estate"].vm_id(Estate.vm_web)
+    admin = sdk(stack, estate["arm"].subscription_id, estate["admin"], "admin@contoso.com")
+    admin.jit_network_access_policies.create_or_update(
+        estate["rg"],
+        "westeurope",
+        "default",
+        JitNetworkAccessPolicy(
+            kind="Basic",
+            virtual_machines=[
+                JitNetworkAccessPolicyVirtualMachine(
+                    id=vm_id,
+                    ports=[
+                        JitNetworkAccessPortRule(
+                            number=3389,
+                            protocol="*",
+                            allowed_source_address_prefix="*",
+                            max_request_access_duration="PT1H",
+                        )
+                    ],
+                )
+            ],
+        ),
+    )
+    ticket = f"CHG-{uuid.uuid4().hex[:6]}"
+    message = json.dumps(
+        {
+            "ticketId": ticket,
+            "requester": {"objectId": estate["alice"], "displayName": "alice@contoso.com"},
+            "virtualMachines": [
+                {
+                    "id": vm_id,
+                    "ports": [
+                        {
+                            "number": 3389,
+                            "allowedSourceAddressPrefix": "198.51.100.7",
+                            "endTimeUtc": (datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
+                        }
+                    ],
+                }
+            ],
+            "justification": "from the ticketing system",
+        }
+    )
+    requests_queue = queue(settings.requests_queue, settings)
+    send(requests_queue, message)
+    send(requests_queue, message)  # a resend of the same ticket
+    send(requests_queue, '{"ticketId": "broken"}')
+    poison = queue(f"{settings.requests_queue}-poison", settings)
+    deadline = time.monotonic() + 30
+    tickets: list = []
+    poisoned: list = []
+    while time.monotonic() < deadline:
+        _, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}", estate["alice"], "alice")
+        tickets = [g for g in grants.get("value", []) if g["ticketId"] == ticket]
+        poisoned = list(poison.peek_messages(max_messages=32))
+        if tickets and poisoned and requests_queue.get_queue_properties().approximate_message_count == 0:
+            break
+        time.sleep(0.3)
+    assert len(tickets) == 1
+    assert tickets[0]["sourceAddressPrefixes"] == ["198.51.100.7"]
+    assert any(b"broken" in m.content for m in poisoned)

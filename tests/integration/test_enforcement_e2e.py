@@ -1,0 +1,111 @@
+"""End to end through the local host (devhost + Azurite + ARM emulator, real SDKs, real queues):
+policy -> request -> rules on every NSG and firewall on the path -> connection details -> expiry ->
+rules gone and the whole network equal to its state before the grant."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from demo import snapshot
+from demo.client import AppClient, grant_roles
+from demo.estate import Estate
+from localstack.emulator_client import EmulatorClient
+from localstack.stack import Stack, start_stack
+from shared import converge, plan
+from shared.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("enforcement-stack")) as running:
+        yield running
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [port for vm in answer["virtualMachines"] for port in vm["ports"]]
+
+
+def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    estate = Estate(arm.subscription_id, f"rg-{uuid.uuid4().hex[:8]}")
+    arm.seed(estate.resources())
+    admin, alice = grant_roles(arm, estate)
+    app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
+    app_admin.put_policy(estate, estate.policy_body())
+
+    # The reconcile timer's tick (every 3 minutes on the host), run now: the Deny baseline.
+    deps = converge.build_deps(load_settings(stack.env), now=lambda: datetime.now(UTC), sleep=time.sleep)
+    converge.reconcile_all(deps)
+    denies = [r for r in snapshot.nsg_rules(arm, estate, "nsg-web-subnet") if r["properties"]["access"] == "Deny"]
+    assert {r["name"] for r in denies if plan.is_ours(r["name"])}, "no Deny baseline of ours"
+    before = snapshot.network(arm, estate)
+
+    end = datetime.now(UTC) + timedelta(seconds=25)
+    answer = app_alice.initiate(
+        estate,
+        {estate.vm_web: [(22, "203.0.113.7")], estate.vm_app: [(22, "203.0.113.7")], estate.vm_ops: [(22, "203.0.113.7")]},
+        end,
+    )
+    request_id = answer["requestId"]
+    status = wait_for(
+        lambda: (s := app_alice.request_status(request_id))
+        and all(p["status"] == "Initiated" for p in ports_of(s))
+        and s,
+        20,
+        "every port Initiated",
+    )
+    by_vm = {vm["id"].rsplit("/", 1)[-1]: vm["ports"][0] for vm in status["virtualMachines"]}
+    web, app, ops = by_vm[estate.vm_web], by_vm[estate.vm_app], by_vm[estate.vm_ops]
+    assert (web["connectAddress"], web["connectPort"]) == (estate.web_public_ip, 22)
+    assert app["connectAddress"] == estate.classic_fw_public_ip and app["mappedPort"] == app["connectPort"]
+    assert ops["connectAddress"] == estate.policy_fw_public_ip and ops["mappedPort"] >= 50001
+    assert all(state == "Applied" for port in (web, app, ops) for state in port["targets"].values())
+    assert len(web["targets"]) == 2 and len(app["targets"]) == 2 and len(ops["targets"]) == 2
+
+    # The rules, hop by hop.
+    for nsg in ("nsg-web-subnet", "nsg-web-nic"):
+        allows = [r for r in snapshot.nsg_rules(arm, estate, nsg) if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])]
+        assert [(r["properties"]["sourceAddressPrefix"], r["properties"]["destinationAddressPrefix"]) for r in allows] == [("203.0.113.7", "10.0.0.4")]
+    (app_allow,) = [r for r in snapshot.nsg_rules(arm, estate, "nsg-app-nic") if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])]
+    assert app_allow["properties"]["sourceAddressPrefix"] == "10.1.1.0/26"  # the firewall subnet
+    (ours,) = [c for c in snapshot.classic_nat(arm, estate) if c["name"] == plan.COLLECTION_NAME]
+    (dnat,) = ours["properties"]["rules"]
+    assert dnat["sourceAddresses"] == ["203.0.113.7"]
+    assert dnat["destinationAddresses"] == [estate.classic_fw_public_ip]
+    assert dnat["destinationPorts"] == [str(app["mappedPort"])]
+    assert (dnat["translatedAddress"], str(dnat["translatedPort"])) == ("10.1.0.4", "22")
+    assert plan.RULE_COLLECTION_GROUP_NAME in snapshot.policy_groups(arm, estate)
+
+    # Defender's history shows the mapped port.
+    history = app_admin.ok("GET", f"{AppClient.policy_path(estate)}?api-version=2020-01-01")["properties"]["requests"]
+    mapped = {p.get("mappedPort") for r in history for vm in r["virtualMachines"] for p in vm["ports"]}
+    assert app["mappedPort"] in mapped
+
+    # Expiry: the host's converge queue gets the grant back at its end time.
+    final = wait_for(
+        lambda: (s := app_alice.request_status(request_id))
+        and all(p["status"] == "Revoked" for p in ports_of(s))
+        and s,
+        60,
+        "every port Revoked after the end time",
+    )
+    assert {p["statusReason"] for p in ports_of(final)} == {"Expired"}
+    assert all(state == "Removed" for p in ports_of(final) for state in p["targets"].values())
+    assert datetime.now(UTC) >= end
+    assert snapshot.network(arm, estate) == before
