@@ -165,13 +165,22 @@ class PeakRss:
 # ---- counting requests ----
 
 
-def arm_counts(emulator: EmulatorClient, *, user_agent_mark: str | None = None) -> dict[str, Any]:
+def arm_counts(
+    emulator: EmulatorClient,
+    *,
+    user_agent_mark: str | None = None,
+    path_marks: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Reads and writes the emulator answered since its log was last cleared, by method and type.
-    Operation polls (`GET .../operations/...`) are counted apart: they are waiting, not work."""
+    Operation polls (`GET .../operations/...`) are counted apart: they are waiting, not work.
+    With `path_marks`, only requests whose path contains one of them (lower-case) are counted (and
+    operation polls, which name no resource, are not)."""
     answer = emulator.admin_ok("GET", "/_emulator/requests")
     log = answer["log"]
     if user_agent_mark is not None:
         log = [entry for entry in log if _by_app(entry, user_agent_mark)]
+    if path_marks is not None:
+        log = [entry for entry in log if any(mark in entry["path"].lower() for mark in path_marks)]
     by_kind: Counter[str] = Counter()
     reads = writes = polls = 0
     for entry in log:

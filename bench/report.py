@@ -80,15 +80,36 @@ def _request_overhead(r: dict[str, Any]) -> list[str]:
                 _ms(lat["p95"]),
                 _ms(lat["p99"]),
                 f"{level['throughput_per_second']:.1f}",
+                _ms(level["latency_first_request_for_vm_seconds"]["p50"]),
+                _ms(level["latency_cached_rbac_seconds"]["p50"]),
                 level["errors"],
             ]
         )
-    lines = _table(["concurrency", "requests", "p50", "p95", "p99", "initiate/s", "errors"], rows)
+    lines = _table(
+        [
+            "concurrency",
+            "requests",
+            "p50",
+            "p95",
+            "p99",
+            "initiate/s",
+            "p50 RBAC miss",
+            "p50 RBAC cached",
+            "errors",
+        ],
+        rows,
+    )
     lines += ["", r.get("note", "")]
-    if r.get("storage_requests_per_initiate") is not None:
+    in_process = r.get("in_process")
+    if in_process:
+        per = in_process["storage_requests_per_initiate"]
         lines += [
             "",
-            f"Storage requests per initiate (measured in-process): {r['storage_requests_per_initiate']}.",
+            f"In-process, one initiate at a time ({in_process['initiates']} initiates under cProfile): "
+            f"{in_process['seconds_per_initiate_profiled'] * 1000:.0f} ms each; per initiate "
+            f"{per.get('table_reads', 0)} Table reads, {per.get('table_writes', 0)} Table writes, "
+            f"{per.get('queue_writes', 0)} queue messages, "
+            f"{in_process['arm_requests_per_initiate']} ARM requests.",
         ]
     return lines
 
@@ -141,9 +162,23 @@ def _revocation(r: dict[str, Any]) -> list[str]:
                 _s(lag["p99"]),
                 _s(lag["max"]),
                 mode.get("missed", 0),
+                mode.get("not_applied_before_end", 0),
+                mode.get("rules_still_open_at_end", 0),
             ]
         )
-    lines = _table(["mode", "grants", "lag p50", "lag p99", "lag max", "not removed in time"], rows)
+    lines = _table(
+        [
+            "mode",
+            "grants",
+            "lag p50",
+            "lag p99",
+            "lag max",
+            "not removed",
+            "not applied by end",
+            "still open",
+        ],
+        rows,
+    )
     lines += ["", r.get("note", "")]
     return lines
 
@@ -175,13 +210,22 @@ def _estate_pass(r: dict[str, Any]) -> list[str]:
     )
     if r.get("extrapolated"):
         lines += ["", "Extrapolated to the full estate (2,000 VMs, 10,000 grants):", ""]
+        extrapolated = r["extrapolated"]
         lines += _table(
-            ["pass", "wall (extrapolated)", "ARM reads", "Table reads", "method"],
+            ["pass", "wall (extrapolated)", "ARM reads", "ARM writes", "Table reads", "Table writes"],
             [
-                [e["name"], _s(e["seconds"]), _n(e["arm_reads"]), _n(e["table_reads"]), e["method"]]
-                for e in r["extrapolated"]
+                [
+                    e["name"],
+                    _s(e["seconds"]),
+                    _n(e["arm_reads"]),
+                    _n(e.get("arm_writes")),
+                    _n(e["table_reads"]),
+                    _n(e.get("table_writes")),
+                ]
+                for e in extrapolated
             ],
         )
+        lines += ["", f"Method: {extrapolated[0]['method']}."]
     lines += ["", r.get("note", "")]
     return lines
 

@@ -30,7 +30,7 @@ from shared import plan
 GRANT_SECONDS = int(os.environ.get("PORTCULLIS_DEMO_GRANT_SECONDS", "25"))
 
 
-class StepFailed(RuntimeError):
+class DemoStepError(RuntimeError):
     pass
 
 
@@ -50,7 +50,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if value:
             return value
         time.sleep(0.5)
-    raise StepFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise DemoStepError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,21 +60,24 @@ def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
 def show_rules(arm: EmulatorClient, estate: Estate) -> None:
     for nsg in ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic"):
         say(f"   NSG {nsg}:")
-        for rule in snapshot.nsg_rules(arm, estate, nsg):
+        for rule in sorted(snapshot.nsg_rules(arm, estate, nsg), key=lambda r: r["properties"]["priority"]):
             p = rule["properties"]
             owner = "ours   " if plan.is_ours(rule["name"]) else "foreign"
             source = p.get("sourceAddressPrefix") or ",".join(p.get("sourceAddressPrefixes", []))
             dest = p.get("destinationAddressPrefix") or ",".join(p.get("destinationAddressPrefixes", []))
-            say(f"     [{owner}] {p['priority']:>4} {p['access']:<5} {source:>15} -> {dest}:{p.get('destinationPortRange')}  {rule['name']}")
+            port = p.get("destinationPortRange")
+            head = f"     [{owner}] {p['priority']:>4} {p['access']:<5}"
+            say(f"{head} {source:>15} -> {dest}:{port}  {rule['name']}")
     for collection in snapshot.classic_nat(arm, estate):
         owner = "ours   " if plan.is_ours(collection["name"]) else "foreign"
         props = collection["properties"]
-        say(f"   firewall fw-classic NAT collection [{owner}] {collection['name']} (priority {props['priority']}):")
+        name, priority = collection["name"], props["priority"]
+        say(f"   firewall fw-classic NAT collection [{owner}] {name} (priority {priority}):")
         for rule in props.get("rules") or []:
-            say(
-                f"     {','.join(rule['sourceAddresses'])} -> {rule['destinationAddresses'][0]}:{rule['destinationPorts'][0]}"
-                f" => {rule['translatedAddress']}:{rule['translatedPort']}  {rule['name']}"
-            )
+            source = ",".join(rule["sourceAddresses"])
+            front = f"{rule['destinationAddresses'][0]}:{rule['destinationPorts'][0]}"
+            back = f"{rule['translatedAddress']}:{rule['translatedPort']}"
+            say(f"     {source} -> {front} => {back}  {rule['name']}")
     say(f"   firewall policy fwpol rule collection groups: {', '.join(snapshot.policy_groups(arm, estate))}")
 
 
@@ -90,9 +93,9 @@ def story(data_dir: Path) -> None:
         say(f"   {estate.vm_web}: NSG on subnet and NIC, public IP {estate.web_public_ip}")
         say(f"   {estate.vm_db}: same subnet, subnet NSG only")
         say(f"   {estate.vm_app}: behind classic Azure Firewall fw-classic ({estate.classic_fw_public_ip})")
-        say(f"   {estate.vm_ops}: behind Azure Firewall fw-policy with Firewall Policy fwpol ({estate.policy_fw_public_ip})")
+        say(f"   {estate.vm_ops}: behind fw-policy, Firewall Policy fwpol ({estate.policy_fw_public_ip})")
         admin, alice = grant_roles(arm, estate)
-        say(f"   role assignments: {admin.name} is Owner of the group; {alice.name} may initiate JIT on the VMs")
+        say(f"   role assignments: {admin.name} owns the group; {alice.name} may initiate JIT on the VMs")
 
         step(3, "The administrator creates a Defender-format JIT policy through the app's API")
         app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
@@ -112,7 +115,7 @@ def story(data_dir: Path) -> None:
         for finding in findings:
             say(f"     {finding['kind']}: {finding['detail']}")
         if not any(f["ruleName"] == "legacy-ssh" for f in findings):
-            raise StepFailed("the foreign 'legacy-ssh' rule opening 22 to the Internet was not reported")
+            raise DemoStepError("the foreign 'legacy-ssh' rule opening 22 to the Internet was not reported")
 
         step(5, f"{alice.name} asks for SSH on three VMs for {GRANT_SECONDS} seconds from 203.0.113.7")
         end = datetime.now(UTC) + timedelta(seconds=GRANT_SECONDS)
@@ -127,9 +130,11 @@ def story(data_dir: Path) -> None:
         step(6, "Converge (queue jit-converge on the host) opens every hop; status turns Initiated")
         started = time.monotonic()
         status = wait_for(
-            lambda: (s := app_alice.request_status(request_id))
-            and all(p["status"] == "Initiated" for p in ports_of(s))
-            and s,
+            lambda: (
+                (s := app_alice.request_status(request_id))
+                and all(p["status"] == "Initiated" for p in ports_of(s))
+                and s
+            ),
             30,
             "every port Initiated",
         )
@@ -139,7 +144,9 @@ def story(data_dir: Path) -> None:
                 lines = plan.connection_commands(port["connectAddress"], port["connectPort"], "azureuser")
                 assert lines is not None
                 mapped = f" (mapped port {port['mappedPort']})" if port.get("mappedPort") else ""
-                say(f"   {vm['id'].rsplit('/', 1)[-1]}: connect to {lines['address']}:{lines['port']}{mapped}")
+                say(
+                    f"   {vm['id'].rsplit('/', 1)[-1]}: connect to {lines['address']}:{lines['port']}{mapped}"
+                )
                 say(f"       {lines['ssh']}")
                 say(f"       {lines['rdp']}")
                 say(f"       targets: {json.dumps(port['targets'])}")
@@ -147,9 +154,11 @@ def story(data_dir: Path) -> None:
 
         step(7, f"Wait for the end time ({end:%H:%M:%S} UTC): the grant comes back on the queue and closes")
         final = wait_for(
-            lambda: (s := app_alice.request_status(request_id))
-            and all(p["status"] == "Revoked" for p in ports_of(s))
-            and s,
+            lambda: (
+                (s := app_alice.request_status(request_id))
+                and all(p["status"] == "Revoked" for p in ports_of(s))
+                and s
+            ),
             GRANT_SECONDS + 60,
             "every port Revoked",
         )
@@ -161,7 +170,7 @@ def story(data_dir: Path) -> None:
         step(8, "Compare the whole network with its state before the grant")
         after = snapshot.network(arm, estate)
         if after != before:
-            raise StepFailed(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
+            raise DemoStepError(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
         say("   identical: every NSG rule and firewall collection is exactly as before the grant")
     say()
     say("Demo complete.")
@@ -171,7 +180,7 @@ def main() -> int:
     data_dir = PROJECT_ROOT / ".demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     try:
         story(data_dir)
-    except StepFailed as failure:
+    except DemoStepError as failure:
         say(f"\nDEMO FAILED: {failure}\n(logs in {data_dir})")
         return 1
     return 0

@@ -39,8 +39,12 @@ class AppClient:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **easy_auth_header(self.user.object_id, self.user.name)}
-        request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method, headers=headers)
+        headers = {
+            "Content-Type": "application/json",
+            **easy_auth_header(self.user.object_id, self.user.name),
+        }
+        url = f"{self.api_url}{path}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local host
                 raw = response.read()

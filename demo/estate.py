@@ -127,8 +127,10 @@ class Estate:
                 "properties": {
                     "securityRules": [
                         rule("allow-monitoring", 300, "Allow", "9100", "10.0.0.0/8", "ops"),
-            # Someone's old shortcut: SSH open to the Internet, ahead of any JIT Deny (a finding).
-            rule("legacy-ssh", 150, "Allow", "22", "Internet", "temporary, remove after migration"),
+                        # Someone's old shortcut: SSH open to the Internet, ahead of any JIT Deny (a finding).
+                        rule(
+                            "legacy-ssh", 150, "Allow", "22", "Internet", "temporary, remove after migration"
+                        ),
                     ]
                 }
             },

@@ -27,7 +27,9 @@ def nsg_rules(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, A
 
 def classic_nat(arm: EmulatorClient, estate: Estate) -> list[dict[str, Any]]:
     body = arm.resource(estate.classic_firewall_id)
-    return sorted((_clean(c) for c in body["properties"].get("natRuleCollections") or []), key=lambda c: c["name"])
+    return sorted(
+        (_clean(c) for c in body["properties"].get("natRuleCollections") or []), key=lambda c: c["name"]
+    )
 
 
 def policy_groups(arm: EmulatorClient, estate: Estate) -> list[str]:
@@ -38,7 +40,10 @@ def policy_groups(arm: EmulatorClient, estate: Estate) -> list[str]:
 
 def network(arm: EmulatorClient, estate: Estate) -> dict[str, Any]:
     return {
-        **{nsg: nsg_rules(arm, estate, nsg) for nsg in ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")},
+        **{
+            nsg: nsg_rules(arm, estate, nsg)
+            for nsg in ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
+        },
         "fw-classic": classic_nat(arm, estate),
         "fwpol": policy_groups(arm, estate),
     }

@@ -1,8 +1,9 @@
 """May they? Azure RBAC decides, as it does for Defender.
 
 A principal may perform an action on a scope when a role assignment at that scope or above it (VM,
-resource group, subscription), made to the principal or to one of the groups in its claims, has a role
-whose permissions include the action (wildcards allowed) and whose `notActions` do not exclude it.
+resource group, subscription, management group, root), made to the principal or to one of the groups
+in its claims, has a role whose permissions include the action (wildcards allowed) and whose
+`notActions` do not exclude it.
 Deny assignments are not evaluated. Decisions are cached briefly (PORTCULLIS_RBAC_CACHE_SECONDS).
 If role assignments cannot be read, the answer is AuthorizationUnavailableError, never "allowed".
 """
@@ -110,7 +111,7 @@ class Authorizer:
             for assignment in reader.assignments_at_or_above(scope):
                 if assignment.principal_id.lower() not in principal_ids:
                     continue
-                if not scope_covers(assignment.scope, scope):
+                if not (scope_covers(assignment.scope, scope) or _is_management_group(assignment.scope)):
                     continue
                 if permits(reader.role_permissions(assignment.role_definition_id), action):
                     return True
@@ -119,6 +120,13 @@ class Authorizer:
                 f"role assignments for {scope} cannot be read ({type(error).__name__}); refusing"
             ) from error
         return False
+
+
+def _is_management_group(scope: str) -> bool:
+    """A management group's id does not appear in a resource's id, so it can never be checked as a
+    prefix; the reader answers only assignments at or above the scope, so one it reports is an
+    ancestor (management groups hold subscriptions)."""
+    return scope.lower().startswith("/providers/microsoft.management/managementgroups/")
 
 
 def _subscription_of(scope: str) -> str:

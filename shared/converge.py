@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError
 
 from shared.compliance import FindingStore
-from shared.lease import HintBook, LeaseBusyError, TableLeases
+from shared.lease import HintBook, LeaseBusyError, TableLeases, TargetRegistry
 from shared.model import (
     AuditTrail,
     ConcurrentUpdateError,
@@ -94,6 +94,7 @@ class ConvergeDeps:
     topology: TopologyResolver
     leases: TableLeases
     hints: HintBook
+    registry: TargetRegistry
     findings: FindingStore
     network: Callable[[str], Any]
     now: Callable[[], datetime]
@@ -185,7 +186,8 @@ def sweep_expired(deps: ConvergeDeps) -> list[TargetRef]:
 
 
 def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
-    """Every target a policy's VM sits behind, plus every target an unsettled grant touches."""
+    """Every target a policy's VM sits behind, every target holding rules of ours (registry), and every
+    target an unsettled grant touches."""
     found: dict[str, TargetRef] = {}
     for policy in deps.policies.all():
         for entry in policy.virtual_machines:
@@ -198,6 +200,8 @@ def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
                 found.setdefault(target.key, target)
     now = deps.now()
     horizon = now + timedelta(days=8)
+    for key in deps.registry.all():
+        found.setdefault(key, TargetRef.from_key(key))
     for grant in deps.store.list_ending_before(horizon):
         if not grant.targets and grant.is_open_at(now):
             # Its first hint was lost (or its path could not be read then): resolve it now.
@@ -387,7 +391,7 @@ def _write_loop(
             last = classify(error)
             if last.kind is Refusal.FATAL:
                 break
-            if last.kind is not Refusal.STALE:
+            if last.kind is not Refusal.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
                 _backoff(deps, target, last, attempt)
     assert last is not None
     raise TargetWriteError(target, last)
@@ -436,6 +440,7 @@ def _converge_nsg(
         _record_failure(deps, target, grants, failure)
         raise
     plan = result["plan"]
+    deps.registry.note(target.key, bool(plan.desired))
     present = {g.grant.grant_id for g in placements if plan.rule_for(g.grant.grant_id) is not None}
     deps.findings.replace(target, list(plan.findings), deps.now())
     states = _record(deps, target, grants, present, plan.refused, wrote)
@@ -488,6 +493,7 @@ def _converge_firewall(
         _record_failure(deps, target, grants, failure)
         raise
     plan = result["plan"]
+    deps.registry.note(target.key, bool(plan.desired))
     present = {gid for g in latest[0] if plan.rule_for(gid := g.grant_id) is not None}
     refused = {**plan.refused, **refused_ports}
     deps.findings.replace(target, [], deps.now())
@@ -733,6 +739,7 @@ def build_deps(
         topology=topology or TopologyResolver(network_factory, compute_factory),
         leases=TableLeases(table("leases", settings), now, settings.converge_lease_seconds),
         hints=HintBook(table("leases", settings), now),
+        registry=TargetRegistry(table("leases", settings)),
         findings=FindingStore.from_settings(settings),
         network=network_factory,
         now=now,

@@ -167,10 +167,12 @@ def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
             raise DomainError(f"{path}.id", f"virtual machine {vm.id} is listed twice")
         seen.add(vm)
         ports: list[PolicyPort] = []
+        seen_numbers: set[int] = set()
         for port_index, port_wire in enumerate(vm_wire.ports):
             port_path = f"{path}.ports[{port_index}]"
-            if any(p.number == port_wire.number for p in ports):
+            if port_wire.number in seen_numbers:
                 raise DomainError(f"{port_path}.number", f"port {port_wire.number} is listed twice")
+            seen_numbers.add(port_wire.number)
             ports.append(_policy_port(port_wire, port_path))
         if vm_wire.publicIpAddress is not None:
             try:

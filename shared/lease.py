@@ -98,6 +98,15 @@ class TableLeases:
 
     def release(self, lease: Lease) -> bool:
         """Give the lease back. True: someone asked for another pass; the caller still holds it."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._release_once(lease)
+            except HttpResponseError as error:
+                if error.status_code not in (409, 412):
+                    raise
+        return False  # it keeps changing under us: it expires on its own
+
+    def _release_once(self, lease: Lease) -> bool:
         row = self._row(lease.key)
         try:
             self._table.delete_entity(
@@ -133,7 +142,7 @@ class TableLeases:
             lease.etag = str(meta["etag"])
             return True
         lease.etag = str(current.metadata["etag"])
-        return self.release(lease)
+        return self._release_once(lease)
 
 
 HINT_PARTITION = "hint"
@@ -179,3 +188,25 @@ class HintBook:
 
     def clear(self, key: str) -> None:
         self._table.delete_entity(HINT_PARTITION, TableLeases._row(key))
+
+
+TARGET_PARTITION = "target"
+
+
+class TargetRegistry:
+    """Every target that holds rules of ours, so the reconcile timer still visits it after its policy
+    is deleted or its grants' hints were lost (nothing of ours may outlive its grant unseen)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def note(self, key: str, holds_ours: bool) -> None:
+        row = TableLeases._row(key)
+        if holds_ours:
+            self._table.upsert_entity({"PartitionKey": TARGET_PARTITION, "RowKey": row, "target": key})
+        else:
+            self._table.delete_entity(TARGET_PARTITION, row)
+
+    def all(self) -> list[str]:
+        rows = self._table.query_entities(f"PartitionKey eq '{TARGET_PARTITION}'", select=["target"])
+        return [str(row["target"]) for row in rows]

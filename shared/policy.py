@@ -78,6 +78,10 @@ def is_any_source(text: str) -> bool:
 
 def parse_prefix(text: str, field_path: str) -> IpNetwork:
     """An IP address or CIDR; a host address becomes a /32 (/128). `*` and friends are not prefixes."""
+    if "%" in text:
+        # Python accepts IPv6 zone ids (fe80::1%eth0); NSG and firewall rules do not, so a grant with
+        # one could never be opened.
+        raise DomainError(field_path, f"{text!r} carries a zone id ('%...'); give the address without it")
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:

@@ -74,6 +74,8 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
         document = json.loads(raw)
     except ValueError as error:
         return _poison(services, raw, None, "body", f"not valid JSON: {error}")
+    except RecursionError:
+        return _poison(services, raw, None, "body", "the JSON is nested too deeply")
     if not isinstance(document, dict):
         return _poison(services, raw, None, "body", "must be a JSON object")
     try:

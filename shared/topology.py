@@ -289,6 +289,16 @@ class TopologyResolver:
 
         def load() -> str:
             network = self._network(subscription_id)
+            # One list call: the public IP names what uses it (`ipConfiguration`).
+            for address in network.public_ip_addresses.list_all():
+                props = _props(address.as_dict())
+                if props.get("ipAddress") != public_ip:
+                    continue
+                user = _id(props.get("ipConfiguration")) or ""
+                marker = "/azurefirewallipconfigurations/"
+                if marker in user.lower():
+                    return user[: user.lower().index(marker)]
+            # No back-reference: look at every firewall's addresses.
             for firewall in network.azure_firewalls.list_all():
                 body = firewall.as_dict()
                 for config in _props(body).get("ipConfigurations", []) or []:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bench import app
@@ -23,6 +23,7 @@ from bench.harness import app_settings, arm_counts, clear_arm_log, log
 from bench.naive import NaiveJit
 
 CLIENTS = 8
+APP_STATUS_SAMPLE = 20
 FIREWALL_TYPES = {
     "classic": "Microsoft.Network/azureFirewalls",
     "policy": "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
@@ -73,29 +74,38 @@ def run(ctx: Any) -> dict[str, Any]:
         client = app.ApiClient(base_url)
         client.put_policies(estate, admin)
         with running.arm.lro_seconds(durations):
-            for kind in ("classic", "policy"):
-                for n in sizes:
-                    group = next(g for g in groups if g.name == f"p{kind[0]}{n}")
-                    result = _portcullis(
-                        running, client, estate, owner, requester, group, by_group[group.name], d_seconds
-                    )
-                    row: dict[str, Any] = {"kind": kind, "grants": n, "portcullis": result}
-                    log(
-                        f"burst {kind} n={n}: Portcullis {result['firewall_writes']} firewall writes, "
-                        "last usable "
-                        f"after {result['seconds_to_last_usable']:.1f} s ({result['multiple_of_d']:.1f} D)"
-                    )
-                    runs.append(row)
+            _wait_quiet(running)
             naive_network = _network_client(settings, estate)
             for kind in ("classic", "policy"):
-                for n in naive_sizes:
-                    group = next(g for g in groups if g.name == f"n{kind[0]}{n}")
-                    row = next(r for r in runs if r["kind"] == kind and r["grants"] == n)
-                    row["naive"] = _naive(running, naive_network, estate, by_group[group.name], d_seconds)
+                for n in sizes:
+                    # The naive strategy runs at the same time on a twin firewall: both see the same
+                    # machine load, and the run fits its time budget.
+                    naive: Future[dict[str, Any]] | None = None
+                    with ThreadPoolExecutor(max_workers=1) as background:
+                        if n in naive_sizes:
+                            twin = next(g for g in groups if g.name == f"n{kind[0]}{n}")
+                            naive = background.submit(
+                                _naive, naive_network, estate, by_group[twin.name], d_seconds
+                            )
+                        group = next(g for g in groups if g.name == f"p{kind[0]}{n}")
+                        result = _portcullis(
+                            running, client, estate, owner, requester, group, by_group[group.name], d_seconds
+                        )
+                        row: dict[str, Any] = {"kind": kind, "grants": n, "portcullis": result}
+                        if naive is not None:
+                            row["naive"] = naive.result()
                     log(
-                        f"burst {kind} n={n}: naive {row['naive']['firewall_writes']} firewall writes, "
-                        f"{row['naive']['seconds']:.1f} s"
+                        f"burst {kind} n={n}: Portcullis {result['firewall_writes']} firewall writes, "
+                        f"last usable after {result['seconds_to_last_usable']:.1f} s "
+                        f"({result['multiple_of_d']:.1f} D); naive "
+                        + (
+                            f"{row['naive']['firewall_writes']} writes, {row['naive']['seconds']:.1f} s"
+                            if naive
+                            else "-"
+                        )
                     )
+                    runs.append(row)
+                    _wait_quiet(running)
     _extrapolate_naive(runs, d_seconds)
     return {
         "d_seconds": d_seconds,
@@ -106,7 +116,8 @@ def run(ctx: Any) -> dict[str, Any]:
             "Portcullis: time from the first initiate sent until the last grant's rules exist with their "
             "operation finished, including intake of all N requests (column intake_seconds in the JSON) and "
             "the converge queue's firewall batching delay. Naive: N read-modify-write cycles in sequence "
-            "(firewall, then the subnet NSG), started with all N requests known."
+            "(firewall, then the subnet NSG), started with all N requests known, on a twin firewall at "
+            "the same time as Portcullis's run of the same size."
         ),
     }
 
@@ -131,6 +142,7 @@ def _portcullis(
     clear_arm_log(running.arm)
     request_ids: list[str] = []
     errors: list[str] = []
+    wall_started = time.time()
     started = time.perf_counter()
 
     def ask(vm: VmInfo) -> None:
@@ -147,9 +159,21 @@ def _portcullis(
         raise RuntimeError(f"{len(errors)} initiates failed, e.g. {errors[0]}")
     usable_at = _wait_usable(running, estate, group, vms, timeout=120 + 10 * d_seconds)
     seconds = usable_at - started
-    app_seconds, initiated = _wait_app_initiated(client, requester, request_ids, started)
-    counts = arm_counts(running.arm, user_agent_mark="portcullis/")
+    # The API's view, on the last APP_STATUS_SAMPLE requests sent (the last to be converged).
+    app_seconds, initiated = _wait_app_initiated(client, requester, request_ids[-APP_STATUS_SAMPLE:], started)
+    counts = arm_counts(running.arm, user_agent_mark="portcullis/", path_marks=_marks(estate, group))
     firewall_type = FIREWALL_TYPES[group.kind].lower()
+    # When each firewall write was sent, from the first initiate: the critical path at a glance.
+    marks = _marks(estate, group)
+    writes = [
+        entry
+        for entry in running.arm.admin_ok("GET", "/_emulator/requests")["log"]
+        if entry["method"] in ("PUT", "DELETE") and any(mark in entry["path"].lower() for mark in marks)
+    ]
+    write_times = [round(e["time"] - wall_started, 2) for e in writes if e["type"].lower() == firewall_type]
+    nsg_write_times = [
+        round(e["time"] - wall_started, 2) for e in writes if "networksecuritygroups" in e["type"].lower()
+    ]
     firewall_writes = sum(
         v
         for k, v in counts["by_kind"].items()
@@ -165,11 +189,31 @@ def _portcullis(
         "seconds_to_last_usable": round(seconds, 3),
         "multiple_of_d": round(seconds / d_seconds, 2),
         "seconds_until_api_reports_all_initiated": round(app_seconds, 3) if app_seconds else None,
-        "api_reports_initiated": initiated,
+        "api_reports_initiated_of_sample": f"{initiated}/{min(len(request_ids), APP_STATUS_SAMPLE)}",
         "firewall_writes": firewall_writes,
+        "firewall_write_sent_at_seconds": write_times,
+        "nsg_write_sent_at_seconds": nsg_write_times,
         "nsg_writes": nsg_writes,
         "arm": counts,
     }
+
+
+def _wait_quiet(running: Any, quiet_seconds: float = 2.0, timeout: float = 90.0) -> None:
+    """Wait until the app has sent ARM nothing for `quiet_seconds` (the policies' Deny baseline and
+    the previous run's convergence are done), so one measurement does not pay for another's work."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        clear_arm_log(running.arm)
+        time.sleep(quiet_seconds)
+        if not running.arm.admin_ok("GET", "/_emulator/requests")["log"]:
+            return
+    log(f"burst: the app was still calling ARM after {timeout:.0f} s; measuring anyway")
+
+
+def _marks(estate: BenchEstate, group: FirewallGroup) -> tuple[str, ...]:
+    """Path fragments of one group's resources (its firewall, policy, NSG, NICs and VMs)."""
+    name = group.name.lower()
+    return (f"/fw-{name}", f"/fwpol-{name}", f"/nsg-{name}-", f"/nic-vm-{name}-", f"/vm-{name}-")
 
 
 def _dnat_rules(running: Any, estate: BenchEstate, group: FirewallGroup) -> tuple[int, bool]:
@@ -217,7 +261,7 @@ def _wait_usable(
         allows, nsg_settled = _nsg_allows(running, nsg_id)
         if rules >= len(vms) and settled and allows >= len(vms) and nsg_settled:
             return seen
-        time.sleep(0.05)
+        time.sleep(0.2)
     raise TimeoutError(
         f"{group.name}: grants not usable after {timeout:.0f} s ({rules} DNAT rules, {allows} NSG rules)"
     )
@@ -246,20 +290,16 @@ def _wait_app_initiated(
     return time.perf_counter() - started, len(request_ids)
 
 
-def _naive(
-    running: Any, network: Any, estate: BenchEstate, vms: list[VmInfo], d_seconds: float
-) -> dict[str, Any]:
-    clear_arm_log(running.arm)
+def _naive(network: Any, estate: BenchEstate, vms: list[VmInfo], d_seconds: float) -> dict[str, Any]:
     grants = [(vm, 22, "198.51.100.0/24", 50000 + index) for index, vm in enumerate(vms)]
     outcome = NaiveJit(network, estate).open_all(grants)
-    counts = arm_counts(running.arm, user_agent_mark="portcullis/")
     return {
         "seconds": round(outcome.seconds, 3),
         "multiple_of_d": round(outcome.seconds / d_seconds, 2),
         "firewall_writes": outcome.firewall_writes,
         "nsg_writes": outcome.nsg_writes,
         "seconds_per_grant": round(outcome.seconds / len(vms), 3),
-        "arm": counts,
+        "arm_reads": outcome.reads,
         "extrapolated": False,
     }
 

@@ -29,13 +29,13 @@ def _plan(quick: bool) -> list[tuple[int, int]]:
     """(concurrency, requests) per level."""
     if quick:
         return [(1, 8), (8, 16), (32, 32)]
-    return [(1, 120), (8, 400), (32, 640)]
+    return [(1, 40), (8, 120), (32, 192)]
 
 
 def run(ctx: Any) -> dict[str, Any]:
     running = ctx.services
     levels = _plan(ctx.quick)
-    profiled = 8 if ctx.quick else 40
+    profiled = 8 if ctx.quick else 25
     total = sum(n for _, n in levels) + profiled + 8  # + warm-up
     vm_count = -(-total // PORTS_PER_VM)
     estate = BenchEstate(

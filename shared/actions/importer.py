@@ -1,12 +1,14 @@
 """ImportDefenderPolicies: adopt a subscription's existing Defender JIT policies.
 
 Reads them with azure-mgmt-security (Azure, or the emulator locally), validates each as a PUT would,
-and stores those the caller may write. Reports every policy: adopted, unchanged, or skipped and why.
+and stores those the caller may write. Reports every policy the caller may read: adopted, unchanged, or
+skipped and why; policies the caller may not even read are left out, as Azure's lists leave them out.
 Defender's request history is not copied: it describes rules Defender opened, not ours.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +17,11 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
-from shared.authz import WRITE_POLICY_ACTION, AuthorizationUnavailableError
+from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION, AuthorizationUnavailableError
 from shared.azure_clients import security_client
 from shared.defender import parse_policy_body
-from shared.model import DomainError, PolicyRef, Principal
+from shared.model import DomainError, Principal
+from shared.observability import log_event
 from shared.policy_store import check_subscription, policy_ref
 from shared.services import Services
 
@@ -61,22 +64,35 @@ class ImportDefenderPolicies:
             policy_id = str(item.id or "")
             match = _POLICY_ID.match(policy_id)
             if not match:
-                report.skipped.append({"id": policy_id, "reason": "not a JIT policy id"})
+                log_event("import.unrecognised_id", logging.WARNING, id=policy_id[:300])
                 continue
+            group_scope = f"/subscriptions/{match['sub']}/resourceGroups/{match['rg']}"
             try:
                 ref = policy_ref(match["sub"], match["rg"], match["loc"], match["name"])
+            except DomainError as error:
+                self._skip_if_visible(
+                    report, principal, group_scope, policy_id, f"{error.field}: {error.reason}"
+                )
+                continue
+            if not self._allowed(principal, WRITE_POLICY_ACTION, ref.id):
+                self._skip_if_visible(
+                    report, principal, ref.id, policy_id, f"caller lacks {WRITE_POLICY_ACTION}"
+                )
+                continue
+            try:
                 _, canonical = parse_policy_body(item.serialize(keep_readonly=True), ref)
             except DomainError as error:
                 report.skipped.append({"id": policy_id, "reason": f"{error.field}: {error.reason}"})
-                continue
-            if not self._may_write(principal, ref):
-                report.skipped.append({"id": policy_id, "reason": f"caller lacks {WRITE_POLICY_ACTION}"})
                 continue
             existing = services.policies.get(ref)
             if existing is not None and existing.body == canonical:
                 report.unchanged.append(ref.id)
                 continue
-            services.policies.put(ref, canonical, services.clock())
+            try:
+                services.policies.put(ref, canonical, services.clock())
+            except DomainError as error:
+                report.skipped.append({"id": policy_id, "reason": f"{error.field}: {error.reason}"})
+                continue
             report.adopted.append(ref.id)
             services.audit.record(
                 "policy.imported", subject=ref.id, actor=principal.object_id, source="defender"
@@ -89,8 +105,16 @@ class ImportDefenderPolicies:
         )
         return report
 
-    def _may_write(self, principal: Principal, ref: PolicyRef) -> bool:
+    def _allowed(self, principal: Principal, action: str, scope: str) -> bool:
         try:
-            return self._services.authorizer.is_allowed(principal, WRITE_POLICY_ACTION, ref.id)
+            return self._services.authorizer.is_allowed(principal, action, scope)
         except AuthorizationUnavailableError as error:
             raise Refusal.unavailable(str(error)) from None
+
+    def _skip_if_visible(
+        self, report: ImportReport, principal: Principal, scope: str, policy_id: str, reason: str
+    ) -> None:
+        """Name a skipped policy only to a caller who may read it: Azure's lists filter by RBAC too,
+        and the app reads Defender with its own identity, which sees more than the caller may."""
+        if self._allowed(principal, READ_POLICY_ACTION, scope):
+            report.skipped.append({"id": policy_id, "reason": reason})

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal, TransientFailureError
 from shared.actions.revoke import revoke_grant
@@ -29,6 +32,7 @@ from shared.grants import (
     request_id_for_ticket,
 )
 from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
+from shared.observability import log_event
 from shared.policy import ApprovedPort, evaluate
 from shared.policy_store import StoredPolicy
 from shared.services import Services
@@ -138,7 +142,21 @@ class InitiateAccess:
                 end=grant.end_time.isoformat(),
             )
         stored = StoredRequest(record, grants)
-        self._hand_over(stored)
+        try:
+            self._hand_over(stored)
+        except AzureError as error:
+            if command.channel == "queue":
+                raise  # redelivery finds the request by its ticket and repeats the hand-over
+            # The grants are recorded, so answering "nothing was changed" would be false, and a client
+            # retrying would get a second request. Enforcement's reconcile resolves grants whose hint
+            # was lost and the expiry sweep closes them on time, so the request stands.
+            log_event(
+                "request.handover_failed",
+                logging.ERROR,
+                request=request_id,
+                grants=[g.grant_id for g in grants],
+                error=str(error)[:500],
+            )
         return InitiateResult(services.grants.get_request(request_id) or stored, created=True)
 
     def _policy(self, command: InitiateCommand, first_vm_id: str | None) -> StoredPolicy:

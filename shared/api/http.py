@@ -65,6 +65,10 @@ class ApiCall:
             raise Refusal(
                 400, "InvalidRequestContent", f"the body is not valid JSON: {error}", "body"
             ) from None
+        except RecursionError:
+            raise Refusal(
+                400, "InvalidRequestContent", "the body's JSON is nested too deeply", "body"
+            ) from None
 
     def url_for(self, path: str) -> str:
         """An absolute URL on this app (for Location headers)."""

@@ -13,6 +13,7 @@ import azure.functions as func
 
 from shared.api.http import ApiCall, endpoint, json_response
 from shared.defender import API_VERSION, InitiateWire, PolicyWire
+from shared.model import PortStatus, StatusReason, TargetState, TransportProtocol
 from shared.queue_intake import QueuedEnvelope
 
 _POLICY = (
@@ -20,6 +21,17 @@ _POLICY = (
     "/locations/{ascLocation}/jitNetworkAccessPolicies/{jitNetworkAccessPolicyName}"
 )
 _ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+# Per target (NSG / firewall key) how far this grant's rule has got.
+_TARGETS = {
+    "type": "object",
+    "additionalProperties": {"type": "string", "enum": [t.value for t in TargetState]},
+}
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
 
 
 def _param(name: str, where: str = "path", description: str = "") -> dict[str, Any]:
@@ -143,7 +155,20 @@ def document() -> dict[str, Any]:
                 "operationId": "Requests_Revoke",
                 "tags": ["Records"],
                 "description": "Early revoke by the requester or a policy admin (UserRequested).",
-                "responses": _responses({"202": _json("revoked; rules close shortly", request)}),
+                "responses": _responses(
+                    {
+                        "202": {
+                            **_json("revoked; rules close shortly", request),
+                            "headers": {
+                                "Location": {
+                                    "schema": {"type": "string"},
+                                    "description": "/api/requests/{requestId}: poll until every port "
+                                    "reads Revoked",
+                                }
+                            },
+                        }
+                    }
+                ),
             },
         },
         "/grants": {
@@ -182,23 +207,63 @@ def document() -> dict[str, Any]:
             "post": {
                 "operationId": "Policies_ImportFromDefender",
                 "tags": ["Records"],
-                "description": "Adopt the subscription's Defender JIT policies the caller may write.",
+                "description": "Adopt the subscription's Defender JIT policies the caller may write "
+                "(validated as a PUT; Defender's request history is not copied). Policies the caller "
+                "may not read are not named in the answer.",
                 "responses": _responses(
                     {
                         "200": _json(
                             "what was adopted",
                             {
                                 "type": "object",
+                                "required": ["adopted", "unchanged", "skipped"],
                                 "properties": {
                                     "adopted": {"type": "array", "items": {"type": "string"}},
                                     "unchanged": {"type": "array", "items": {"type": "string"}},
-                                    "skipped": {"type": "array", "items": {"type": "object"}},
+                                    "skipped": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["id", "reason"],
+                                            "properties": {
+                                                "id": {"type": "string"},
+                                                "reason": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        ),
+                        "502": _json("Defender's policies could not be read; nothing was changed", _ERROR),
+                    }
+                ),
+            },
+        },
+        "/compliance": {
+            "get": {
+                "operationId": "Compliance_List",
+                "tags": ["Records"],
+                "description": "Findings enforcement reports but must not fix (a foreign rule opening a "
+                "protected port ahead of our Deny, a full priority band).",
+                "responses": _responses(
+                    {
+                        "200": _json(
+                            "current findings",
+                            {
+                                "type": "object",
+                                "required": ["value", "count"],
+                                "properties": {
+                                    "value": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/ComplianceFinding"},
+                                    },
+                                    "count": {"type": "integer"},
                                 },
                             },
                         )
                     }
                 ),
-            },
+            }
         },
         "/openapi.json": {
             "get": {
@@ -252,34 +317,86 @@ def document() -> dict[str, Any]:
         },
         "JitNetworkAccessRequest": {
             "type": "object",
+            "required": ["virtualMachines", "startTimeUtc", "requestor"],
             "properties": {
                 "requestId": {"type": "string"},
                 "policyId": {"type": "string"},
-                "virtualMachines": {"type": "array", "items": {"type": "object"}},
+                "virtualMachines": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "ports"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "ports": {"type": "array", "items": {"$ref": "#/components/schemas/RequestPort"}},
+                        },
+                    },
+                },
                 "startTimeUtc": {"type": "string", "format": "date-time"},
                 "requestor": {"type": "string"},
-                "justification": {"type": "string"},
-                "ticketId": {"type": "string"},
+                "requestorObjectId": {"type": "string"},
+                "justification": _nullable("string"),
+                "ticketId": _nullable("string"),
+            },
+        },
+        "RequestPort": {
+            "type": "object",
+            "required": ["number", "endTimeUtc", "status", "statusReason"],
+            "properties": {
+                "number": {"type": "integer"},
+                "allowedSourceAddressPrefix": {"type": "string"},
+                "allowedSourceAddressPrefixes": {"type": "array", "items": {"type": "string"}},
+                "endTimeUtc": {"type": "string", "format": "date-time"},
+                "status": {"type": "string", "enum": [s.value for s in PortStatus]},
+                "statusReason": {"type": "string", "enum": [r.value for r in StatusReason]},
+                "mappedPort": {"type": "integer"},
+                "grantId": {"type": "string"},
+                "protocol": {"type": "string", "enum": [p.value for p in TransportProtocol]},
+                "connectAddress": _nullable("string"),
+                "connectPort": {"type": "integer"},
+                "targets": _TARGETS,
             },
         },
         "Grant": {
             "type": "object",
+            "required": ["grantId", "requestId", "vmId", "port", "status", "statusReason", "active"],
             "properties": {
-                name: {"type": "string"}
-                for name in (
-                    "grantId",
-                    "requestId",
-                    "policyId",
-                    "vmId",
-                    "protocol",
-                    "startTimeUtc",
-                    "endTimeUtc",
-                    "status",
-                    "statusReason",
-                    "connectAddress",
-                    "ticketId",
-                    "justification",
-                )
+                "grantId": {"type": "string"},
+                "requestId": {"type": "string"},
+                "policyId": {"type": "string"},
+                "vmId": {"type": "string"},
+                "port": {"type": "integer"},
+                "protocol": {"type": "string", "enum": [p.value for p in TransportProtocol]},
+                "sourceAddressPrefixes": {"type": "array", "items": {"type": "string"}},
+                "startTimeUtc": {"type": "string", "format": "date-time"},
+                "endTimeUtc": {"type": "string", "format": "date-time"},
+                "requestor": {
+                    "type": "object",
+                    "properties": {"objectId": {"type": "string"}, "name": {"type": "string"}},
+                },
+                "justification": _nullable("string"),
+                "ticketId": _nullable("string"),
+                "status": {"type": "string", "enum": [s.value for s in PortStatus]},
+                "statusReason": {"type": "string", "enum": [r.value for r in StatusReason]},
+                "active": {"type": "boolean"},
+                "targets": _TARGETS,
+                "mappedPort": _nullable("integer"),
+                "connectAddress": _nullable("string"),
+                "connectPort": {"type": "integer"},
+            },
+        },
+        "ComplianceFinding": {
+            "type": "object",
+            "properties": {
+                "kind": {"type": "string"},
+                "targetKind": {"type": "string"},
+                "targetId": {"type": "string"},
+                "ruleName": {"type": "string"},
+                "virtualMachineId": {"type": "string"},
+                "port": {"type": "integer"},
+                "detail": {"type": "string"},
+                "firstSeen": {"type": "string", "format": "date-time"},
+                "lastSeen": {"type": "string", "format": "date-time"},
             },
         },
     }

@@ -23,17 +23,22 @@ def test_percentiles_interpolate_between_ranks() -> None:
 
 def test_extrapolation_sees_superlinear_growth() -> None:
     def point(fraction: float, seconds: float) -> dict[str, object]:
-        return {
-            "scale": {"fraction_of_target": fraction},
-            "passes": [
-                {"name": "p", "seconds": seconds, "arm": {"reads": 10}, "storage": {"table_reads": 5}}
-            ],
-        }
+        passes = [
+            {
+                "name": name,
+                "seconds": seconds,
+                "arm": {"reads": 10, "writes": 0},
+                "storage": {"table_reads": 5},
+            }
+            for name in ("a", "b")
+        ]
+        return {"scale": {"fraction_of_target": fraction}, "passes": passes}
 
     # seconds = 10 N + 100 N^2 at N = 0.1 and 0.2: the full estate (N = 1) takes 110 s, not 30.
-    (row,) = _extrapolate([point(0.1, 2.0), point(0.2, 6.0)])
-    assert row["seconds"] == pytest.approx(110.0)
-    (linear,) = _extrapolate([point(0.5, 5.0)])
+    first, _ = _extrapolate([point(0.1, 2.0), point(0.2, 6.0)])
+    assert first["seconds"] == pytest.approx(110.0)
+    assert first["arm_reads"] == 50  # request counts: linear from the largest scale
+    linear, _ = _extrapolate([point(0.5, 5.0)])
     assert linear["seconds"] == pytest.approx(10.0)
 
 

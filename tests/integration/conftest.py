@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from demo.estate import Estate
+from localstack.azurite import Azurite
 from localstack.emulator_client import EmulatorClient
 from shared import converge
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
@@ -41,6 +42,8 @@ class World:
     store: TableGrantStore
     policy_ref: PolicyRef
     sleeps: list[float]
+    settings_env: dict[str, str]
+    table_port: int
 
     def network(self) -> Any:
         return self.deps.network(self.estate.subscription_id)
@@ -104,22 +107,21 @@ class World:
 
 @pytest.fixture
 def world_factory(
-    arm_emulator: EmulatorClient, storage_env: dict[str, str]
+    arm_emulator: EmulatorClient, storage_env: dict[str, str], azurite: Azurite
 ) -> Iterator[Callable[..., World]]:
     def make(*, policy: bool = True, env: dict[str, str] | None = None) -> World:
         resource_group = f"rg-{uuid.uuid4().hex[:10]}"
         estate = Estate(arm_emulator.subscription_id, resource_group)
         arm_emulator.seed(estate.resources())
-        settings = load_settings(
-            {
-                **storage_env,
-                "PORTCULLIS_ARM_ENDPOINT": arm_emulator.base_url,
-                "PORTCULLIS_ARM_CA_BUNDLE": str(arm_emulator.ca_file),
-                "PORTCULLIS_ARM_CREDENTIAL": "static-token",
-                "PORTCULLIS_ARM_POLLING_INTERVAL": "0",
-                **(env or {}),
-            }
-        )
+        settings_env = {
+            **storage_env,
+            "PORTCULLIS_ARM_ENDPOINT": arm_emulator.base_url,
+            "PORTCULLIS_ARM_CA_BUNDLE": str(arm_emulator.ca_file),
+            "PORTCULLIS_ARM_CREDENTIAL": "static-token",
+            "PORTCULLIS_ARM_POLLING_INTERVAL": "0",
+            **(env or {}),
+        }
+        settings = load_settings(settings_env)
         clock = Clock()
         sleeps: list[float] = []
         deps = converge.build_deps(settings, now=clock.now, sleep=sleeps.append)
@@ -131,7 +133,9 @@ def world_factory(
             TablePolicyStore(settings).put(ref, canonical)
         store = deps.store
         assert isinstance(store, TableGrantStore)
-        return World(arm_emulator, estate, settings, clock, deps, store, ref, sleeps)
+        return World(
+            arm_emulator, estate, settings, clock, deps, store, ref, sleeps, settings_env, azurite.table_port
+        )
 
     yield make
     arm_emulator.clear_faults()

@@ -119,3 +119,23 @@ def test_burst_of_grants_behind_one_firewall_costs_one_firewall_write(
     assert len(ports) == 50
     (ours,) = [c for c in _classic_nat(world) if c["name"] == plan.COLLECTION_NAME]
     assert len(ours["properties"]["rules"]) == 50
+
+
+def test_explicit_firewall_id_in_our_extension_field(world_factory: Callable[..., World]) -> None:
+    from shared.defender import parse_policy_body
+    from shared.policy_store import TablePolicyStore
+
+    world = world_factory()
+    body = world.estate.policy_body()
+    for entry in body["properties"]["virtualMachines"]:
+        if entry["id"].endswith("/vm-app"):
+            entry.pop("publicIpAddress")
+            entry["portcullis"] = {"firewallId": world.estate.classic_firewall_id}
+    _, canonical = parse_policy_body(body, world.policy_ref)
+    TablePolicyStore(world.settings).put(world.policy_ref, canonical)
+    grant = world.request(world.estate.vm_app, 22)
+    converge.handle_grant(world.deps, grant.grant_id)
+    stored = world.store.get(grant.grant_id)
+    assert stored is not None and stored.status is PortStatus.INITIATED
+    assert stored.connect_address == world.estate.classic_fw_public_ip
+    assert any(key.startswith("firewall-classic|") for key in stored.targets)

@@ -52,21 +52,35 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     # The reconcile timer's tick (every 3 minutes on the host), run now: the Deny baseline.
     deps = converge.build_deps(load_settings(stack.env), now=lambda: datetime.now(UTC), sleep=time.sleep)
     converge.reconcile_all(deps)
-    denies = [r for r in snapshot.nsg_rules(arm, estate, "nsg-web-subnet") if r["properties"]["access"] == "Deny"]
+    denies = [
+        r for r in snapshot.nsg_rules(arm, estate, "nsg-web-subnet") if r["properties"]["access"] == "Deny"
+    ]
     assert {r["name"] for r in denies if plan.is_ours(r["name"])}, "no Deny baseline of ours"
     before = snapshot.network(arm, estate)
+    # The foreign rule opening SSH to the Internet ahead of our Deny is reported, not touched.
+    findings = app_admin.compliance()["value"]
+    legacy = [f for f in findings if f["ruleName"] == "legacy-ssh"]
+    assert [(f["kind"], f["port"], f["virtualMachineId"]) for f in legacy] == [
+        ("PortOpenToInternetAheadOfDeny", 22, estate.vm_id(estate.vm_web))
+    ]
 
     end = datetime.now(UTC) + timedelta(seconds=25)
     answer = app_alice.initiate(
         estate,
-        {estate.vm_web: [(22, "203.0.113.7")], estate.vm_app: [(22, "203.0.113.7")], estate.vm_ops: [(22, "203.0.113.7")]},
+        {
+            estate.vm_web: [(22, "203.0.113.7")],
+            estate.vm_app: [(22, "203.0.113.7")],
+            estate.vm_ops: [(22, "203.0.113.7")],
+        },
         end,
     )
     request_id = answer["requestId"]
     status = wait_for(
-        lambda: (s := app_alice.request_status(request_id))
-        and all(p["status"] == "Initiated" for p in ports_of(s))
-        and s,
+        lambda: (
+            (s := app_alice.request_status(request_id))
+            and all(p["status"] == "Initiated" for p in ports_of(s))
+            and s
+        ),
         20,
         "every port Initiated",
     )
@@ -80,9 +94,20 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
 
     # The rules, hop by hop.
     for nsg in ("nsg-web-subnet", "nsg-web-nic"):
-        allows = [r for r in snapshot.nsg_rules(arm, estate, nsg) if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])]
-        assert [(r["properties"]["sourceAddressPrefix"], r["properties"]["destinationAddressPrefix"]) for r in allows] == [("203.0.113.7", "10.0.0.4")]
-    (app_allow,) = [r for r in snapshot.nsg_rules(arm, estate, "nsg-app-nic") if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])]
+        allows = [
+            r
+            for r in snapshot.nsg_rules(arm, estate, nsg)
+            if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])
+        ]
+        assert [
+            (r["properties"]["sourceAddressPrefix"], r["properties"]["destinationAddressPrefix"])
+            for r in allows
+        ] == [("203.0.113.7", "10.0.0.4")]
+    (app_allow,) = [
+        r
+        for r in snapshot.nsg_rules(arm, estate, "nsg-app-nic")
+        if r["properties"]["access"] == "Allow" and plan.is_ours(r["name"])
+    ]
     assert app_allow["properties"]["sourceAddressPrefix"] == "10.1.1.0/26"  # the firewall subnet
     (ours,) = [c for c in snapshot.classic_nat(arm, estate) if c["name"] == plan.COLLECTION_NAME]
     (dnat,) = ours["properties"]["rules"]
@@ -93,15 +118,19 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     assert plan.RULE_COLLECTION_GROUP_NAME in snapshot.policy_groups(arm, estate)
 
     # Defender's history shows the mapped port.
-    history = app_admin.ok("GET", f"{AppClient.policy_path(estate)}?api-version=2020-01-01")["properties"]["requests"]
+    history = app_admin.ok("GET", f"{AppClient.policy_path(estate)}?api-version=2020-01-01")["properties"][
+        "requests"
+    ]
     mapped = {p.get("mappedPort") for r in history for vm in r["virtualMachines"] for p in vm["ports"]}
     assert app["mappedPort"] in mapped
 
     # Expiry: the host's converge queue gets the grant back at its end time.
     final = wait_for(
-        lambda: (s := app_alice.request_status(request_id))
-        and all(p["status"] == "Revoked" for p in ports_of(s))
-        and s,
+        lambda: (
+            (s := app_alice.request_status(request_id))
+            and all(p["status"] == "Revoked" for p in ports_of(s))
+            and s
+        ),
         60,
         "every port Revoked after the end time",
     )

@@ -28,8 +28,15 @@ import pytest
 from azure.core.exceptions import AzureError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
-from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from demo.estate import Estate
 from localstack.emulator_client import EmulatorClient
@@ -43,7 +50,6 @@ from shared.model import (
     Principal,
     PrincipalSource,
     StatusReason,
-    TargetKind,
     TargetRef,
     TargetState,
     TransportProtocol,
@@ -70,7 +76,9 @@ class Crash:
             raise converge.SimulatedCrash(step)
 
 
-def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]) -> type[RuleBasedStateMachine]:
+def build_machine(
+    arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
+) -> type[RuleBasedStateMachine]:
     class EnforcementMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -110,7 +118,9 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
             self.deps.checkpoint = self.crash
             self.store = self.deps.store
             assert isinstance(self.store, TableGrantStore)
-            self.policy_ref = PolicyRef(self.estate.subscription_id, self.estate.resource_group, "westeurope", "default")
+            self.policy_ref = PolicyRef(
+                self.estate.subscription_id, self.estate.resource_group, "westeurope", "default"
+            )
             _, canonical = parse_policy_body(self.estate.policy_body(), self.policy_ref)
             TablePolicyStore(self.settings).put(self.policy_ref, canonical)
             self.grant_ids: list[str] = []
@@ -137,11 +147,10 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
         def _run_safety_nets(self) -> None:
             arm.clear_faults()
             self.crash.at = None
-            # A crashed holder's lease expires; then the timers run (each up to twice: a busy lease).
+            # A crashed holder's lease expires; then both timers tick once.
             self.moment += timedelta(seconds=LEASE_SECONDS + 1)
-            for _ in range(2):
-                converge.sweep_expired(self.deps)
-                converge.reconcile_all(self.deps)
+            converge.sweep_expired(self.deps)
+            converge.reconcile_all(self.deps)
 
         def _foreign_state(self) -> dict[str, Any]:
             state: dict[str, Any] = {}
@@ -151,9 +160,15 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
                     (_clean(r) for r in rules if not plan.is_ours(r["name"])), key=lambda r: r["name"]
                 )
             fw = arm.resource(self.estate.classic_firewall_id)["properties"].get("natRuleCollections") or []
-            state["fw-classic"] = sorted((_clean(c) for c in fw if not plan.is_ours(c["name"])), key=lambda c: c["name"])
-            groups = arm.resource(self.estate.firewall_policy_id)["properties"].get("ruleCollectionGroups") or []
-            state["fwpol"] = sorted(g["id"].rsplit("/", 1)[-1] for g in groups if not plan.is_ours(g["id"].rsplit("/", 1)[-1]))
+            state["fw-classic"] = sorted(
+                (_clean(c) for c in fw if not plan.is_ours(c["name"])), key=lambda c: c["name"]
+            )
+            groups = (
+                arm.resource(self.estate.firewall_policy_id)["properties"].get("ruleCollectionGroups") or []
+            )
+            state["fwpol"] = sorted(
+                g["id"].rsplit("/", 1)[-1] for g in groups if not plan.is_ours(g["id"].rsplit("/", 1)[-1])
+            )
             return state
 
         def _grants(self) -> list[Grant]:
@@ -161,8 +176,13 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
 
         # ---- rules ----
 
-        @rule(vm=st.sampled_from(VMS), port=st.sampled_from((22, 3389)), minutes=st.integers(1, 8),
-              source=st.sampled_from(("203.0.113.7", "198.51.100.0/28")), deliver=st.booleans())
+        @rule(
+            vm=st.sampled_from(VMS),
+            port=st.sampled_from((22, 3389)),
+            minutes=st.integers(1, 8),
+            source=st.sampled_from(("203.0.113.7", "198.51.100.0/28")),
+            deliver=st.booleans(),
+        )
         def request(self, vm: str, port: int, minutes: int, source: str, deliver: bool) -> None:
             if port == 3389 and vm != "vm-web":
                 port = 22
@@ -170,16 +190,29 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
             # Intake supersedes an older open grant on the same VM and port.
             for older in self._grants():
                 if older.vm == vm_ref and older.port == port and older.is_open_at(self.moment):
-                    self.store.update(replace(older, status=PortStatus.REVOKED,
-                                              status_reason=StatusReason.NEWER_REQUEST_INITIATED))
+                    self.store.update(
+                        replace(
+                            older,
+                            status=PortStatus.REVOKED,
+                            status_reason=StatusReason.NEWER_REQUEST_INITIATED,
+                        )
+                    )
                     if deliver:
                         self._attempt(lambda gid=older.grant_id: converge.handle_grant(self.deps, gid))
             request_id = new_request_id()
             requester = Principal("user", "alice", PrincipalSource.EASY_AUTH)
             grant = Grant(
-                grant_id=grant_id(request_id, 0), request_id=request_id, policy=self.policy_ref, vm=vm_ref,
-                port=port, protocol=TransportProtocol.TCP, source_prefixes=(source,), start_time=self.moment,
-                end_time=self.moment + timedelta(minutes=minutes), requester=requester, justification=None,
+                grant_id=grant_id(request_id, 0),
+                request_id=request_id,
+                policy=self.policy_ref,
+                vm=vm_ref,
+                port=port,
+                protocol=TransportProtocol.TCP,
+                source_prefixes=(source,),
+                start_time=self.moment,
+                end_time=self.moment + timedelta(minutes=minutes),
+                requester=requester,
+                justification=None,
                 ticket_id=None,
             )
             self.store.create_request(
@@ -195,7 +228,9 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
             grant = self.store.get(self.grant_ids[index % len(self.grant_ids)])
             if grant is None or grant.status is PortStatus.REVOKED:
                 return
-            self.store.update(replace(grant, status=PortStatus.REVOKED, status_reason=StatusReason.USER_REQUESTED))
+            self.store.update(
+                replace(grant, status=PortStatus.REVOKED, status_reason=StatusReason.USER_REQUESTED)
+            )
             if deliver:
                 self._attempt(lambda: converge.handle_grant(self.deps, grant.grant_id))
 
@@ -225,41 +260,86 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
             method=st.sampled_from(("PUT", "GET", "DELETE")),
         )
         def fault(self, status: int | None, count: int, what: str, method: str) -> None:
-            fault: dict[str, Any] = {"method": method, "path": f"(?i){self.rg_pattern}.*{what}", "count": count}
+            fault: dict[str, Any] = {
+                "method": method,
+                "path": f"(?i){self.rg_pattern}.*{what}",
+                "count": count,
+            }
             if status is None:
                 fault.update(method="PUT", lro_fail=True, code="InternalServerError")
             else:
-                codes = {409: "AnotherOperationInProgress", 412: "PreconditionFailed",
-                         429: "RetryableErrorDueToAnotherOperation", 500: "InternalServerError",
-                         503: "ServiceUnavailable"}
+                codes = {
+                    409: "AnotherOperationInProgress",
+                    412: "PreconditionFailed",
+                    429: "RetryableErrorDueToAnotherOperation",
+                    500: "InternalServerError",
+                    503: "ServiceUnavailable",
+                }
                 fault.update(status=status, code=codes[status], retry_after=0 if status == 429 else None)
             arm.add_fault(**fault)
 
-        @rule(nsg=st.sampled_from(NSGS), edit=st.sampled_from(("delete_ours", "widen_ours", "fake_ours", "foreign")))
-        def drift_nsg(self, nsg: str, edit: str) -> None:
+        @rule(
+            nsg=st.sampled_from(NSGS),
+            edit=st.sampled_from(("delete_ours", "widen_ours", "flip_ours", "fake_ours", "foreign")),
+            pick=st.integers(0, 10),
+        )
+        def drift_nsg(self, nsg: str, edit: str, pick: int) -> None:
             resource_id = self.estate.nsg_id(nsg)
             body = copy.deepcopy(arm.resource(resource_id))
             rules = body["properties"].setdefault("securityRules", [])
-            ours = [r for r in rules if plan.is_ours(r["name"])]
-            if edit == "delete_ours" and ours:
-                rules.remove(ours[0])
-            elif edit == "widen_ours" and ours:
-                ours[-1]["properties"]["sourceAddressPrefix"] = "*"
-                ours[-1]["properties"].pop("sourceAddressPrefixes", None)
+            # Our Allow rules first: they are what a grant's user depends on.
+            ours = sorted(
+                (r for r in rules if plan.is_ours(r["name"])),
+                key=lambda r: r["properties"]["access"] != "Allow",
+            )
+            victim = (ours[pick % len(ours)] if pick < 7 else ours[0]) if ours else None
+            if edit == "delete_ours" and victim:
+                rules.remove(victim)
+            elif edit == "widen_ours" and victim:
+                victim["properties"]["sourceAddressPrefix"] = "*"
+                victim["properties"].pop("sourceAddressPrefixes", None)
+                victim["properties"]["destinationPortRange"] = "0-65535"
+            elif edit == "flip_ours" and victim:
+                flipped = "Deny" if victim["properties"]["access"] == "Allow" else "Allow"
+                victim["properties"]["access"] = flipped
             elif edit == "fake_ours":
                 used = {r["properties"]["priority"] for r in rules}
                 free = next(p for p in range(3020, 3499) if p not in used)
-                rules.append({"name": "Portcullis-JIT-Allow-22-hand-made", "properties": {
-                    "priority": free, "access": "Allow", "direction": "Inbound", "protocol": "Tcp",
-                    "sourcePortRange": "*", "sourceAddressPrefix": "*", "destinationAddressPrefix": "*",
-                    "destinationPortRange": "22", "description": "portcullis:grant=forged;exp=2099-01-01T00:00:00Z"}})
+                rules.append(
+                    {
+                        "name": f"Portcullis-JIT-Allow-22-hand-made-{uuid.uuid4().hex[:6]}",
+                        "properties": {
+                            "priority": free,
+                            "access": "Allow",
+                            "direction": "Inbound",
+                            "protocol": "Tcp",
+                            "sourcePortRange": "*",
+                            "sourceAddressPrefix": "*",
+                            "destinationAddressPrefix": "*",
+                            "destinationPortRange": "22",
+                            "description": "portcullis:grant=forged;exp=2099-01-01T00:00:00Z",
+                        },
+                    }
+                )
             elif edit == "foreign":
                 used = {r["properties"]["priority"] for r in rules}
                 free = next(p for p in range(500, 900) if p not in used)
-                rules.append({"name": f"people-{uuid.uuid4().hex[:6]}", "properties": {
-                    "priority": free, "access": "Allow", "direction": "Inbound", "protocol": "Tcp",
-                    "sourcePortRange": "*", "sourceAddressPrefix": "10.0.0.0/8", "destinationAddressPrefix": "*",
-                    "destinationPortRange": "8080", "description": "someone else's"}})
+                rules.append(
+                    {
+                        "name": f"people-{uuid.uuid4().hex[:6]}",
+                        "properties": {
+                            "priority": free,
+                            "access": "Allow",
+                            "direction": "Inbound",
+                            "protocol": "Tcp",
+                            "sourcePortRange": "*",
+                            "sourceAddressPrefix": "10.0.0.0/8",
+                            "destinationAddressPrefix": "*",
+                            "destinationPortRange": "8080",
+                            "description": "someone else's",
+                        },
+                    }
+                )
             else:
                 return
             arm.put_resource(resource_id, body)
@@ -306,7 +386,9 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
             assert self._foreign_state() == self.foreign
             # Per NSG: exactly the Allow rules of open grants whose path crosses it, plus the baseline.
             path_nsgs = {
-                "vm-web": ("nsg-web-subnet", "nsg-web-nic"), "vm-app": ("nsg-app-nic",), "vm-ops": ("nsg-ops-nic",),
+                "vm-web": ("nsg-web-subnet", "nsg-web-nic"),
+                "vm-app": ("nsg-app-nic",),
+                "vm-ops": ("nsg-ops-nic",),
             }
             private_ip = {"vm-web": "10.0.0.4", "vm-app": "10.1.0.4", "vm-ops": "10.2.0.4"}
             firewall_subnet = {"vm-app": "10.1.1.0/26", "vm-ops": "10.2.1.0/26"}
@@ -320,10 +402,29 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
                     if nsg in path_nsgs[grant.vm.name]:
                         props = ours[plan.allow_rule_name(grant)]
                         source = firewall_subnet.get(grant.vm.name, grant.source_prefixes[0])
-                        assert props["sourceAddressPrefix"] == source
-                        assert props["destinationAddressPrefix"] == private_ip[grant.vm.name]
-                        assert props["destinationPortRange"] == str(grant.port)
-                denies = {(p["destinationAddressPrefix"], p["destinationPortRange"]) for p in ours.values() if p["access"] == "Deny"}
+                        actual = (
+                            props["access"],
+                            props["sourceAddressPrefix"],
+                            props["destinationAddressPrefix"],
+                            props["destinationPortRange"],
+                            props["protocol"],
+                        )
+                        assert actual == ("Allow", source, private_ip[grant.vm.name], str(grant.port), "Tcp")
+                        marker = plan.parse_marker(props["description"])
+                        assert marker is not None and marker.grant_id == grant.grant_id
+                        assert marker.expires == grant.end_time
+                for name, props in ours.items():
+                    if name not in allows:
+                        assert (props["access"], props["sourceAddressPrefix"], props["protocol"]) == (
+                            "Deny",
+                            "*",
+                            "Tcp",
+                        ), props
+                denies = {
+                    (p["destinationAddressPrefix"], p["destinationPortRange"])
+                    for n, p in ours.items()
+                    if n not in allows
+                }
                 if nsg == "nsg-web-subnet":
                     assert denies == {("10.0.0.4", "22"), ("10.0.0.4", "3389"), ("10.0.0.5", "22")}
                 elif nsg == "nsg-web-nic":
@@ -339,11 +440,18 @@ def build_machine(arm: EmulatorClient, storage_env: Callable[[], dict[str, str]]
                 rule_body = dnat[plan.nat_rule_name(grant)]
                 assert rule_body["sourceAddresses"] == list(grant.source_prefixes)
                 assert rule_body["destinationPorts"] == [str(grant.mapped_port)]
+                assert rule_body["destinationAddresses"] == [estate.classic_fw_public_ip]
+                translated = (rule_body["translatedAddress"], str(rule_body["translatedPort"]))
+                assert translated == ("10.1.0.4", str(grant.port))
             groups = self.deps.network(estate.subscription_id).firewall_policy_rule_collection_groups
             names = {g.as_dict()["name"] for g in groups.list(estate.resource_group, "fwpol")}
-            assert (plan.RULE_COLLECTION_GROUP_NAME in names) == any(g.vm.name == "vm-ops" for g in open_grants)
+            assert (plan.RULE_COLLECTION_GROUP_NAME in names) == any(
+                g.vm.name == "vm-ops" for g in open_grants
+            )
             ports = [g.mapped_port for g in open_grants if g.mapped_port is not None]
-            assert len(ports) == len(set(ports)) or len({(g.connect_address, g.mapped_port) for g in open_grants if g.mapped_port}) == len(ports)
+            assert len(ports) == len(set(ports)) or len(
+                {(g.connect_address, g.mapped_port) for g in open_grants if g.mapped_port}
+            ) == len(ports)
             # Grant records tell the truth.
             for grant in grants:
                 if grant.is_open_at(now):
@@ -371,7 +479,10 @@ def _clean(value: Any) -> Any:
 
 def _run(arm_emulator: EmulatorClient, azurite: Any, examples: int, steps: int) -> None:
     def storage_env() -> dict[str, str]:
-        return {"AzureWebJobsStorage": azurite.connection_string, "PORTCULLIS_TABLE_PREFIX": "s" + uuid.uuid4().hex[:12]}
+        return {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PORTCULLIS_TABLE_PREFIX": "s" + uuid.uuid4().hex[:12],
+        }
 
     machine = build_machine(arm_emulator, storage_env)
     run_state_machine_as_test(
@@ -382,14 +493,23 @@ def _run(arm_emulator: EmulatorClient, azurite: Any, examples: int, steps: int) 
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=False,
-            phases=[Phase.explicit, Phase.generate] if os.environ.get("PORTCULLIS_STATEFUL_NO_SHRINK") else list(Phase),
-            verbosity=Verbosity.verbose if os.environ.get("PORTCULLIS_STATEFUL_VERBOSE") else Verbosity.normal,
+            phases=[Phase.explicit, Phase.generate]
+            if os.environ.get("PORTCULLIS_STATEFUL_NO_SHRINK")
+            else list(Phase),
+            verbosity=Verbosity.verbose
+            if os.environ.get("PORTCULLIS_STATEFUL_VERBOSE")
+            else Verbosity.normal,
         ),
     )
 
 
 def test_enforcement_invariants_under_faults(arm_emulator: EmulatorClient, azurite: Any) -> None:
-    _run(arm_emulator, azurite, examples=int(os.environ.get("PORTCULLIS_STATEFUL_FAST_EXAMPLES", "12")), steps=12)
+    _run(
+        arm_emulator,
+        azurite,
+        examples=int(os.environ.get("PORTCULLIS_STATEFUL_FAST_EXAMPLES", "20")),
+        steps=12,
+    )
 
 
 @pytest.mark.slow

@@ -215,3 +215,40 @@ def test_baseline_without_private_ip_and_priority_kept_stable() -> None:
     ]
     again = plan.plan_nsg(moved, [BaselineEntry(NIC, (SSH,)), BaselineEntry(NIC2, (SSH,))], [], BANDS, NOW)
     assert not again.changed
+
+
+def test_connection_commands_ready_to_paste() -> None:
+    lines = plan.connection_commands("20.1.2.3", 50022, "azureuser")
+    assert lines == {
+        "address": "20.1.2.3",
+        "port": "50022",
+        "ssh": "ssh -p 50022 azureuser@20.1.2.3",
+        "rdp": "mstsc /v:20.1.2.3:50022",
+    }
+    assert plan.connection_commands(None, 22) is None
+
+
+def test_arm_refusals_are_classified_for_converge() -> None:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    from shared.targets import Refusal, classify
+
+    class Response:
+        def __init__(self, status: int, headers: dict[str, str]) -> None:
+            self.status_code = status
+            self.headers = headers
+            self.reason = "x"
+
+        def text(self) -> str:
+            return '{"error": {"code": "X", "message": "m"}}'
+
+    def error(status: int, headers: dict[str, str] | None = None) -> HttpResponseError:
+        return HttpResponseError(response=Response(status, headers or {}))  # type: ignore[arg-type]
+
+    assert classify(error(412)).kind is Refusal.STALE
+    busy = classify(error(429, {"Retry-After": "7"}))
+    assert busy.kind is Refusal.BUSY and busy.retry_after == 7.0
+    assert classify(error(409)).kind is Refusal.BUSY
+    assert classify(error(503)).kind is Refusal.TRANSIENT
+    assert classify(error(400)).kind is Refusal.FATAL
+    assert classify(ServiceRequestError("refused")).kind is Refusal.TRANSIENT
