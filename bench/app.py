@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from bench.estate import BenchEstate
+from bench.estate import BenchEstate, VmInfo
 from bench.harness import Services
 from localstack.processes import ManagedProcess
 from localstack.stack import start_host
@@ -129,9 +129,11 @@ class ApiClient:
             answer = text
         return response.status_code, answer
 
-    def put_policies(self, estate: BenchEstate, admin: Person) -> list[str]:
+    def put_policies(
+        self, estate: BenchEstate, admin: Person, include: Callable[[VmInfo], bool] | None = None
+    ) -> list[str]:
         names = []
-        for name, body in estate.policy_bodies().items():
+        for name, body in estate.policy_bodies(include=include).items():
             status, answer = self.call("PUT", f"{estate.policy_path(name)}?{API_VERSION}", admin, body)
             if status != 200:
                 raise RuntimeError(f"PUT policy {name} -> {status}: {answer}")
@@ -165,10 +167,10 @@ class ApiClient:
         return self.call("GET", f"/requests/{request_id}", person)
 
 
-def policy_of(estate: BenchEstate) -> dict[str, str]:
+def policy_of(estate: BenchEstate, include: Callable[[VmInfo], bool] | None = None) -> dict[str, str]:
     """vm id (lower-case) -> the name of the policy listing it."""
     owner: dict[str, str] = {}
-    for name, body in estate.policy_bodies().items():
+    for name, body in estate.policy_bodies(include=include).items():
         for entry in body["properties"]["virtualMachines"]:
             owner[entry["id"].lower()] = name
     return owner

@@ -9,7 +9,7 @@ public IP (Defender's `publicIpAddress`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -228,9 +228,11 @@ class BenchEstate:
 
     # ---- JIT policies (Defender's JSON) ----
 
-    def policy_bodies(self, *, max_duration: str = "PT3H") -> dict[str, dict[str, Any]]:
-        """{policy name: Defender policy body}; VMS_PER_POLICY VMs per policy."""
-        entries = [self.policy_entry(vm, max_duration) for vm in self.vms()]
+    def policy_bodies(
+        self, *, max_duration: str = "PT3H", include: Callable[[VmInfo], bool] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{policy name: Defender policy body}; VMS_PER_POLICY VMs per policy (those `include` accepts)."""
+        entries = [self.policy_entry(vm, max_duration) for vm in self.vms() if include is None or include(vm)]
         bodies = {}
         for start in range(0, len(entries), VMS_PER_POLICY):
             name = f"bench-{start // VMS_PER_POLICY:03d}"

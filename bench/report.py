@@ -123,6 +123,7 @@ def _burst(r: dict[str, Any]) -> list[str]:
             [
                 row["kind"],
                 row["grants"],
+                _s(p["intake_seconds"]),
                 p["firewall_writes"],
                 _s(p["seconds_to_last_usable"]),
                 f"{p['multiple_of_d']:.1f} D",
@@ -136,6 +137,7 @@ def _burst(r: dict[str, Any]) -> list[str]:
         [
             "firewall",
             "grants",
+            "intake",
             "Portcullis fw writes",
             "Portcullis last usable",
             "",

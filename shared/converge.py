@@ -161,10 +161,13 @@ def converge(deps: ConvergeDeps, target: TargetRef) -> TargetOutcome:
             deps.hints.clear(target.key)
             pass_wrote, states = _converge_once(deps, target)
             wrote = wrote or pass_wrote
-            if not deps.leases.release(lease) or passes >= MAX_DIRTY_PASSES:
+            if not deps.leases.release(lease):
+                break
+            if passes >= MAX_DIRTY_PASSES:
+                deps.leases.drop(lease)
                 break
     except Exception:
-        deps.leases.release(lease)
+        deps.leases.drop(lease)
         raise
     return TargetOutcome(target, wrote=wrote, passes=passes, states=states)
 
@@ -209,6 +212,24 @@ def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
         for key in grant.targets:
             found.setdefault(key, TargetRef.from_key(key))
     return list(found.values())
+
+
+def policy_changed(deps: ConvergeDeps, *policies: JitPolicy) -> list[TargetRef]:
+    """A policy was created, replaced or deleted (pass the old and the new version): converge the
+    targets of its VMs now, so the Deny baseline follows without waiting for the reconcile timer."""
+    found: dict[str, TargetRef] = {}
+    for policy in policies:
+        for entry in policy.virtual_machines:
+            try:
+                path = deps.topology.path(entry.vm, entry)
+            except (TopologyError, AzureError) as error:
+                log_event("topology.unresolved", logging.WARNING, vm=entry.vm.id, error=str(error)[:300])
+                continue
+            for target in path.targets:
+                found.setdefault(target.key, target)
+    targets = list(found.values())
+    _dispatch_all(deps, targets, "policy")
+    return targets
 
 
 def reconcile_all(deps: ConvergeDeps) -> list[TargetRef]:

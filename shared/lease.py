@@ -106,6 +106,31 @@ class TableLeases:
                     raise
         return False  # it keeps changing under us: it expires on its own
 
+    def drop(self, lease: Lease) -> None:
+        """Give the lease back whatever was asked meanwhile (after a failure, or out of passes): the
+        hint that asked is retried or the timer comes by."""
+        row = self._row(lease.key)
+        for _ in range(_ATTEMPTS):
+            try:
+                current = self._table.get_entity(PARTITION, row)
+            except ResourceNotFoundError:
+                return
+            if current.get("owner") != lease.owner:
+                return
+            try:
+                self._table.delete_entity(
+                    PARTITION,
+                    row,
+                    etag=str(current.metadata["etag"]),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return
+            except ResourceNotFoundError:
+                return
+            except HttpResponseError as error:
+                if error.status_code != 412:
+                    raise
+
     def _release_once(self, lease: Lease) -> bool:
         row = self._row(lease.key)
         try:

@@ -56,3 +56,24 @@ def test_grant_on_vm_with_subnet_and_nic_nsg(world_factory: Callable[..., World]
     names = {r["name"] for r in world.nsg_rules("nsg-web-subnet")}
     assert plan.allow_rule_name(stored) not in names
     assert len(world.nsg_rules("nsg-web-subnet")) == len(baseline_subnet) - 1
+
+
+def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Callable[..., World]) -> None:
+    from shared.defender import parse_policy_body
+    from shared.policy_store import TablePolicyStore
+
+    world = world_factory(policy=False)
+    assert not [r for r in world.nsg_rules("nsg-web-nic") if plan.is_ours(r["name"])]
+    policy, canonical = parse_policy_body(world.estate.policy_body(), world.policy_ref)
+    store = TablePolicyStore(world.settings)
+    store.put(world.policy_ref, canonical)
+    converge.policy_changed(world.deps, policy)
+    denies = {
+        r["properties"]["destinationPortRange"]
+        for r in world.nsg_rules("nsg-web-nic")
+        if plan.is_ours(r["name"])
+    }
+    assert denies == {"22", "3389"}
+    store.delete(world.policy_ref)
+    converge.policy_changed(world.deps, policy)
+    assert not [r for r in world.nsg_rules("nsg-web-nic") if plan.is_ours(r["name"])]

@@ -65,3 +65,13 @@ def test_hint_book_allows_one_pending_hint_per_target(storage_settings: Settings
     assert hints.claim("nsg|a") is True
     clock.moment += timedelta(seconds=61)  # a lost hint does not block forever
     assert hints.claim("nsg|a") is True
+
+
+def test_drop_gives_the_lease_back_even_when_a_pass_was_requested(storage_settings: Settings) -> None:
+    clock = Clock()
+    leases = TableLeases(table("leases", storage_settings), clock.now, 30)
+    held = leases.acquire("nsg|c")
+    with pytest.raises(LeaseBusyError):
+        leases.acquire("nsg|c")  # marks it dirty
+    leases.drop(held)
+    assert leases.release(leases.acquire("nsg|c")) is False

@@ -10,7 +10,9 @@ the invariants of ../shared/DESIGN.md:
 3. no foreign rule changed (other than by the test's own "someone else" edits);
 plus: the Deny baseline exists for every policy port, and closed grants read Revoked + Removed.
 
-`make test` runs a few examples; PORTCULLIS_STATEFUL_EXAMPLES=500 (marked slow) runs many more.
+`make test` runs 15 examples of 10 steps (PORTCULLIS_STATEFUL_FAST_EXAMPLES to change);
+`PORTCULLIS_STATEFUL_EXAMPLES=500 pytest -m slow tests/stateful` runs the long mode (30 steps each).
+PORTCULLIS_STATEFUL_NO_SHRINK=1 skips shrinking (a failure prints its unshrunk steps at once).
 """
 
 from __future__ import annotations
