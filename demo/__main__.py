@@ -53,12 +53,23 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise DemoStepError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
+
+
+def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:
+    return [
+        rule
+        for rule in snapshot.nsg_rules(arm, estate, nsg)
+        if rule["properties"]["access"] == "Deny" and plan.is_ours(rule["name"])
+    ]
+
+
 def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
     return [port for vm in answer["virtualMachines"] for port in vm["ports"]]
 
 
 def show_rules(arm: EmulatorClient, estate: Estate) -> None:
-    for nsg in ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic"):
+    for nsg in ESTATE_NSGS:
         say(f"   NSG {nsg}:")
         for rule in sorted(snapshot.nsg_rules(arm, estate, nsg), key=lambda r: r["properties"]["priority"]):
             p = rule["properties"]
@@ -102,20 +113,22 @@ def story(data_dir: Path) -> None:
         app_admin.put_policy(estate, estate.policy_body())
         say(f"   PUT {AppClient.policy_path(estate)}  (SSH 22 on all four VMs, RDP 3389 on {estate.vm_web})")
 
-        step(4, "Reconcile tick: the Deny baseline for every policy port (the timer does this every 3 min)")
-        from shared import converge
-        from shared.settings import load_settings
-
-        deps = converge.build_deps(load_settings(stack.env), now=lambda: datetime.now(UTC), sleep=time.sleep)
-        converge.reconcile_all(deps)
+        step(4, "The host's converge queue lays the Deny baseline for every policy port")
+        started = time.monotonic()
+        wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "our Deny baseline")
+        say(f"   Deny baseline on {len(ESTATE_NSGS)} NSGs after {time.monotonic() - started:.1f} s")
         show_rules(arm, estate)
+        findings = wait_for(
+            lambda: (
+                (f := app_admin.compliance()["value"]) and any(x["ruleName"] == "legacy-ssh" for x in f) and f
+            ),
+            30,
+            "the compliance finding about the foreign 'legacy-ssh' rule",
+        )
         before = snapshot.network(arm, estate)
-        findings = app_admin.compliance()["value"]
         say(f"   compliance findings (GET /api/compliance): {len(findings)}")
         for finding in findings:
             say(f"     {finding['kind']}: {finding['detail']}")
-        if not any(f["ruleName"] == "legacy-ssh" for f in findings):
-            raise DemoStepError("the foreign 'legacy-ssh' rule opening 22 to the Internet was not reported")
 
         step(5, f"{alice.name} asks for SSH on three VMs for {GRANT_SECONDS} seconds from 203.0.113.7")
         end = datetime.now(UTC) + timedelta(seconds=GRANT_SECONDS)
@@ -141,14 +154,14 @@ def story(data_dir: Path) -> None:
         say(f"   all ports Initiated after {time.monotonic() - started:.1f} s")
         for vm in status["virtualMachines"]:
             for port in vm["ports"]:
-                lines = plan.connection_commands(port["connectAddress"], port["connectPort"], "azureuser")
-                assert lines is not None
+                connection = port["connection"]
+                if not connection:
+                    raise DemoStepError(f"no connection details for {vm['id']} port {port['number']}")
                 mapped = f" (mapped port {port['mappedPort']})" if port.get("mappedPort") else ""
-                say(
-                    f"   {vm['id'].rsplit('/', 1)[-1]}: connect to {lines['address']}:{lines['port']}{mapped}"
-                )
-                say(f"       {lines['ssh']}")
-                say(f"       {lines['rdp']}")
+                name = vm["id"].rsplit("/", 1)[-1]
+                say(f"   {name}: connect to {connection['address']}:{connection['port']}{mapped}")
+                say(f"       {connection['ssh']}")
+                say(f"       {connection['rdp']}")
                 say(f"       targets: {json.dumps(port['targets'])}")
         show_rules(arm, estate)
 

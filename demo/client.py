@@ -16,6 +16,7 @@ from localstack.emulator_client import EmulatorClient
 from shared.identity import easy_auth_header
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # built-in Owner
+READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # built-in Reader
 API_VERSION = "2020-01-01"
 
 
@@ -98,8 +99,9 @@ class AppClient:
 
 
 def grant_roles(arm: EmulatorClient, estate: Estate) -> tuple[User, User]:
-    """An administrator (Owner on the resource group) and a requester allowed to initiate JIT access
-    on the estate's VMs, as role assignments in the emulator's Microsoft.Authorization."""
+    """An administrator (Owner on the resource group, Reader on the subscription) and a requester
+    allowed to initiate JIT access on the estate's VMs, as role assignments in the emulator's
+    Microsoft.Authorization."""
     from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.authorization.v2022_04_01.models import (
         Permission,
@@ -132,6 +134,8 @@ def grant_roles(arm: EmulatorClient, estate: Estate) -> tuple[User, User]:
         ),
     )
     assignments = [(f"{sub}/resourceGroups/{estate.resource_group}", OWNER_ROLE, admin)]
+    # Compliance findings are shown to those who may read the subscription's JIT policies.
+    assignments += [(sub, READER_ROLE, admin)]
     assignments += [(estate.vm_id(vm), role, alice) for vm in (estate.vm_web, estate.vm_app, estate.vm_ops)]
     for scope, role_id, user in assignments:
         auth.role_assignments.create(

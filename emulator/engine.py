@@ -528,15 +528,20 @@ class Engine:
         body["id"] = str(rid)
         body["name"] = rid.name
         body["type"] = resource_type.body_type
+        self._renew_etag(resource_type, body)
+        _set_all_states(body, state)
+        properties = body.setdefault("properties", {})
+        if isinstance(properties, dict):
+            properties["provisioningState"] = state
+
+    def _renew_etag(self, resource_type: ResourceType, body: dict[str, Any]) -> None:
+        """Every write gives a resource a new etag (none for types without), which its embedded
+        children carry too."""
         etag = new_etag(resource_type.etag_style)
         if etag is not None:
             body["etag"] = etag
         else:
             body.pop("etag", None)
-        _set_all_states(body, state)
-        properties = body.setdefault("properties", {})
-        if isinstance(properties, dict):
-            properties["provisioningState"] = state
         self._stamp_embedded_etags(resource_type, body)
 
     def _stamp_embedded_etags(self, resource_type: ResourceType, body: dict[str, Any]) -> None:
@@ -611,11 +616,8 @@ class Engine:
             items.append(child)
         self._set_array(parent_body, resource_type.embedded_in, items)
         if parent_type is not None:
-            etag = new_etag(parent_type.etag_style)
-            if etag is not None:
-                parent_body["etag"] = etag
+            self._renew_etag(parent_type, parent_body)
             parent_body.setdefault("properties", {})["provisioningState"] = state
-            self._stamp_embedded_etags(parent_type, parent_body)
         stored = self.store.put(parent_record.id, parent_record.type_key, parent_body)
         resource_type.after_write(call, rid, child)
         answer = next(
@@ -643,10 +645,7 @@ class Engine:
         body = copy.deepcopy(record.body)
         if tags is not None:
             body["tags"] = tags
-        etag = new_etag(resource_type.etag_style)
-        if etag is not None:
-            body["etag"] = etag
-            self._stamp_embedded_etags(resource_type, body)
+        self._renew_etag(resource_type, body)
         stored = self.store.put(record.id, record.type_key, body)
         answer = resource_type.render(call, stored.body)
         return Response(200, answer, headers=self._etag_headers(answer))
@@ -706,10 +705,7 @@ class Engine:
             del items[index]
             parent_type = self.type_of(rid.parent) if rid.parent else None
             if parent_type is not None:
-                etag = new_etag(parent_type.etag_style)
-                if etag is not None:
-                    body["etag"] = etag
-                self._stamp_embedded_etags(parent_type, body)
+                self._renew_etag(parent_type, body)
             self.store.put(parent_record.id, parent_record.type_key, body)
             resource_type.after_delete(call, rid, existing)
             return
@@ -877,10 +873,7 @@ class Engine:
         rid = ids.parse(record_id)
         resource_type = self.type_of(rid) if rid else None
         if resource_type is not None:  # the etag changes again when the operation completes
-            etag = new_etag(resource_type.etag_style)
-            if etag is not None:
-                body["etag"] = etag
-                self._stamp_embedded_etags(resource_type, body)
+            self._renew_etag(resource_type, body)
         self.store.put(record.id, record.type_key, body)
 
     def start_ticker(self, interval: float = 0.1) -> threading.Thread:

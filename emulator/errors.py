@@ -44,6 +44,17 @@ def invalid(message: str, target: str | None = None) -> ArmError:
     return ArmError(400, "InvalidRequestFormat", message, target=target)
 
 
+def invalid_resource_reference(ref_id: str, referrer: str, target: str) -> ArmError:
+    """A body references a resource that does not exist (or lives in another region)."""
+    return ArmError(
+        400,
+        "InvalidResourceReference",
+        f"Resource {ref_id} referenced by resource {referrer} was not found. Please make sure that the "
+        "referenced resource exists, and that both resources are in the same region.",
+        target=target,
+    )
+
+
 def resource_not_found(resource_type: str, name: str, resource_group: str | None) -> ArmError:
     where = f" under resource group '{resource_group}'" if resource_group else ""
     return ArmError(

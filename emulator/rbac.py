@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.errors import ArmError
+from emulator.errors import ArmError, bad_request
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
@@ -359,22 +359,18 @@ BUILT_IN_ROLES: dict[str, dict[str, Any]] = {
 }
 
 
-def _bad(code: str, message: str, target: str | None = None) -> ArmError:
-    return ArmError(400, code, message, target=target)
-
-
 def _string_list(value: Any, field: str, *, required: bool) -> list[str]:
     if value is None and not required:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise _bad("InvalidRoleDefinition", f"'{field}' must be an array of non-empty strings.", field)
+        raise bad_request("InvalidRoleDefinition", f"'{field}' must be an array of non-empty strings.", field)
     return list(value)
 
 
 def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any] | None) -> dict[str, Any]:
     """The stored properties of a custom role PUT, or an ArmError naming the field at fault."""
     if not GUID.match(guid):
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinitionId", f"The role definition ID '{guid}' is not valid. It must be a GUID."
         )
     if guid.lower() in BUILT_IN_ROLES:
@@ -384,23 +380,25 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
             f"The built-in role definition '{guid}' cannot be created, updated or deleted.",
         )
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinition", "The request body must carry a 'properties' object.", "properties"
         )
     props = body["properties"]
     role_name = props.get("roleName")
     if not isinstance(role_name, str) or not role_name.strip():
-        raise _bad("InvalidRoleDefinition", "'properties.roleName' is required.", "properties.roleName")
+        raise bad_request(
+            "InvalidRoleDefinition", "'properties.roleName' is required.", "properties.roleName"
+        )
     role_type = props.get("type", "CustomRole")
     if role_type != "CustomRole":
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinition",
             f"'properties.type' must be 'CustomRole' for a role created through the API, not '{role_type}'.",
             "properties.type",
         )
     scopes = _string_list(props.get("assignableScopes"), "properties.assignableScopes", required=True)
     if not scopes:
-        raise _bad(
+        raise bad_request(
             "InvalidAssignableScopes",
             "'properties.assignableScopes' must name at least one scope.",
             "properties.assignableScopes",
@@ -410,7 +408,7 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
             if not scope_chain(scope):
                 raise ValueError(scope)
         except ValueError:
-            raise _bad(
+            raise bad_request(
                 "InvalidAssignableScopes",
                 f"The assignable scope '{scope}' is not a valid subscription, resource group or "
                 "resource scope.",
@@ -418,7 +416,7 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
             ) from None
     permissions_in = props.get("permissions")
     if not isinstance(permissions_in, list) or not permissions_in:
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinition",
             "'properties.permissions' must be a non-empty array.",
             "properties.permissions",
@@ -427,7 +425,7 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
     for index, entry in enumerate(permissions_in):
         where = f"properties.permissions[{index}]"
         if not isinstance(entry, dict):
-            raise _bad("InvalidRoleDefinition", f"'{where}' must be an object.", where)
+            raise bad_request("InvalidRoleDefinition", f"'{where}' must be an object.", where)
         permissions.append(
             {
                 "actions": _string_list(entry.get("actions"), f"{where}.actions", required=False),
@@ -440,7 +438,7 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
         )
     description = props.get("description")
     if description is not None and not isinstance(description, str):
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinition", "'properties.description' must be a string.", "properties.description"
         )
     return {
@@ -475,22 +473,24 @@ def validate_assignment(
 ) -> dict[str, Any]:
     """The stored properties of a role assignment PUT (before cross-checks against the store)."""
     if not GUID.match(name):
-        raise _bad(
+        raise bad_request(
             "InvalidRoleAssignmentId",
             f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
         )
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
-        raise _bad("InvalidRequestFormat", "The request body must carry a 'properties' object.", "properties")
+        raise bad_request(
+            "InvalidRequestFormat", "The request body must carry a 'properties' object.", "properties"
+        )
     props = body["properties"]
     definition_id = props.get("roleDefinitionId")
     if not isinstance(definition_id, str) or not definition_id:
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinitionId",
             "'properties.roleDefinitionId' is required.",
             "properties.roleDefinitionId",
         )
     if role_definition_guid(definition_id) is None:
-        raise _bad(
+        raise bad_request(
             "InvalidRoleDefinitionId",
             f"The role definition ID '{definition_id}' is not valid; expected "
             "'{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}'.",
@@ -498,7 +498,7 @@ def validate_assignment(
         )
     principal_id = props.get("principalId")
     if not isinstance(principal_id, str) or not GUID.match(principal_id):
-        raise _bad(
+        raise bad_request(
             "InvalidPrincipalId",
             f"The principal ID '{principal_id}' is not valid. It must be the object id (a GUID) of a user, "
             "group or service principal.",
@@ -506,7 +506,7 @@ def validate_assignment(
         )
     principal_type = props.get("principalType", "User")
     if principal_type not in PRINCIPAL_TYPES:
-        raise _bad(
+        raise bad_request(
             "InvalidPrincipalType",
             f"'properties.principalType' must be one of {', '.join(PRINCIPAL_TYPES)}, "
             f"not '{principal_type}'.",
@@ -514,7 +514,7 @@ def validate_assignment(
         )
     body_scope = props.get("scope")
     if body_scope is not None and normalize_scope(str(body_scope)).lower() != normalize_scope(scope).lower():
-        raise _bad(
+        raise bad_request(
             "InvalidRequestFormat",
             f"'properties.scope' ('{body_scope}') does not match the scope in the URL ('{scope}').",
             "properties.scope",
@@ -523,7 +523,7 @@ def validate_assignment(
     condition = props.get("condition")
     condition_version = props.get("conditionVersion")
     if condition_version is not None and condition is None:
-        raise _bad(
+        raise bad_request(
             "InvalidRequestFormat",
             "'properties.conditionVersion' is set but 'properties.condition' is empty.",
             "properties.condition",

@@ -80,7 +80,7 @@ param firewallPolicyRuleCollectionGroupPriority int = 100
 param mappedPorts string = '50000-50999'
 @minValue(15)
 @maxValue(3600)
-param convergeLeaseSeconds int = 300
+param convergeLeaseSeconds int = 30
 
 var tags = { 'azd-env-name': environmentName, application: 'portcullis' }
 var managedSubscriptionIds = empty(managedSubscriptions) ? [] : split(replace(managedSubscriptions, ' ', ''), ',')

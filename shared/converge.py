@@ -37,7 +37,7 @@ from shared.model import (
     TargetState,
     VmPolicy,
 )
-from shared.observability import log_event
+from shared.observability import REVOKE_FAILING, log_event
 from shared.plan import (
     BaselineEntry,
     FirewallPlan,
@@ -75,10 +75,11 @@ class PolicySource(Protocol):
 class TargetWriteError(RuntimeError):
     """ARM kept refusing the write (bounded retries spent); the grants on the target say Failed."""
 
-    def __init__(self, target: TargetRef, refusal: ArmRefusal) -> None:
+    def __init__(self, target: TargetRef, refusal: ArmRefusal, attempts: int) -> None:
         super().__init__(f"{target.key}: {refusal.status} {refusal.code}: {refusal.message}")
         self.target = target
         self.refusal = refusal
+        self.attempts = attempts
 
 
 class SimulatedCrash(BaseException):
@@ -154,6 +155,9 @@ def converge(deps: ConvergeDeps, target: TargetRef) -> TargetOutcome:
     wrote = False
     states: dict[str, TargetState] = {}
     passes = 0
+    # Renewed in the background while this converge works, so the lease can be short: if the process
+    # dies, the target is free again within one lease period (PORTCULLIS_CONVERGE_LEASE_SECONDS).
+    heartbeat = deps.leases.keep_alive(lease)
     try:
         while True:
             passes += 1
@@ -167,8 +171,11 @@ def converge(deps: ConvergeDeps, target: TargetRef) -> TargetOutcome:
                 deps.leases.drop(lease)
                 break
     except Exception:
+        heartbeat.stop()
         deps.leases.drop(lease)
         raise
+    finally:
+        heartbeat.stop()
     return TargetOutcome(target, wrote=wrote, passes=passes, states=states)
 
 
@@ -399,7 +406,9 @@ def _write_loop(
 ) -> bool:
     """Run read+plan (`step` returns (changed, write)) and the write until it sticks; bounded."""
     last: ArmRefusal | None = None
+    attempts = 0
     for attempt in range(MAX_WRITE_ATTEMPTS):
+        attempts = attempt + 1
         try:
             changed, write = step()
             if not changed or write is None:
@@ -415,7 +424,7 @@ def _write_loop(
             if last.kind is not Refusal.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
                 _backoff(deps, target, last, attempt)
     assert last is not None
-    raise TargetWriteError(target, last)
+    raise TargetWriteError(target, last, attempts)
 
 
 def _converge_nsg(
@@ -704,6 +713,22 @@ def _record_failure(
         code=failure.refusal.code,
     )
     now = deps.now()
+    closing = [
+        grant.grant_id
+        for grant in grants
+        if not grant.is_open_at(now)
+        and grant.targets.get(target.key, TargetState.REMOVED) is not TargetState.REMOVED
+    ]
+    if closing:
+        # A rule that should be gone stays open: the alert in infra/ pages someone on this event.
+        log_event(
+            REVOKE_FAILING,
+            logging.ERROR,
+            target=target.key,
+            grant_ids=sorted(closing),
+            attempts=failure.attempts,
+            error=f"{failure.refusal.status} {failure.refusal.code}: {failure.refusal.message}"[:500],
+        )
     for grant in grants:
         if grant.is_open_at(now) and grant.targets.get(target.key) is TargetState.PENDING:
             _record_grant(deps, target, grant, TargetState.FAILED, failure.refusal.code)
@@ -713,21 +738,15 @@ def _record_failure(
 
 
 class TablePolicies:
-    """Every stored JIT policy, across subscriptions: the Deny baseline and the managed targets.
-
-    Reads the requests side's `policies` table whole (TablePolicyStore lists one subscription at a
-    time; converge needs all of them) and decodes rows with its own decoder.
-    """
+    """Every stored JIT policy, across subscriptions: the Deny baseline and the managed targets."""
 
     def __init__(self, settings: Settings) -> None:
-        from shared.storage import table
+        from shared.policy_store import TablePolicyStore
 
-        self._table = table("policies", settings)
+        self._store = TablePolicyStore(settings)
 
     def all(self) -> Sequence[JitPolicy]:
-        from shared.policy_store import _from_entity
-
-        return [_from_entity(entity).policy for entity in self._table.list_entities()]
+        return [stored.policy for stored in self._store.list_all()]
 
 
 def build_deps(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,6 +132,40 @@ class TableLeases:
                 if error.status_code != 412:
                     raise
 
+    def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry one lease period from now; False if it is no longer ours."""
+        row = self._row(lease.key)
+        for _ in range(_ATTEMPTS):
+            try:
+                current = self._table.get_entity(PARTITION, row)
+            except ResourceNotFoundError:
+                return False
+            if current.get("owner") != lease.owner:
+                return False
+            expires = (self._now() + timedelta(seconds=self._seconds)).isoformat()
+            try:
+                # MERGE keeps `dirty`: a pass asked for meanwhile is still run.
+                self._table.update_entity(
+                    {"PartitionKey": PARTITION, "RowKey": row, "expires": expires},
+                    mode=UpdateMode.MERGE,
+                    etag=str(current.metadata["etag"]),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return True
+            except ResourceNotFoundError:
+                return False
+            except HttpResponseError as error:
+                if error.status_code != 412:
+                    raise
+        return True  # it kept changing under us, and only its holder (us) or a dirty mark changes it
+
+    def keep_alive(self, lease: Lease, every: float | None = None) -> Heartbeat:
+        """Renew `lease` in the background (every third of a lease period) until `stop()`. A process
+        that dies stops renewing, so its target is free again within one lease period."""
+        heartbeat = Heartbeat(self, lease, every if every is not None else self._seconds / 3)
+        heartbeat.start()
+        return heartbeat
+
     def _release_once(self, lease: Lease) -> bool:
         row = self._row(lease.key)
         try:
@@ -168,6 +203,38 @@ class TableLeases:
             return True
         lease.etag = str(current.metadata["etag"])
         return self._release_once(lease)
+
+
+class Heartbeat:
+    """A daemon thread renewing one lease; renewal failures are logged, never raised (the lease then
+    lapses and another instance converges the target, which is safe)."""
+
+    def __init__(self, leases: TableLeases, lease: Lease, every: float) -> None:
+        self._leases = leases
+        self._lease = lease
+        self._every = max(every, 0.01)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.key[:40]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._every):
+            try:
+                if not self._leases.renew(self._lease):
+                    return
+            except Exception as error:  # noqa: BLE001 - a missed renewal only shortens the lease
+                log.warning("lease.renew_failed", extra={"target": self._lease.key, "error": repr(error)})
 
 
 HINT_PARTITION = "hint"

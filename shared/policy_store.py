@@ -134,9 +134,9 @@ class TablePolicyStore:
             policies = [p for p in policies if p.ref.location.lower() == location.lower()]
         return policies
 
-    def all(self) -> list[JitPolicy]:
-        """Every policy, for enforcement (converge.PolicySource): policies are few, so one scan."""
-        return [_from_entity(entity).policy for entity in self._table.list_entities()]
+    def list_all(self) -> list[StoredPolicy]:
+        """Every policy in every subscription, for enforcement: policies are few, so one scan."""
+        return [_from_entity(entity) for entity in self._table.list_entities()]
 
     def for_vm(self, vm: VmRef) -> Iterator[StoredPolicy]:
         """Policies that list `vm` (a VM's policy lives in the VM's resource group)."""

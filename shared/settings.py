@@ -230,7 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "PORTCULLIS_FIREWALL_POLICY_RCG_PRIORITY", 100, 100, 65000
         ),
         mapped_ports=_range(env, "PORTCULLIS_MAPPED_PORTS", "50000-50999", 1, 63999),
-        converge_lease_seconds=_int(env, "PORTCULLIS_CONVERGE_LEASE_SECONDS", 300, 15, 3600),
+        converge_lease_seconds=_int(env, "PORTCULLIS_CONVERGE_LEASE_SECONDS", 30, 15, 3600),
     )
 
 

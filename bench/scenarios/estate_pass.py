@@ -33,6 +33,50 @@ FULL = {"vms": 2000, "firewalls": 10, "grants": 10000}
 PORTS_PER_VM = 5
 FIREWALL_SHARE = 0.1  # of the VMs sit behind one of the firewalls
 DRIFT_SHARE = 0.01
+# Per-target work that walks every policy (re-read and re-parsed per target) and every policy VM (the
+# Deny baseline's path lookups): its cost grows with targets x VMs (docs/performance.md, items 1-2).
+# (attribute of shared.converge, function) with None = the module itself; missing ones are skipped,
+# so once that code changes the extrapolation simply sees less quadratic work.
+QUADRATIC = ((None, "_policies"), ("_Paths", "for_entry"))
+
+
+class _QuadraticTimer:
+    """Wall time spent inside the QUADRATIC functions during a pass (timing wrappers; the functions
+    run unchanged). Nested calls are timed once."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self.seconds = 0.0
+        self._depth = 0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds += time.perf_counter() - started
+
+        return timed
+
+    def __enter__(self) -> _QuadraticTimer:
+        for owner_name, function_name in QUADRATIC:
+            owner = self._module if owner_name is None else getattr(self._module, owner_name, None)
+            function = getattr(owner, function_name, None) if owner is not None else None
+            if function is None:
+                continue
+            self._saved.append((owner, function_name, function))
+            setattr(owner, function_name, self._wrap(function))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, function_name, function in reversed(self._saved):
+            setattr(owner, function_name, function)
+        self._saved.clear()
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -103,36 +147,41 @@ def run(ctx: Any) -> dict[str, Any]:
 def _extrapolate(measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per pass, the full estate's wall time and request counts.
 
-    Wall time: with two scales, y = b·N + c·N² fitted through both points (N = fraction of the full
-    estate) on the mean of the passes at each scale (they do the same work but for a few writes, and
-    the mean halves the noise of a shared machine); the quadratic term catches per-target work that
-    grows with the estate (see docs/performance.md). Each pass keeps its share of the mean at the
-    largest scale. With one scale, or no superlinear growth, linear in N. Request counts grow
-    linearly with VMs, NSGs and grants by construction: linear from the largest scale."""
+    Wall time: each pass's time inside the QUADRATIC functions (timed during the pass) grows with
+    targets x policy VMs, so as N² (N = fraction of the full estate); the rest grows as N. The model
+    is taken from the largest scale and checked against the others (`check` in `method`). Request
+    counts grow linearly with VMs, NSGs and grants by construction: linear from the largest scale."""
     largest = measured[-1]
     x_big = largest["scale"]["fraction_of_target"]
-    means = [
-        (m["scale"]["fraction_of_target"], sum(p["seconds"] for p in m["passes"]) / len(m["passes"]))
-        for m in measured
-    ]
-    method = f"linear from scale {x_big:g}"
-    full_mean = means[-1][1] / x_big
-    if len(means) >= 2:
-        (x1, y1), (x2, y2) = means[-2], means[-1]
-        c = (y2 / x2 - y1 / x1) / (x2 - x1)
-        b = y1 / x1 - c * x1
-        if c > 0:
-            full_mean = b + c
-            method = f"b·N + c·N² through scales {x1:g} and {x2:g} (b = {b:.0f} s, c = {c:.0f} s)"
-        else:
-            method += f" (no superlinear growth between {x1:g} and {x2:g})"
+
+    def split(m: dict[str, Any]) -> tuple[float, float]:
+        """(linear part, quadratic part) of the mean pass at this scale, in seconds."""
+        passes = m["passes"]
+        total = float(sum(p["seconds"] for p in passes)) / len(passes)
+        quadratic = float(sum(p.get("quadratic_seconds", 0.0) for p in passes)) / len(passes)
+        return total - quadratic, quadratic
+
+    linear_part, quadratic_part = split(largest)
+    linear, quadratic = linear_part / x_big, quadratic_part / x_big**2
+    mean = linear_part + quadratic_part
+    method = (
+        f"{quadratic_part / mean if mean else 0:.1%} of the pass at scale {x_big:g} is per-target work "
+        f"over every policy VM, grown as N², the rest as N ({linear:.0f} s + {quadratic:.0f} s at N = 1)"
+    )
+    checks = []
+    for m in measured[:-1]:
+        x = m["scale"]["fraction_of_target"]
+        predicted = linear * x + quadratic * x**2
+        checks.append(f"scale {x:g}: model {predicted:.1f} s, measured {sum(split(m)):.1f} s")
+    if checks:
+        method += "; check " + ", ".join(checks)
     rows = []
     for p in largest["passes"]:
-        share = p["seconds"] / means[-1][1] if means[-1][1] else 1.0
+        share_of_mean = p["seconds"] / mean if mean else 1.0
         rows.append(
             {
                 "name": p["name"],
-                "seconds": round(full_mean * share, 1),
+                "seconds": round((linear + quadratic) * share_of_mean, 1),
                 "arm_reads": round(p["arm"]["reads"] / x_big),
                 "arm_writes": round(p["arm"]["writes"] / x_big),
                 "table_reads": round(p["storage"].get("table_reads", 0) / x_big),
@@ -157,8 +206,10 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
 
     scale = float(config["scale"])
     vms = max(4, round(FULL["vms"] * scale))
-    firewall_count = FULL["firewalls"] if scale >= 0.02 else 2
-    behind = max(firewall_count, round(vms * FIREWALL_SHARE))
+    # At least one VM per firewall; below 5 % of the estate fewer firewalls, so that every measured
+    # scale has the same shape (targets per VM), which the extrapolation relies on.
+    behind = max(2, round(vms * FIREWALL_SHARE))
+    firewall_count = min(FULL["firewalls"], behind)
     per_firewall = behind // firewall_count
     groups = [
         FirewallGroup(f"f{i:02d}", "classic" if i % 2 == 0 else "policy", per_firewall)
@@ -205,7 +256,8 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
             _drift(arm, nsgs, DRIFT_SHARE)
         clear_arm_log(arm)
         counter.reset()
-        with PeakRss() as memory:
+        quadratic = _QuadraticTimer(converge)
+        with PeakRss() as memory, quadratic:
             clock = time.perf_counter()
             targets = converge.reconcile_all(measured)
             seconds = time.perf_counter() - clock
@@ -213,6 +265,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
             {
                 "name": name,
                 "seconds": round(seconds, 2),
+                "quadratic_seconds": round(quadratic.seconds, 3),
                 "targets": len(targets),
                 "arm": arm_counts(arm, user_agent_mark="portcullis/"),
                 "storage": counter.snapshot(),

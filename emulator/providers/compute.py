@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from emulator import ids
-from emulator.errors import ArmError
+from emulator.errors import ArmError, bad_request, invalid_resource_reference
 from emulator.resource import ResourceType
 
 if TYPE_CHECKING:
@@ -34,21 +34,11 @@ _WRITE_ONLY = (("osProfile", "adminPassword"), ("osProfile", "customData"))
 
 def invalid_parameter(message: str, target: str) -> ArmError:
     """Compute's 400 for a field that breaks a rule."""
-    return ArmError(400, "InvalidParameter", message, target=target)
+    return bad_request("InvalidParameter", message, target)
 
 
 def _region(text: Any) -> str:
     return str(text or "").replace(" ", "").lower()
-
-
-def _nic_reference_error(nic_id: str, vm_id: str, target: str) -> ArmError:
-    return ArmError(
-        400,
-        "InvalidResourceReference",
-        f"Resource {nic_id} referenced by resource {vm_id} was not found. Please make sure that the "
-        "referenced resource exists, and that both resources are in the same region.",
-        target=target,
-    )
 
 
 class VirtualMachines(ResourceType):
@@ -134,7 +124,7 @@ class VirtualMachines(ResourceType):
             nic_id = str(given)
             record = call.store.get(nic_id)
             if record is None or _region(record.body.get("location")) != _region(body.get("location")):
-                raise _nic_reference_error(nic_id, vm_id, target)
+                raise invalid_resource_reference(nic_id, vm_id, target)
             if ids.key(nic_id) in seen:
                 raise invalid_parameter(f"Network interface {nic_id} is listed twice.", target)
             seen.add(ids.key(nic_id))

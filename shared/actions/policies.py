@@ -69,6 +69,7 @@ class PutPolicy:
                 reason=error.reason,
             )
             raise Refusal.invalid(error) from None
+        previous = services.policies.get(ref)
         created = services.policies.put(ref, canonical, services.clock())
         services.audit.record(
             "policy.written",
@@ -77,6 +78,9 @@ class PutPolicy:
             created=created,
             vms=[vm.vm.id for vm in policy.virtual_machines],
         )
+        # The Deny baseline follows the policy now (VMs added or dropped, ports changed), not at the
+        # next reconcile tick.
+        services.converge.policy_changed(previous.policy if previous else None, policy)
         stored = services.policies.get(ref)
         assert stored is not None
         return PutOutcome(policy_answer(services, stored), created)
@@ -142,7 +146,10 @@ class DeletePolicy:
 
     def __call__(self, ref: PolicyRef, principal: Principal) -> bool:
         _require(self._services, principal, DELETE_POLICY_ACTION, ref.id)
+        previous = self._services.policies.get(ref)
         deleted = self._services.policies.delete(ref)
         if deleted:
             self._services.audit.record("policy.deleted", subject=ref.id, actor=principal.object_id)
+            # Its VMs' Deny baseline goes now (the targets stay in the registry for the timers).
+            self._services.converge.policy_changed(previous.policy if previous else None)
         return deleted

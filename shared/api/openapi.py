@@ -354,7 +354,27 @@ def document() -> dict[str, Any]:
                 "protocol": {"type": "string", "enum": [p.value for p in TransportProtocol]},
                 "connectAddress": _nullable("string"),
                 "connectPort": {"type": "integer"},
+                "connection": {
+                    "description": "How to connect, once enforcement knows the address (null before).",
+                    "anyOf": [{"$ref": "#/components/schemas/ConnectionDetails"}, {"type": "null"}],
+                },
                 "targets": _TARGETS,
+            },
+        },
+        "ConnectionDetails": {
+            "type": "object",
+            "required": ["address", "port", "ssh", "rdp"],
+            "properties": {
+                "address": {
+                    "type": "string",
+                    "description": "The VM's public IP, or the public IP of the firewall in front of it.",
+                },
+                "port": {
+                    "type": "integer",
+                    "description": "The port to connect to (behind a firewall: the mapped port).",
+                },
+                "ssh": {"type": "string", "examples": ["ssh -p 50022 <user>@203.0.113.10"]},
+                "rdp": {"type": "string", "examples": ["mstsc /v:203.0.113.10:50022"]},
             },
         },
         "Grant": {

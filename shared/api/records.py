@@ -15,6 +15,7 @@ from shared.authz import READ_POLICY_ACTION, AuthorizationUnavailableError
 from shared.defender import format_time, request_port_to_wire, status_reason
 from shared.grants import StoredRequest
 from shared.model import DomainError, Grant, Principal, VmRef
+from shared.plan import connection_commands
 
 
 def grant_to_wire(grant: Grant, now: Any) -> dict[str, Any]:
@@ -41,6 +42,14 @@ def grant_to_wire(grant: Grant, now: Any) -> dict[str, Any]:
     }
 
 
+def connection_details(grant: Grant) -> dict[str, Any] | None:
+    """Address, port and ready-to-paste ssh / rdp lines; None until enforcement knows the address."""
+    commands = connection_commands(grant.connect_address, grant.connect_port)
+    if commands is None:
+        return None
+    return {**commands, "port": grant.connect_port}
+
+
 def request_answer(stored: StoredRequest) -> dict[str, Any]:
     """Defender's JitNetworkAccessRequest plus what we know beside it (ids, ticket, connect details)."""
     record = stored.record
@@ -54,6 +63,7 @@ def request_answer(stored: StoredRequest) -> dict[str, Any]:
                 "protocol": grant.protocol.value,
                 "connectAddress": grant.connect_address,
                 "connectPort": grant.connect_port,
+                "connection": connection_details(grant),
                 "targets": dict(grant.targets),
             }
         )

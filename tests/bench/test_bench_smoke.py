@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +22,13 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert summary([1.0, 2.0, 3.0, 4.0, 100.0])["p99"] == pytest.approx(96.16)
 
 
-def test_extrapolation_sees_superlinear_growth() -> None:
-    def point(fraction: float, seconds: float) -> dict[str, object]:
+def test_extrapolation_grows_the_quadratic_part_as_n_squared() -> None:
+    def point(fraction: float, seconds: float, quadratic: float) -> dict[str, Any]:
         passes = [
             {
                 "name": name,
                 "seconds": seconds,
+                "quadratic_seconds": quadratic,
                 "arm": {"reads": 10, "writes": 0},
                 "storage": {"table_reads": 5},
             }
@@ -34,11 +36,12 @@ def test_extrapolation_sees_superlinear_growth() -> None:
         ]
         return {"scale": {"fraction_of_target": fraction}, "passes": passes}
 
-    # seconds = 10 N + 100 N^2 at N = 0.1 and 0.2: the full estate (N = 1) takes 110 s, not 30.
-    first, _ = _extrapolate([point(0.1, 2.0), point(0.2, 6.0)])
-    assert first["seconds"] == pytest.approx(110.0)
+    # At N = 0.2: 16 s linear -> 80 s, 8 s quadratic -> 200 s at N = 1; the N = 0.1 point checks it.
+    first, _ = _extrapolate([point(0.1, 10.0, 2.0), point(0.2, 24.0, 8.0)])
+    assert first["seconds"] == pytest.approx(280.0)
+    assert "model 10.0 s, measured 10.0 s" in first["method"]
     assert first["arm_reads"] == 50  # request counts: linear from the largest scale
-    linear, _ = _extrapolate([point(0.5, 5.0)])
+    linear, _ = _extrapolate([point(0.5, 5.0, 0.0)])
     assert linear["seconds"] == pytest.approx(10.0)
 
 

@@ -40,6 +40,14 @@ def vm_entry(vm_id):
     )
 
 
+def arm_body(fields, required=None):
+    """A body whose optional `properties` is an object with these optional fields, or any JSON."""
+    return st.fixed_dictionaries(
+        required or {},
+        optional={"properties": st.fixed_dictionaries({}, optional=fields) | json_values},
+    )
+
+
 @pytest.fixture(scope="module")
 def wire(arm_emulator):
     context = ssl.create_default_context(cafile=str(arm_emulator.ca_file))
@@ -111,28 +119,21 @@ def test_jit_policy_put_and_initiate_never_fail_with_5xx(wire, place, data):
 
 @FAST
 @given(
-    body=st.fixed_dictionaries(
-        {},
-        optional={
-            "properties": st.fixed_dictionaries(
-                {},
-                optional={
-                    "roleDefinitionId": st.sampled_from(
-                        [
-                            "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
-                            "x",
-                        ]
-                    )
-                    | json_values,
-                    "principalId": st.just(str(uuid.uuid4())) | json_values,
-                    "principalType": st.sampled_from(["User", "Group", "Nope"]) | json_values,
-                    "condition": json_values,
-                    "conditionVersion": json_values,
-                    "scope": json_values,
-                    "description": json_values,
-                },
+    body=arm_body(
+        {
+            "roleDefinitionId": st.sampled_from(
+                [
+                    "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                    "x",
+                ]
             )
-            | json_values
+            | json_values,
+            "principalId": st.just(str(uuid.uuid4())) | json_values,
+            "principalType": st.sampled_from(["User", "Group", "Nope"]) | json_values,
+            "condition": json_values,
+            "conditionVersion": json_values,
+            "scope": json_values,
+            "description": json_values,
         },
     )
 )
@@ -144,25 +145,16 @@ def test_role_assignment_put_never_fails_with_5xx(wire, place, body):
 
 @FAST
 @given(
-    body=st.fixed_dictionaries(
-        {},
-        optional={
-            "properties": st.fixed_dictionaries(
-                {},
-                optional={
-                    "roleName": st.text(max_size=8) | json_values,
-                    "type": st.just("CustomRole") | json_values,
-                    "description": json_values,
-                    "assignableScopes": st.lists(st.sampled_from(["/subscriptions/x", "/bad"])) | json_values,
-                    "permissions": st.lists(
-                        st.fixed_dictionaries(
-                            {}, optional={"actions": st.lists(st.text(max_size=5)) | json_values}
-                        )
-                    )
-                    | json_values,
-                },
+    body=arm_body(
+        {
+            "roleName": st.text(max_size=8) | json_values,
+            "type": st.just("CustomRole") | json_values,
+            "description": json_values,
+            "assignableScopes": st.lists(st.sampled_from(["/subscriptions/x", "/bad"])) | json_values,
+            "permissions": st.lists(
+                st.fixed_dictionaries({}, optional={"actions": st.lists(st.text(max_size=5)) | json_values})
             )
-            | json_values
+            | json_values,
         },
     )
 )
@@ -174,35 +166,29 @@ def test_role_definition_put_never_fails_with_5xx(wire, place, body):
 
 @FAST
 @given(
-    body=st.fixed_dictionaries(
-        {"location": st.just("westeurope")},
-        optional={
-            "properties": st.fixed_dictionaries(
+    body=arm_body(
+        {
+            "hardwareProfile": st.just({"vmSize": "Standard_B1s"}) | json_values,
+            "osProfile": json_values,
+            "storageProfile": json_values,
+            "networkProfile": st.fixed_dictionaries(
                 {},
                 optional={
-                    "hardwareProfile": st.just({"vmSize": "Standard_B1s"}) | json_values,
-                    "osProfile": json_values,
-                    "storageProfile": json_values,
-                    "networkProfile": st.fixed_dictionaries(
-                        {},
-                        optional={
-                            "networkInterfaces": st.lists(
-                                st.fixed_dictionaries(
-                                    {},
-                                    optional={
-                                        "id": st.text(max_size=5) | json_values,
-                                        "properties": json_values,
-                                    },
-                                )
-                            )
-                            | json_values
-                        },
+                    "networkInterfaces": st.lists(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "id": st.text(max_size=5) | json_values,
+                                "properties": json_values,
+                            },
+                        )
                     )
-                    | json_values,
+                    | json_values
                 },
             )
-            | json_values
+            | json_values,
         },
+        required={"location": st.just("westeurope")},
     )
 )
 def test_vm_put_never_fails_with_5xx(wire, place, body):

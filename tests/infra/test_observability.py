@@ -7,12 +7,15 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
-from shared import observability
+from shared import converge, observability
+from shared.model import TargetRef, TargetState
 from shared.observability import REVOKE_FAILING, configure_telemetry, event_fields, log_event
 from tests.infra import bicep
+from tests.integration.conftest import World
 
 
 def test_an_event_carries_its_name_and_fields(caplog: pytest.LogCaptureFixture) -> None:
@@ -109,15 +112,59 @@ def test_aad_client_id_is_read_from_the_authentication_string() -> None:
     assert observability._aad_client_id(None) is None
 
 
-def _shared_sources_mentioning(text: str) -> list[str]:
-    return [
-        str(path.relative_to(bicep.ROOT))
-        for path in sorted((bicep.ROOT / "shared").rglob("*.py"))
-        if path.name != "observability.py" and text in path.read_text(encoding="utf-8")
-    ]
+def test_a_revoke_that_keeps_failing_pages_someone(
+    world_factory: Callable[..., World], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The alert rule in infra/ matches this event: an expired grant whose rule ARM keeps refusing to
+    # remove must log it at ERROR once converge's bounded retries are spent.
+    world = world_factory()
+    grant = world.request(world.estate.vm_db, 22, minutes=1)
+    converge.handle_grant(world.deps, grant.grant_id)
+    opened = world.store.get(grant.grant_id)
+    assert opened is not None and set(opened.targets.values()) == {TargetState.APPLIED}
+    (target,) = opened.targets
+    world.clock.advance(120)
+    world.emulator.add_fault(
+        method="PUT",
+        path=f"(?i)/resourceGroups/{world.estate.resource_group}/.*networkSecurityGroups",
+        status=409,
+        code="AnotherOperationInProgress",
+        count=None,
+    )
+    with caplog.at_level(logging.INFO, logger="portcullis"):
+        assert converge.sweep_expired(world.deps) == [TargetRef.from_key(target)]
+    failing = [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]
+    assert len(failing) == 1, [r.getMessage() for r in caplog.records]
+    (record,) = failing
+    assert record.levelno == logging.ERROR
+    fields = json.loads(record.getMessage().split(" ", 1)[1])
+    assert fields["target"] == target
+    assert fields["grant_ids"] == [grant.grant_id]
+    assert fields["attempts"] == converge.MAX_WRITE_ATTEMPTS
+    assert "409 AnotherOperationInProgress" in fields["error"]
+
+    # Once ARM accepts again the rule goes and nothing more pages.
+    world.emulator.clear_faults()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="portcullis"):
+        converge.sweep_expired(world.deps)
+    assert not [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]
+    closed = world.store.get(grant.grant_id)
+    assert closed is not None and set(closed.targets.values()) == {TargetState.REMOVED}
 
 
-@pytest.mark.xfail(reason="enforcement (shared/converge.py) does not emit revoke.failing yet", strict=False)
-def test_enforcement_emits_the_event_the_alert_pages_on() -> None:
-    # The alert rule in infra/ matches this event; if no code logs it, nobody is ever paged.
-    assert _shared_sources_mentioning("REVOKE_FAILING") or _shared_sources_mentioning('"revoke.failing"')
+def test_an_open_grant_the_target_refuses_is_not_a_failing_revoke(
+    world_factory: Callable[..., World], caplog: pytest.LogCaptureFixture
+) -> None:
+    world = world_factory()
+    grant = world.request(world.estate.vm_db, 22, minutes=10)
+    world.emulator.add_fault(
+        method="PUT",
+        path=f"(?i)/resourceGroups/{world.estate.resource_group}/.*networkSecurityGroups",
+        status=409,
+        code="AnotherOperationInProgress",
+        count=None,
+    )
+    with caplog.at_level(logging.INFO, logger="portcullis"), pytest.raises(converge.TargetWriteError):
+        converge.handle_grant(world.deps, grant.grant_id)
+    assert not [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]

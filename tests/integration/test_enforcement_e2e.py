@@ -17,8 +17,7 @@ from demo.client import AppClient, grant_roles
 from demo.estate import Estate
 from localstack.emulator_client import EmulatorClient
 from localstack.stack import Stack, start_stack
-from shared import converge, plan
-from shared.settings import load_settings
+from shared import plan
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +36,17 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
+
+
+def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in snapshot.nsg_rules(arm, estate, nsg)
+        if r["properties"]["access"] == "Deny" and plan.is_ours(r["name"])
+    ]
+
+
 def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
     return [port for vm in answer["virtualMachines"] for port in vm["ports"]]
 
@@ -49,17 +59,20 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
     app_admin.put_policy(estate, estate.policy_body())
 
-    # The reconcile timer's tick (every 3 minutes on the host), run now: the Deny baseline.
-    deps = converge.build_deps(load_settings(stack.env), now=lambda: datetime.now(UTC), sleep=time.sleep)
-    converge.reconcile_all(deps)
-    denies = [
-        r for r in snapshot.nsg_rules(arm, estate, "nsg-web-subnet") if r["properties"]["access"] == "Deny"
-    ]
-    assert {r["name"] for r in denies if plan.is_ours(r["name"])}, "no Deny baseline of ours"
+    # No timer tick, nothing in-process: the PUT hands the policy's targets to the host's converge
+    # queue, whose trigger lays the Deny baseline on every NSG in front of the policy's VMs.
+    wait_for(
+        lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS),
+        30,
+        "our Deny baseline on every NSG of the estate",
+    )
     before = snapshot.network(arm, estate)
     # The foreign rule opening SSH to the Internet ahead of our Deny is reported, not touched.
-    findings = app_admin.compliance()["value"]
-    legacy = [f for f in findings if f["ruleName"] == "legacy-ssh"]
+    legacy = wait_for(
+        lambda: [f for f in app_admin.compliance()["value"] if f["ruleName"] == "legacy-ssh"],
+        20,
+        "the finding about the foreign legacy-ssh rule",
+    )
     assert [(f["kind"], f["port"], f["virtualMachineId"]) for f in legacy] == [
         ("PortOpenToInternetAheadOfDeny", 22, estate.vm_id(estate.vm_web))
     ]
@@ -90,6 +103,20 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     assert app["connectAddress"] == estate.classic_fw_public_ip and app["mappedPort"] == app["connectPort"]
     assert ops["connectAddress"] == estate.policy_fw_public_ip and ops["mappedPort"] >= 50001
     assert all(state == "Applied" for port in (web, app, ops) for state in port["targets"].values())
+    assert web["connection"] == {
+        "address": estate.web_public_ip,
+        "port": 22,
+        "ssh": f"ssh -p 22 <user>@{estate.web_public_ip}",
+        "rdp": f"mstsc /v:{estate.web_public_ip}:22",
+    }
+    ip, mapped_port = estate.policy_fw_public_ip, ops["mappedPort"]
+    assert ops["connection"] == {
+        "address": ip,
+        "port": mapped_port,
+        "ssh": f"ssh -p {mapped_port} <user>@{ip}",
+        "rdp": f"mstsc /v:{ip}:{mapped_port}",
+    }
+    assert app["connection"]["port"] == app["mappedPort"]
     assert len(web["targets"]) == 2 and len(app["targets"]) == 2 and len(ops["targets"]) == 2
 
     # The rules, hop by hop.
@@ -121,8 +148,13 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     history = app_admin.ok("GET", f"{AppClient.policy_path(estate)}?api-version=2020-01-01")["properties"][
         "requests"
     ]
-    mapped = {p.get("mappedPort") for r in history for vm in r["virtualMachines"] for p in vm["ports"]}
-    assert app["mappedPort"] in mapped
+    mapped = {
+        vm["id"].rsplit("/", 1)[-1]: p.get("mappedPort")
+        for r in history
+        for vm in r["virtualMachines"]
+        for p in vm["ports"]
+    }
+    assert mapped == {estate.vm_web: None, estate.vm_app: app["mappedPort"], estate.vm_ops: ops["mappedPort"]}
 
     # Expiry: the host's converge queue gets the grant back at its end time.
     final = wait_for(

@@ -3,13 +3,18 @@ after a crash."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared import converge
 from shared.lease import HintBook, LeaseBusyError, TableLeases
 from shared.settings import Settings
 from shared.storage import table
+from tests.integration.conftest import World
 
 
 class Clock:
@@ -75,3 +80,74 @@ def test_drop_gives_the_lease_back_even_when_a_pass_was_requested(storage_settin
         leases.acquire("nsg|c")  # marks it dirty
     leases.drop(held)
     assert leases.release(leases.acquire("nsg|c")) is False
+
+
+def expiry_of(settings: Settings, key: str) -> datetime:
+    row = table("leases", settings).get_entity("lease", TableLeases._row(key))
+    return datetime.fromisoformat(str(row["expires"]))
+
+
+def test_a_working_holder_renews_its_lease_so_it_can_be_short(storage_settings: Settings) -> None:
+    clock = Clock()
+    leases = TableLeases(table("leases", storage_settings), clock.now, 30)
+    held = leases.acquire("nsg|renewed")
+    heartbeat = leases.keep_alive(held, every=0.02)
+    try:
+        clock.moment += timedelta(seconds=25)
+        renewed_until = clock.moment + timedelta(seconds=30)
+        deadline = time.monotonic() + 10
+        while expiry_of(storage_settings, "nsg|renewed") < renewed_until:
+            assert time.monotonic() < deadline, "the lease was not renewed"
+            time.sleep(0.02)
+        clock.moment += timedelta(seconds=20)  # 45 s after acquiring: past the first expiry
+        with pytest.raises(LeaseBusyError):
+            leases.acquire("nsg|renewed")
+    finally:
+        heartbeat.stop()
+    assert not heartbeat.running
+    assert leases.release(held) is True  # the busy acquire above asked for one more pass
+    assert leases.release(held) is False
+
+
+def test_a_dead_holder_stops_renewing_and_its_target_is_free_within_one_lease(
+    storage_settings: Settings,
+) -> None:
+    clock = Clock()
+    leases = TableLeases(table("leases", storage_settings), clock.now, 30)
+    crashed = leases.acquire("nsg|dead")
+    leases.keep_alive(crashed, every=0.02).stop()  # the process died: nothing renews any more
+    clock.moment += timedelta(seconds=31)
+    successor = leases.acquire("nsg|dead")
+    assert leases.renew(crashed) is False  # not the dead holder's any more
+    assert leases.release(successor) is False
+
+
+def test_the_default_lease_is_shorter_than_the_expiry_timer_period() -> None:
+    from shared.settings import load_settings
+
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    # README, "How rules are enforced": a crashed converge delays a close by at most one lease.
+    assert settings.converge_lease_seconds <= 60
+
+
+def lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lease-") and t.is_alive()]
+
+
+def test_converge_stops_renewing_when_it_ends_or_dies(world_factory: Callable[..., World]) -> None:
+    world = world_factory()
+    grant = world.request(world.estate.vm_db, 22)
+
+    def crash(step: str) -> None:
+        if step == "read":
+            raise converge.SimulatedCrash(step)
+
+    world.deps.checkpoint = crash
+    with pytest.raises(converge.SimulatedCrash):
+        converge.handle_grant(world.deps, grant.grant_id)
+    assert lease_threads() == []  # a dead process renews nothing: the lease lapses on its own
+    world.deps.checkpoint = lambda step: None
+    world.clock.advance(world.settings.converge_lease_seconds + 1)
+    (outcome,) = converge.handle_grant(world.deps, grant.grant_id)
+    assert outcome.wrote and not outcome.busy
+    assert lease_threads() == []

@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from emulator import ids
-from emulator.errors import ArmError
+from emulator.errors import ArmError, bad_request, invalid_resource_reference
 
 if TYPE_CHECKING:
     from emulator.engine import Call
@@ -30,13 +30,9 @@ VM_TYPE = "Microsoft.Compute/virtualMachines"
 _NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")
 
 
-def invalid(code: str, message: str, target: str | None = None) -> ArmError:
-    return ArmError(400, code, message, target=target)
-
-
 def check_name(name: str, target: str = "name") -> None:
     if not _NAME.match(name):
-        raise invalid(
+        raise bad_request(
             "InvalidResourceName",
             f"Resource name {name} is invalid. The name can be up to 80 characters long. It must begin with "
             "a word character, and it must end with a word character or with '_'. The name may contain "
@@ -50,52 +46,82 @@ def properties(body: dict[str, Any]) -> dict[str, Any]:
     if props is None:
         props = body["properties"] = {}
     if not isinstance(props, dict):
-        raise invalid(
+        raise bad_request(
             "InvalidRequestFormat", "Cannot parse the request: 'properties' must be an object.", "properties"
         )
     return props
 
 
-def require_list(value: Any, target: str, *, required: bool = False) -> list[Any]:
+def require_item(value: Any, target: str) -> dict[str, Any]:
+    """An element of an array that must be an object (a rule, a collection, an ip configuration)."""
+    if not isinstance(value, dict):
+        raise bad_request("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    return value
+
+
+def unique_name(
+    item: dict[str, Any],
+    target: str,
+    seen: set[str],
+    code: str,
+    label: str,
+    *,
+    scope: str = "",
+    check: bool = True,
+) -> str:
+    """The item's `name`, checked (unless `check` is off) and unique (case-insensitive) in `seen`."""
+    name = require_string(item.get("name"), f"{target}.name")
+    assert name is not None
+    if check:
+        check_name(name, f"{target}.name")
+    if name.lower() in seen:
+        raise bad_request(code, f"{label} {name} is used more than once{scope}.", target)
+    seen.add(name.lower())
+    return name
+
+
+def missing_property(target: str) -> ArmError:
+    return bad_request("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+
+
+def _require_type(value: Any, target: str, expected: type, noun: str, *, required: bool) -> Any:
+    """`value` if it is of the expected type; None if it is absent and optional."""
     if value is None:
         if required:
-            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
-        return []
-    if not isinstance(value, list):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an array.", target)
+            raise missing_property(target)
+        return None
+    if not isinstance(value, expected):
+        raise bad_request("InvalidRequestFormat", f"Property '{target}' must be {noun}.", target)
     return value
+
+
+def require_list(value: Any, target: str, *, required: bool = False) -> list[Any]:
+    items: list[Any] | None = _require_type(value, target, list, "an array", required=required)
+    return [] if items is None else items
 
 
 def require_object(value: Any, target: str, *, required: bool = False) -> dict[str, Any] | None:
-    if value is None:
-        if required:
-            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
-        return None
-    if not isinstance(value, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
-    return value
+    found: dict[str, Any] | None = _require_type(value, target, dict, "an object", required=required)
+    return found
 
 
 def require_string(value: Any, target: str, *, required: bool = True) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
-        return None
-    if not isinstance(value, str):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be a string.", target)
-    return value
+    text: str | None = _require_type(
+        None if value == "" else value, target, str, "a string", required=required
+    )
+    return text
 
 
 def require_int(value: Any, target: str, low: int, high: int, *, code: str = "InvalidRequestFormat") -> int:
     if value is None:
-        raise invalid("InvalidRequestFormat", f"Required property '{target}' is missing.", target)
+        raise missing_property(target)
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         else:
-            raise invalid("InvalidRequestFormat", f"Property '{target}' must be an integer.", target)
+            raise bad_request("InvalidRequestFormat", f"Property '{target}' must be an integer.", target)
     if not low <= value <= high:
-        raise invalid(
+        raise bad_request(
             code, f"Property '{target}' has invalid value {value}. Allowed range {low}-{high}.", target
         )
     return int(value)
@@ -109,7 +135,7 @@ def one_of(value: Any, allowed: tuple[str, ...], target: str, *, required: bool 
         for option in allowed:
             if option.lower() == value.lower():
                 return option
-    raise invalid(
+    raise bad_request(
         "InvalidRequestFormat",
         f"Property '{target}' has invalid value {value!r}. Allowed values: {', '.join(allowed)}.",
         target,
@@ -123,26 +149,34 @@ def reference_id(value: Any, target: str, *, required: bool = False) -> str | No
         return None
     ref_id = ref.get("id")
     if not isinstance(ref_id, str) or ids.parse(ref_id) is None:
-        raise invalid(
+        raise bad_request(
             "InvalidRequestFormat", f"Property '{target}.id' must be a resource id.", f"{target}.id"
         )
     return ref_id
 
 
-def missing_reference(ref_id: str, target: str) -> ArmError:
-    return invalid(
-        "InvalidResourceReference",
-        f"Resource {ref_id} referenced by resource {target} was not found. Please make sure that the "
-        "referenced resource exists, and that both resources are in the same region.",
-        target,
-    )
-
-
 def require_record_body(store: Store, ref_id: str, type_key: str, target: str) -> dict[str, Any]:
     record = store.get(ref_id)
     if record is None or record.type_key.lower() != type_key.lower():
-        raise missing_reference(ref_id, target)
+        raise invalid_resource_reference(ref_id, target, target)
     return record.body
+
+
+def referenced_body(
+    store: Store, value: Any, type_key: str, target: str, *, required: bool = False
+) -> dict[str, Any] | None:
+    """The stored body a `{"id": ...}` reference of the given type points at (None if omitted)."""
+    ref_id = reference_id(value, target, required=required)
+    if not ref_id:
+        return None
+    return require_record_body(store, ref_id, type_key, target)
+
+
+def require_subnet(store: Store, subnet_id: str, target: str) -> dict[str, Any]:
+    subnet = find_subnet(store, subnet_id)
+    if subnet is None:
+        raise invalid_resource_reference(subnet_id, target, target)
+    return subnet
 
 
 def find_subnet(store: Store, subnet_id: str) -> dict[str, Any] | None:
@@ -168,6 +202,17 @@ def subnet_networks(subnet: dict[str, Any]) -> list[ipaddress.IPv4Network | ipad
 
 def new_guid() -> str:
     return str(uuid.uuid4())
+
+
+def resource_guid(existing: dict[str, Any] | None) -> str:
+    """A resource keeps its `resourceGuid` across updates."""
+    guid: str | None = (existing or {}).get("properties", {}).get("resourceGuid")
+    return guid or new_guid()
+
+
+def kept_fields(body: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The top-level fields of a request body that are stored as sent (location, tags, ...)."""
+    return {k: v for k, v in body.items() if k in names}
 
 
 def sub_resource(parent_id: str, kind: str, name: str) -> str:

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import bad_request
 from emulator.providers.network.common import (
     FIREWALL_TYPE,
     NETWORK,
-    PIP_TYPE,
     POLICY_TYPE,
     RCG_TYPE,
     check_name,
-    find_subnet,
     id_list,
-    invalid,
-    missing_reference,
+    kept_fields,
     one_of,
     properties,
     reference_id,
+    referenced_body,
     refs_of,
     require_int,
+    require_item,
     require_list,
     require_object,
-    require_record_body,
-    require_string,
+    require_subnet,
     sub_resource,
     subnet_networks,
+    unique_name,
 )
-from emulator.providers.network.publicip import public_ip_in_use_by_other
+from emulator.providers.network.publicip import attach_public_ip
 from emulator.resource import ResourceType
 
 if TYPE_CHECKING:
@@ -47,33 +48,46 @@ def _strings(value: Any, target: str) -> list[str]:
     items = require_list(value, target)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise invalid(
+            raise bad_request(
                 "InvalidRequestFormat", f"Property '{target}[{i}]' must be a string.", f"{target}[{i}]"
             )
     return list(items)
 
 
-def _nat_port(value: Any, target: str) -> str:
-    """NAT rules take single ports 1-63999 (as strings on the wire)."""
+def _required_strings(
+    rule: dict[str, Any], field: str, target: str, code: str, what: str | None = None
+) -> list[str]:
+    """A rule's string array that must not be empty (`what` says what is missing, default the field)."""
+    values = _strings(rule.get(field), f"{target}.{field}")
+    if not values:
+        raise bad_request(code, f"Rule {rule.get('name')} must have {what or field}.", f"{target}.{field}")
+    return values
+
+
+def _each(values: list[str], target: str, check: Callable[[str, str], str]) -> list[str]:
+    return [check(value, f"{target}[{i}]") for i, value in enumerate(values)]
+
+
+def _one_of_each(values: list[str], allowed: tuple[str, ...], target: str) -> list[str]:
+    return [str(one_of(value, allowed, f"{target}[{i}]")) for i, value in enumerate(values)]
+
+
+def _single_port(value: Any, target: str, high: int, code: str, message: str) -> str:
+    """A single port 1-`high` as the string the wire carries (NAT rules take no ranges)."""
     text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text.isdigit() or not 1 <= int(text) <= 63999:
-        raise invalid(
-            "AzureFirewallNatRuleInvalidPort",
-            f"Port {value!r} in {target} is invalid: NAT rules support single ports 1-63999.",
-            target,
-        )
+    if not text.isdigit() or not 1 <= int(text) <= high:
+        raise bad_request(code, message, target)
     return text
+
+
+def _nat_port(value: Any, target: str) -> str:
+    message = f"Port {value!r} in {target} is invalid: NAT rules support single ports 1-63999."
+    return _single_port(value, target, 63999, "AzureFirewallNatRuleInvalidPort", message)
 
 
 def _translated_port(value: Any, target: str) -> str:
-    text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise invalid(
-            "AzureFirewallNatRuleInvalidTranslatedPort",
-            f"Translated port {value!r} in {target} must be 1-65535.",
-            target,
-        )
-    return text
+    message = f"Translated port {value!r} in {target} must be 1-65535."
+    return _single_port(value, target, 65535, "AzureFirewallNatRuleInvalidTranslatedPort", message)
 
 
 def _port_range(value: Any, target: str) -> str:
@@ -82,7 +96,7 @@ def _port_range(value: Any, target: str) -> str:
         return text
     parts = text.split("-")
     if not (1 <= len(parts) <= 2 and all(p.isdigit() and 0 <= int(p) <= 65535 for p in parts)):
-        raise invalid("AzureFirewallRuleInvalidPort", f"Port {value!r} in {target} is invalid.", target)
+        raise bad_request("AzureFirewallRuleInvalidPort", f"Port {value!r} in {target} is invalid.", target)
     return text
 
 
@@ -100,7 +114,7 @@ def _address(value: str, target: str, *, allow_ranges: bool = True) -> str:
             if network.version == 6:
                 raise ValueError
     except ValueError:
-        raise invalid(
+        raise bad_request(
             "AzureFirewallRuleInvalidIpAddressOrRangeFormat",
             f"Address {value!r} in {target} is not an IPv4 address, CIDR or range (IPv6 is not supported).",
             target,
@@ -109,19 +123,14 @@ def _address(value: str, target: str, *, allow_ranges: bool = True) -> str:
 
 
 def _addresses(value: Any, target: str) -> list[str]:
-    return [_address(v, f"{target}[{i}]") for i, v in enumerate(_strings(value, target))]
+    return _each(_strings(value, target), target, _address)
 
 
 def _rule_name(rule: dict[str, Any], target: str, seen: set[str]) -> str:
-    name = require_string(rule.get("name"), f"{target}.name")
-    assert name is not None
-    check_name(name, f"{target}.name")
-    if name.lower() in seen:
-        raise invalid("AzureFirewallRuleNameDuplicate", f"Rule name {name} is used more than once.", target)
-    seen.add(name.lower())
+    name = unique_name(rule, target, seen, "AzureFirewallRuleNameDuplicate", "Rule name")
     description = rule.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 140):
-        raise invalid(
+        raise bad_request(
             "InvalidRequestFormat",
             f"{target}.description must be a string of at most 140 characters.",
             f"{target}.description",
@@ -129,12 +138,28 @@ def _rule_name(rule: dict[str, Any], target: str, seen: set[str]) -> str:
     return name
 
 
+def _sources(rule: dict[str, Any], target: str) -> dict[str, list[str]]:
+    return {
+        "sourceAddresses": _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses"),
+        "sourceIpGroups": _strings(rule.get("sourceIpGroups"), f"{target}.sourceIpGroups"),
+    }
+
+
 def _require_sources(rule: dict[str, Any], target: str) -> None:
     if not rule.get("sourceAddresses") and not rule.get("sourceIpGroups"):
-        raise invalid(
+        raise bad_request(
             "AzureFirewallRuleSourceMissing",
             f"Rule {rule.get('name')} must have sourceAddresses or sourceIpGroups.",
             f"{target}.sourceAddresses",
+        )
+
+
+def _require_translation(rule: dict[str, Any], target: str, code: str) -> None:
+    if not rule.get("translatedAddress") and not rule.get("translatedFqdn"):
+        raise bad_request(
+            code,
+            f"Rule {rule.get('name')} must have translatedAddress or translatedFqdn.",
+            f"{target}.translatedAddress",
         )
 
 
@@ -142,26 +167,24 @@ def _require_sources(rule: dict[str, Any], target: str) -> None:
 
 
 def _nat_rule(rule: Any, target: str, seen: set[str], firewall_ips: set[str] | None) -> dict[str, Any]:
-    if not isinstance(rule, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    rule = require_item(rule, target)
     answer = dict(rule)
     _rule_name(rule, target, seen)
-    answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
-    answer["sourceIpGroups"] = _strings(rule.get("sourceIpGroups"), f"{target}.sourceIpGroups")
+    answer.update(_sources(rule, target))
     _require_sources(answer, target)
-    destinations = _strings(rule.get("destinationAddresses"), f"{target}.destinationAddresses")
-    if not destinations:
-        raise invalid(
-            "AzureFirewallNatRuleDestinationMissing",
-            f"Rule {rule.get('name')} must have destinationAddresses (the firewall public IP).",
-            f"{target}.destinationAddresses",
-        )
+    destinations = _required_strings(
+        rule,
+        "destinationAddresses",
+        target,
+        "AzureFirewallNatRuleDestinationMissing",
+        "destinationAddresses (the firewall public IP)",
+    )
     for i, destination in enumerate(destinations):
         _address(destination, f"{target}.destinationAddresses[{i}]", allow_ranges=False)
         # Live Azure took a DNAT rule on a firewall without public IPs (recordings); with IPs, the
         # destination must be one of them.
         if firewall_ips and destination not in firewall_ips:
-            raise invalid(
+            raise bad_request(
                 "AzureFirewallNatRuleDestinationNotFirewallPublicIp",
                 f"Destination address {destination} of NAT rule {rule.get('name')} is not a "
                 f"public IP address "
@@ -169,30 +192,11 @@ def _nat_rule(rule: Any, target: str, seen: set[str], firewall_ips: set[str] | N
                 f"{target}.destinationAddresses[{i}]",
             )
     answer["destinationAddresses"] = destinations
-    ports = _strings(rule.get("destinationPorts"), f"{target}.destinationPorts")
-    if not ports:
-        raise invalid(
-            "AzureFirewallNatRulePortMissing",
-            f"Rule {rule.get('name')} must have destinationPorts.",
-            f"{target}.destinationPorts",
-        )
-    answer["destinationPorts"] = [
-        _nat_port(p, f"{target}.destinationPorts[{i}]") for i, p in enumerate(ports)
-    ]
-    protocols = _strings(rule.get("protocols"), f"{target}.protocols")
-    if not protocols:
-        raise invalid(
-            "InvalidRequestFormat", f"Rule {rule.get('name')} must have protocols.", f"{target}.protocols"
-        )
-    answer["protocols"] = [
-        one_of(p, NAT_PROTOCOLS, f"{target}.protocols[{i}]") for i, p in enumerate(protocols)
-    ]
-    if not rule.get("translatedAddress") and not rule.get("translatedFqdn"):
-        raise invalid(
-            "AzureFirewallNatRuleTranslatedAddressMissing",
-            f"Rule {rule.get('name')} must have translatedAddress or translatedFqdn.",
-            f"{target}.translatedAddress",
-        )
+    ports = _required_strings(rule, "destinationPorts", target, "AzureFirewallNatRulePortMissing")
+    answer["destinationPorts"] = _each(ports, f"{target}.destinationPorts", _nat_port)
+    protocols = _required_strings(rule, "protocols", target, "InvalidRequestFormat")
+    answer["protocols"] = _one_of_each(protocols, NAT_PROTOCOLS, f"{target}.protocols")
+    _require_translation(rule, target, "AzureFirewallNatRuleTranslatedAddressMissing")
     if rule.get("translatedAddress"):
         answer["translatedAddress"] = _address(
             str(rule["translatedAddress"]), f"{target}.translatedAddress", allow_ranges=False
@@ -202,12 +206,10 @@ def _nat_rule(rule: Any, target: str, seen: set[str], firewall_ips: set[str] | N
 
 
 def _network_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
-    if not isinstance(rule, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    rule = require_item(rule, target)
     answer = dict(rule)
     _rule_name(rule, target, seen)
-    answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
-    answer["sourceIpGroups"] = _strings(rule.get("sourceIpGroups"), f"{target}.sourceIpGroups")
+    answer.update(_sources(rule, target))
     answer["destinationIpGroups"] = _strings(rule.get("destinationIpGroups"), f"{target}.destinationIpGroups")
     _require_sources(answer, target)
     answer["destinationAddresses"] = _addresses(
@@ -216,38 +218,27 @@ def _network_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
     if not (
         answer["destinationAddresses"] or rule.get("destinationFqdns") or rule.get("destinationIpGroups")
     ):
-        raise invalid(
+        raise bad_request(
             "AzureFirewallRuleDestinationMissing",
             f"Rule {rule.get('name')} must have a destination.",
             f"{target}.destinationAddresses",
         )
-    ports = _strings(rule.get("destinationPorts"), f"{target}.destinationPorts")
-    if not ports:
-        raise invalid(
-            "InvalidRequestFormat",
-            f"Rule {rule.get('name')} must have destinationPorts.",
-            f"{target}.destinationPorts",
-        )
-    answer["destinationPorts"] = [
-        _port_range(p, f"{target}.destinationPorts[{i}]") for i, p in enumerate(ports)
-    ]
+    ports = _required_strings(rule, "destinationPorts", target, "InvalidRequestFormat")
+    answer["destinationPorts"] = _each(ports, f"{target}.destinationPorts", _port_range)
     protocols = _strings(rule.get("protocols"), f"{target}.protocols")
-    answer["protocols"] = [
-        one_of(p, NETWORK_PROTOCOLS, f"{target}.protocols[{i}]") for i, p in enumerate(protocols)
-    ]
+    answer["protocols"] = _one_of_each(protocols, NETWORK_PROTOCOLS, f"{target}.protocols")
     return answer
 
 
 def _application_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
-    if not isinstance(rule, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    rule = require_item(rule, target)
     answer = dict(rule)
     _rule_name(rule, target, seen)
     answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
     _require_sources(answer, target)
     for i, protocol in enumerate(require_list(rule.get("protocols"), f"{target}.protocols")):
         if not isinstance(protocol, dict):
-            raise invalid("InvalidRequestFormat", f"{target}.protocols[{i}] must be an object.")
+            raise bad_request("InvalidRequestFormat", f"{target}.protocols[{i}] must be an object.")
         one_of(
             protocol.get("protocolType"), ("Http", "Https", "Mssql"), f"{target}.protocols[{i}].protocolType"
         )
@@ -273,18 +264,15 @@ def _classic_collections(
         collections = []
         for i, collection in enumerate(require_list(props.get(kind), f"properties.{kind}")):
             target = f"properties.{kind}[{i}]"
-            if not isinstance(collection, dict):
-                raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
-            name = require_string(collection.get("name"), f"{target}.name")
-            assert name is not None
-            check_name(name, f"{target}.name")
-            if name.lower() in names:
-                raise invalid(
-                    "AzureFirewallRuleCollectionNameDuplicate",
-                    f"Rule collection name {name} is used more than once in {kind}.",
-                    target,
-                )
-            names.add(name.lower())
+            collection = require_item(collection, target)
+            name = unique_name(
+                collection,
+                target,
+                names,
+                "AzureFirewallRuleCollectionNameDuplicate",
+                "Rule collection name",
+                scope=f" in {kind}",
+            )
             cprops = properties(collection)
             priority = require_int(
                 cprops.get("priority"),
@@ -294,7 +282,7 @@ def _classic_collections(
                 code="AzureFirewallRuleCollectionInvalidPriority",
             )
             if priority in priorities:
-                raise invalid(
+                raise bad_request(
                     "AzureFirewallRuleCollectionDuplicatePriority",
                     f"Rule collections {priorities[priority]} and {name} of {kind} have the same "
                     f"priority {priority}.",
@@ -335,18 +323,28 @@ def _classic_collections(
         total += len(collections)
         answer[kind] = collections
     if total > MAX_RULE_COLLECTIONS:
-        raise invalid(
+        raise bad_request(
             "AzureFirewallTooManyRuleCollections",
             f"A firewall supports at most {MAX_RULE_COLLECTIONS} rule collections; got {total}.",
         )
     if len(dnat_destinations) > MAX_DNAT_DESTINATIONS:
-        raise invalid(
+        raise bad_request(
             "AzureFirewallTooManyDnatDestinations",
             f"A firewall supports at most {MAX_DNAT_DESTINATIONS} unique DNAT destinations "
             f"(address, port, protocol); got {len(dnat_destinations)}.",
             "properties.natRuleCollections",
         )
     return answer
+
+
+def _sku_tier(sku: dict[str, Any]) -> str | None:
+    return one_of(sku.get("tier", "Standard"), ("Basic", "Standard", "Premium"), "properties.sku.tier")
+
+
+def _threat_intel_mode(props: dict[str, Any]) -> str | None:
+    return one_of(
+        props.get("threatIntelMode", "Alert"), ("Alert", "Deny", "Off"), "properties.threatIntelMode"
+    )
 
 
 class AzureFirewalls(ResourceType):
@@ -375,9 +373,7 @@ class AzureFirewalls(ResourceType):
         sku = require_object(props.get("sku"), "properties.sku") or {}
         sku_answer = {
             "name": one_of(sku.get("name", "AZFW_VNet"), ("AZFW_VNet", "AZFW_Hub"), "properties.sku.name"),
-            "tier": one_of(
-                sku.get("tier", "Standard"), ("Basic", "Standard", "Premium"), "properties.sku.tier"
-            ),
+            "tier": _sku_tier(sku),
         }
         configs = []
         firewall_ips: set[str] = set()
@@ -386,37 +382,30 @@ class AzureFirewalls(ResourceType):
             require_list(props.get("ipConfigurations"), "properties.ipConfigurations")
         ):
             target = f"properties.ipConfigurations[{i}]"
-            if not isinstance(config, dict):
-                raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
-            name = require_string(config.get("name"), f"{target}.name")
-            assert name is not None
-            if name.lower() in names:
-                raise invalid(
-                    "DuplicateResourceName", f"IP configuration name {name} is used more than once.", target
-                )
-            names.add(name.lower())
+            config = require_item(config, target)
+            name = unique_name(
+                config, target, names, "DuplicateResourceName", "IP configuration name", check=False
+            )
             cprops = properties(config)
             answer_props: dict[str, Any] = {}
             subnet_id = reference_id(cprops.get("subnet"), f"{target}.properties.subnet", required=i == 0)
             if subnet_id:
                 if i != 0:
-                    raise invalid(
+                    raise bad_request(
                         "AzureFirewallSubnetOnlyOnFirstIpConfiguration",
                         "Only the first IP configuration of a firewall references the subnet.",
                         f"{target}.properties.subnet",
                     )
-                subnet = find_subnet(call.store, subnet_id)
-                if subnet is None:
-                    raise missing_reference(subnet_id, f"{target}.properties.subnet")
+                subnet = require_subnet(call.store, subnet_id, f"{target}.properties.subnet")
                 if subnet["name"] != FIREWALL_SUBNET:
-                    raise invalid(
+                    raise bad_request(
                         "AzureFirewallSubnetNameInvalid",
                         f"Subnet of an Azure Firewall must be named {FIREWALL_SUBNET}; got {subnet['name']}.",
                         f"{target}.properties.subnet",
                     )
                 networks = [n for n in subnet_networks(subnet) if n.version == 4]
                 if not networks or networks[0].prefixlen > 26:
-                    raise invalid(
+                    raise bad_request(
                         "AzureFirewallSubnetTooSmall",
                         f"{FIREWALL_SUBNET} must be at least a /26.",
                         f"{target}.properties.subnet",
@@ -425,27 +414,19 @@ class AzureFirewalls(ResourceType):
                 # Azure gives the firewall the fourth address of its subnet (x.x.x.4).
                 answer_props["privateIPAddress"] = str(networks[0].network_address + 4)
                 answer_props["privateIPAllocationMethod"] = "Dynamic"
-            pip_id = reference_id(
+            pip = attach_public_ip(
+                call,
                 cprops.get("publicIPAddress"),
                 f"{target}.properties.publicIPAddress",
+                firewall_id,
                 required=sku_answer["name"] == "AZFW_VNet",
             )
-            if pip_id:
-                pip = require_record_body(
-                    call.store, pip_id, PIP_TYPE, f"{target}.properties.publicIPAddress"
-                )
-                holder = public_ip_in_use_by_other(call, pip["id"], firewall_id)
-                if holder:
-                    raise invalid(
-                        "PublicIPAddressInUse",
-                        f"Resource {pip['id']} is already in use by {holder}.",
-                        f"{target}.properties.publicIPAddress",
-                    )
+            if pip:
                 if (
                     pip.get("sku", {}).get("name") == "Basic"
                     or pip["properties"].get("publicIPAllocationMethod") != "Static"
                 ):
-                    raise invalid(
+                    raise bad_request(
                         "AzureFirewallPublicIpMustBeStandardStatic",
                         "An Azure Firewall needs a Standard SKU, static public IP address.",
                         f"{target}.properties.publicIPAddress",
@@ -464,18 +445,17 @@ class AzureFirewalls(ResourceType):
         collections = _classic_collections(firewall_id, props, firewall_ips)
         answer_props_fw: dict[str, Any] = {
             "sku": sku_answer,
-            "threatIntelMode": one_of(
-                props.get("threatIntelMode", "Alert"), ("Alert", "Deny", "Off"), "properties.threatIntelMode"
-            ),
+            "threatIntelMode": _threat_intel_mode(props),
             "ipConfigurations": configs,
             **collections,
             "additionalProperties": props.get("additionalProperties") or {},
         }
-        policy_id = reference_id(props.get("firewallPolicy"), "properties.firewallPolicy")
-        if policy_id:
-            policy = require_record_body(call.store, policy_id, POLICY_TYPE, "properties.firewallPolicy")
+        policy = referenced_body(
+            call.store, props.get("firewallPolicy"), POLICY_TYPE, "properties.firewallPolicy"
+        )
+        if policy:
             if any(collections.values()):
-                raise invalid(
+                raise bad_request(
                     "AzureFirewallClassicRulesNotAllowedWithFirewallPolicy",
                     "A firewall that uses a firewall policy cannot have classic rule collections.",
                     "properties.firewallPolicy",
@@ -489,8 +469,7 @@ class AzureFirewalls(ResourceType):
         ):
             if props.get(passthrough) is not None:
                 answer_props_fw[passthrough] = props[passthrough]
-        kept = {k: v for k, v in body.items() if k in ("location", "tags", "zones")}
-        return {**kept, "properties": answer_props_fw}
+        return {**kept_fields(body, "location", "tags", "zones"), "properties": answer_props_fw}
 
 
 # --- firewall policies ----------------------------------------------------------------------------------
@@ -523,19 +502,10 @@ class FirewallPolicies(ResourceType):
         for read_only in ("provisioningState", "ruleCollectionGroups", "firewalls", "childPolicies", "size"):
             props.pop(read_only, None)
         sku = require_object(props.get("sku"), "properties.sku") or {}
-        props["sku"] = {
-            "tier": one_of(
-                sku.get("tier", "Standard"), ("Basic", "Standard", "Premium"), "properties.sku.tier"
-            )
-        }
-        props["threatIntelMode"] = one_of(
-            props.get("threatIntelMode", "Alert"), ("Alert", "Deny", "Off"), "properties.threatIntelMode"
-        )
-        base_id = reference_id(props.get("basePolicy"), "properties.basePolicy")
-        if base_id:
-            require_record_body(call.store, base_id, POLICY_TYPE, "properties.basePolicy")
-        kept = {k: v for k, v in body.items() if k in ("location", "tags", "identity")}
-        return {**kept, "properties": props}
+        props["sku"] = {"tier": _sku_tier(sku)}
+        props["threatIntelMode"] = _threat_intel_mode(props)
+        referenced_body(call.store, props.get("basePolicy"), POLICY_TYPE, "properties.basePolicy")
+        return {**kept_fields(body, "location", "tags", "identity"), "properties": props}
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         groups = [r.body["id"] for r in call.store.list(RCG_TYPE, under=body["id"])]
@@ -552,7 +522,7 @@ class FirewallPolicies(ResourceType):
     def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
         firewalls = refs_of(call).sources("firewalls_by_policy", str(rid))
         if firewalls:
-            raise invalid(
+            raise bad_request(
                 "FirewallPolicyInUse",
                 f"Firewall policy {rid.name} is associated with firewalls "
                 f"({', '.join(firewalls)}) and cannot be deleted.",
@@ -563,59 +533,32 @@ _COLLECTION_TYPES = ("FirewallPolicyNatRuleCollection", "FirewallPolicyFilterRul
 
 
 def _policy_rule(rule: Any, target: str, collection_type: str, seen: set[str]) -> dict[str, Any]:
-    if not isinstance(rule, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    rule = require_item(rule, target)
     answer = dict(rule)
     _rule_name(rule, target, seen)
     if collection_type == "FirewallPolicyNatRuleCollection":
         answer["ruleType"] = one_of(rule.get("ruleType"), ("NatRule",), f"{target}.ruleType")
-        answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
-        answer["sourceIpGroups"] = _strings(rule.get("sourceIpGroups"), f"{target}.sourceIpGroups")
+        answer.update(_sources(rule, target))
         _require_sources(answer, target)
-        destinations = _strings(rule.get("destinationAddresses"), f"{target}.destinationAddresses")
-        if not destinations:
-            raise invalid(
-                "FirewallPolicyNatRuleDestinationMissing",
-                f"Rule {rule.get('name')} must have destinationAddresses.",
-                f"{target}.destinationAddresses",
-            )
+        destinations = _required_strings(
+            rule, "destinationAddresses", target, "FirewallPolicyNatRuleDestinationMissing"
+        )
         answer["destinationAddresses"] = [
             _address(d, f"{target}.destinationAddresses[{i}]", allow_ranges=False)
             for i, d in enumerate(destinations)
         ]
-        ports = _strings(rule.get("destinationPorts"), f"{target}.destinationPorts")
-        if not ports:
-            raise invalid(
-                "FirewallPolicyNatRulePortMissing",
-                f"Rule {rule.get('name')} must have destinationPorts.",
-                f"{target}.destinationPorts",
-            )
-        answer["destinationPorts"] = [
-            _nat_port(p, f"{target}.destinationPorts[{i}]") for i, p in enumerate(ports)
-        ]
-        protocols = _strings(rule.get("ipProtocols"), f"{target}.ipProtocols")
-        if not protocols:
-            raise invalid(
-                "InvalidRequestFormat",
-                f"Rule {rule.get('name')} must have ipProtocols.",
-                f"{target}.ipProtocols",
-            )
-        answer["ipProtocols"] = [
-            one_of(p, ("TCP", "UDP"), f"{target}.ipProtocols[{i}]") for i, p in enumerate(protocols)
-        ]
-        if not rule.get("translatedAddress") and not rule.get("translatedFqdn"):
-            raise invalid(
-                "FirewallPolicyNatRuleTranslatedAddressMissing",
-                f"Rule {rule.get('name')} must have translatedAddress or translatedFqdn.",
-                f"{target}.translatedAddress",
-            )
+        ports = _required_strings(rule, "destinationPorts", target, "FirewallPolicyNatRulePortMissing")
+        answer["destinationPorts"] = _each(ports, f"{target}.destinationPorts", _nat_port)
+        protocols = _required_strings(rule, "ipProtocols", target, "InvalidRequestFormat")
+        answer["ipProtocols"] = _one_of_each(protocols, ("TCP", "UDP"), f"{target}.ipProtocols")
+        _require_translation(rule, target, "FirewallPolicyNatRuleTranslatedAddressMissing")
         answer["translatedPort"] = _translated_port(rule.get("translatedPort"), f"{target}.translatedPort")
         return answer
     answer["ruleType"] = one_of(
         rule.get("ruleType"), ("NetworkRule", "ApplicationRule", "NatRule"), f"{target}.ruleType"
     )
     if answer["ruleType"] == "NatRule":
-        raise invalid(
+        raise bad_request(
             "FirewallPolicyNatRuleInFilterCollection",
             "NAT rules belong in a FirewallPolicyNatRuleCollection.",
             f"{target}.ruleType",
@@ -623,14 +566,10 @@ def _policy_rule(rule: Any, target: str, collection_type: str, seen: set[str]) -
     answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
     _require_sources({**answer, "sourceIpGroups": rule.get("sourceIpGroups")}, target)
     if answer["ruleType"] == "NetworkRule":
-        answer["destinationPorts"] = [
-            _port_range(p, f"{target}.destinationPorts[{i}]")
-            for i, p in enumerate(_strings(rule.get("destinationPorts"), f"{target}.destinationPorts"))
-        ]
-        answer["ipProtocols"] = [
-            one_of(p, ("TCP", "UDP", "Any", "ICMP"), f"{target}.ipProtocols[{i}]")
-            for i, p in enumerate(_strings(rule.get("ipProtocols"), f"{target}.ipProtocols"))
-        ]
+        ports = _strings(rule.get("destinationPorts"), f"{target}.destinationPorts")
+        answer["destinationPorts"] = _each(ports, f"{target}.destinationPorts", _port_range)
+        protocols = _strings(rule.get("ipProtocols"), f"{target}.ipProtocols")
+        answer["ipProtocols"] = _one_of_each(protocols, NETWORK_PROTOCOLS, f"{target}.ipProtocols")
     return answer
 
 
@@ -674,7 +613,7 @@ class RuleCollectionGroups(ResourceType):
                 other.body["name"].lower() != rid.name.lower()
                 and other.body["properties"].get("priority") == priority
             ):
-                raise invalid(
+                raise bad_request(
                     "FirewallPolicyRuleCollectionGroupDuplicatePriority",
                     f"Rule collection group {other.body['name']} of this policy already has priority "
                     f"{priority}.",
@@ -686,22 +625,14 @@ class RuleCollectionGroups(ResourceType):
             require_list(props.get("ruleCollections"), "properties.ruleCollections")
         ):
             target = f"properties.ruleCollections[{i}]"
-            if not isinstance(collection, dict):
-                raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+            collection = require_item(collection, target)
             answer = dict(collection)
             answer["ruleCollectionType"] = one_of(
                 collection.get("ruleCollectionType"), _COLLECTION_TYPES, f"{target}.ruleCollectionType"
             )
-            name = require_string(collection.get("name"), f"{target}.name")
-            assert name is not None
-            check_name(name, f"{target}.name")
-            if name.lower() in names:
-                raise invalid(
-                    "FirewallPolicyRuleCollectionNameDuplicate",
-                    f"Rule collection name {name} is used more than once.",
-                    target,
-                )
-            names.add(name.lower())
+            unique_name(
+                collection, target, names, "FirewallPolicyRuleCollectionNameDuplicate", "Rule collection name"
+            )
             answer["priority"] = require_int(
                 collection.get("priority"),
                 f"{target}.priority",
@@ -727,7 +658,7 @@ class RuleCollectionGroups(ResourceType):
             ]
             collections.append(answer)
         if len(collections) > MAX_RULE_COLLECTIONS:
-            raise invalid(
+            raise bad_request(
                 "FirewallPolicyTooManyRuleCollections",
                 f"At most {MAX_RULE_COLLECTIONS} rule collections are allowed.",
             )

@@ -7,26 +7,27 @@ import ipaddress
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import bad_request
 from emulator.providers.network.common import (
     NETWORK,
     NSG_TYPE,
-    PIP_TYPE,
     check_name,
-    find_subnet,
-    invalid,
-    missing_reference,
-    new_guid,
+    kept_fields,
     one_of,
     properties,
     reference_id,
+    referenced_body,
     refs_of,
+    require_item,
     require_list,
-    require_record_body,
     require_string,
+    require_subnet,
+    resource_guid,
     sub_resource,
     subnet_networks,
+    unique_name,
 )
-from emulator.providers.network.publicip import public_ip_in_use_by_other
+from emulator.providers.network.publicip import attach_public_ip
 from emulator.resource import ResourceType
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def allocate_private_ip(
             if address not in taken:
                 hints[subnet["id"].lower()] = value + 1
                 return address
-    raise invalid(
+    raise bad_request(
         "SubnetIsFull",
         f"Subnet {subnet['name']} with address prefix {subnet_networks(subnet)} does not have enough "
         "capacity for 1 IP addresses.",
@@ -81,13 +82,13 @@ def check_static_ip(subnet: dict[str, Any], address: Any, taken: TakenAddresses,
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        raise invalid(
+        raise bad_request(
             "InvalidRequestFormat", f"Private IP address {address!r} is not an IP address.", target
         ) from None
     networks = [n for n in subnet_networks(subnet) if n.version == ip.version]
     inside = [n for n in networks if ip in n]
     if not inside:
-        raise invalid(
+        raise bad_request(
             "PrivateIPAddressNotInSubnet",
             f"IP configuration {target} is using the private IP address {ip} which is not in the range of "
             f"subnet {subnet['id']}.",
@@ -96,13 +97,13 @@ def check_static_ip(subnet: dict[str, Any], address: Any, taken: TakenAddresses,
     network = inside[0]
     offset = int(ip) - int(network.network_address)
     if offset < 4 or ip == network.broadcast_address:
-        raise invalid(
+        raise bad_request(
             "PrivateIPAddressInReservedRange",
             f"Private static IP address {ip} falls within reserved IP range of subnet prefix {network}.",
             target,
         )
     if str(ip) in taken:
-        raise invalid(
+        raise bad_request(
             "PrivateIPAddressInUse",
             f"IP configuration {target} is using the private IP address {ip} which is already allocated to "
             "another resource.",
@@ -130,7 +131,7 @@ class NetworkInterfaces(ResourceType):
         props = properties(body)
         configs = require_list(props.get("ipConfigurations"), "properties.ipConfigurations", required=True)
         if not configs:
-            raise invalid(
+            raise bad_request(
                 "NetworkInterfaceMustHaveAtLeastOneIpConfiguration",
                 "Network interface must have at least one IP configuration.",
                 "properties.ipConfigurations",
@@ -144,22 +145,12 @@ class NetworkInterfaces(ResourceType):
         primary_seen = False
         for i, config in enumerate(configs):
             target = f"properties.ipConfigurations[{i}]"
-            if not isinstance(config, dict):
-                raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
-            name = require_string(config.get("name"), f"{target}.name")
-            assert name is not None
-            check_name(name, f"{target}.name")
-            if name.lower() in names:
-                raise invalid(
-                    "DuplicateResourceName", f"IP configuration name {name} is used more than once.", target
-                )
-            names.add(name.lower())
+            config = require_item(config, target)
+            name = unique_name(config, target, names, "DuplicateResourceName", "IP configuration name")
             cprops = properties(config)
             subnet_id = reference_id(cprops.get("subnet"), f"{target}.properties.subnet", required=True)
             assert subnet_id is not None
-            subnet = find_subnet(call.store, subnet_id)
-            if subnet is None:
-                raise missing_reference(subnet_id, f"{target}.properties.subnet")
+            subnet = require_subnet(call.store, subnet_id, f"{target}.properties.subnet")
             taken = TakenAddresses(call, subnet["id"], nic_id, taken_here)
             method = one_of(
                 cprops.get("privateIPAllocationMethod", "Dynamic"),
@@ -195,18 +186,10 @@ class NetworkInterfaces(ResourceType):
                 "subnet": {"id": subnet["id"]},
                 "primary": bool(primary),
             }
-            pip_id = reference_id(cprops.get("publicIPAddress"), f"{target}.properties.publicIPAddress")
-            if pip_id:
-                pip = require_record_body(
-                    call.store, pip_id, PIP_TYPE, f"{target}.properties.publicIPAddress"
-                )
-                holder = public_ip_in_use_by_other(call, pip["id"], nic_id)
-                if holder:
-                    raise invalid(
-                        "PublicIPAddressInUse",
-                        f"Resource {pip['id']} is already in use by {holder}.",
-                        f"{target}.properties.publicIPAddress",
-                    )
+            pip = attach_public_ip(
+                call, cprops.get("publicIPAddress"), f"{target}.properties.publicIPAddress", nic_id
+            )
+            if pip:
                 answer_props["publicIPAddress"] = {"id": pip["id"]}
             answer_configs.append(
                 {
@@ -218,7 +201,7 @@ class NetworkInterfaces(ResourceType):
             )
         if not primary_seen:
             answer_configs[0]["properties"]["primary"] = True
-        answer: dict[str, Any] = {k: v for k, v in body.items() if k in ("location", "tags")}
+        answer = kept_fields(body, "location", "tags")
         nic_props: dict[str, Any] = {
             "ipConfigurations": answer_configs,
             "dnsSettings": {
@@ -227,12 +210,13 @@ class NetworkInterfaces(ResourceType):
             },
             "enableAcceleratedNetworking": bool(props.get("enableAcceleratedNetworking", False)),
             "enableIPForwarding": bool(props.get("enableIPForwarding", False)),
-            "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or new_guid(),
+            "resourceGuid": resource_guid(existing),
             "nicType": "Standard",
         }
-        nsg_id = reference_id(props.get("networkSecurityGroup"), "properties.networkSecurityGroup")
-        if nsg_id:
-            nsg = require_record_body(call.store, nsg_id, NSG_TYPE, "properties.networkSecurityGroup")
+        nsg = referenced_body(
+            call.store, props.get("networkSecurityGroup"), NSG_TYPE, "properties.networkSecurityGroup"
+        )
+        if nsg:
             nic_props["networkSecurityGroup"] = {"id": nsg["id"]}
         answer["properties"] = nic_props
         return answer
@@ -250,7 +234,7 @@ class NetworkInterfaces(ResourceType):
     def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
         vm = refs_of(call).first("vm_by_nic", str(rid))
         if vm:
-            raise invalid(
+            raise bad_request(
                 "NicInUse",
                 f"Network Interface {rid} is used by existing resource {vm}. In order to delete the network "
                 "interface, it must be dissociated from the resource.",

@@ -8,19 +8,20 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
 
-from emulator.errors import ArmError
+from emulator.errors import ArmError, bad_request
 from emulator.providers.network.common import (
     NETWORK,
     NSG_TYPE,
     check_name,
     id_list,
-    invalid,
-    new_guid,
+    kept_fields,
     one_of,
     properties,
     refs_of,
+    require_item,
     require_list,
     require_string,
+    resource_guid,
     sub_resource,
 )
 from emulator.resource import ResourceType
@@ -113,14 +114,14 @@ def default_rules(nsg_id: str, etag: str | None) -> list[dict[str, Any]]:
 
 def _check_port_range(value: Any, target: str) -> str:
     if not isinstance(value, str):
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidPortRange", f"Security rule parameter {target} must be a string.", target
         )
     if value == "*":
         return value
     match = _PORT_RANGE.match(value.strip())
     if not match:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidPortRange",
             f"Security rule has invalid Port range. Value provided: {value}. Value should be an integer OR "
             "integer range with '-' delimiter. Valid range 0-65535.",
@@ -129,7 +130,7 @@ def _check_port_range(value: Any, target: str) -> str:
     low = int(match.group(1))
     high = int(match.group(2) or low)
     if not (0 <= low <= 65535 and 0 <= high <= 65535 and low <= high):
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidPortRange",
             f"Security rule has invalid Port range. Value provided: {value}. Valid range 0-65535.",
             target,
@@ -139,7 +140,7 @@ def _check_port_range(value: Any, target: str) -> str:
 
 def _check_address_prefix(value: Any, target: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidAddressPrefix", f"Security rule parameter {target} is empty.", target
         )
     text = value.strip()
@@ -148,7 +149,7 @@ def _check_address_prefix(value: Any, target: str) -> str:
     try:
         ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidAddressPrefix",
             f"Security rule has invalid Address prefix. Value provided: {value}.",
             target,
@@ -163,11 +164,11 @@ def _singular_or_plural(
     one = props.get(singular)
     many = props.get(plural)
     if many is not None and not isinstance(many, list):
-        raise invalid(
+        raise bad_request(
             "InvalidRequestFormat", f"Property '{target}.{plural}' must be an array.", f"{target}.{plural}"
         )
     if one not in (None, "") and many:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleParameterContainsUnsupportedValue",
             f"Security rule {target} specifies both {singular} and {plural}; use one of them.",
             f"{target}.{plural}",
@@ -179,7 +180,7 @@ def _singular_or_plural(
         props[plural] = [check(item, f"{target}.{plural}[{i}]") for i, item in enumerate(many)]
         props.pop(singular, None)
     elif required:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleParameterMissing",
             f"Security rule {target} must specify {singular} or {plural}.",
             f"{target}.{singular}",
@@ -190,8 +191,7 @@ def _singular_or_plural(
 
 def normalise_rule(nsg_id: str, rule: Any, target: str) -> dict[str, Any]:
     """Validate one security rule as the Network RP does and answer it in ARM's shape."""
-    if not isinstance(rule, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    rule = require_item(rule, target)
     name = require_string(rule.get("name"), f"{target}.name")
     assert name is not None
     check_name(name, f"{target}.name")
@@ -201,11 +201,11 @@ def normalise_rule(nsg_id: str, rule: Any, target: str) -> dict[str, Any]:
     description = props.get("description")
     if description is not None:
         if not isinstance(description, str):
-            raise invalid(
+            raise bad_request(
                 "InvalidRequestFormat", f"Property '{target}.properties.description' must be a string."
             )
         if len(description) > 140:
-            raise invalid(
+            raise bad_request(
                 "SecurityRuleDescriptionTooLong",
                 f"Security rule {name} has a description of {len(description)} characters; at "
                 f"most 140 are allowed.",
@@ -216,12 +216,12 @@ def normalise_rule(nsg_id: str, rule: Any, target: str) -> dict[str, Any]:
     props["access"] = one_of(props.get("access"), ("Allow", "Deny"), f"{ptarget}.access")
     props["direction"] = one_of(props.get("direction"), ("Inbound", "Outbound"), f"{ptarget}.direction")
     if props.get("priority") is None:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidPriority", f"Security rule {name} has no Priority.", f"{ptarget}.priority"
         )
     priority = props["priority"]
     if isinstance(priority, bool) or not isinstance(priority, int) or not 100 <= priority <= 4096:
-        raise invalid(
+        raise bad_request(
             "SecurityRuleInvalidPriority",
             f"Security rule has invalid Priority. Value provided: {priority}. Allowed range 100-4096.",
             f"{ptarget}.priority",
@@ -268,7 +268,7 @@ def check_conflicts(rules: list[dict[str, Any]], target: str) -> None:
     for rule in rules:
         lowered = rule["name"].lower()
         if lowered in names:
-            raise invalid(
+            raise bad_request(
                 "InvalidRequestFormat",
                 f"Security rule name {rule['name']} is used more than once in the security group.",
                 target,
@@ -277,7 +277,7 @@ def check_conflicts(rules: list[dict[str, Any]], target: str) -> None:
         props = rule["properties"]
         slot = (props["direction"], props["priority"])
         if slot in slots:
-            raise invalid(
+            raise bad_request(
                 "SecurityRuleConflict",
                 f"Security rule {rule['name']} conflicts with rule {slots[slot]}. Rules cannot have the same "
                 "Priority and Direction. To learn more, see aka.ms/nsgrules.",
@@ -285,7 +285,7 @@ def check_conflicts(rules: list[dict[str, Any]], target: str) -> None:
             )
         slots[slot] = rule["name"]
     if len(rules) > MAX_RULES:
-        raise invalid(
+        raise bad_request(
             "SecurityRulesLimitReached",
             f"The network security group has {len(rules)} security rules; at most {MAX_RULES} are allowed.",
             target,
@@ -316,21 +316,20 @@ class NetworkSecurityGroups(ResourceType):
         check_conflicts(rules, "properties.securityRules")
         flush = props.get("flushConnection", False)
         if not isinstance(flush, bool):
-            raise invalid(
+            raise bad_request(
                 "InvalidRequestFormat",
                 "Property 'properties.flushConnection' must be a boolean.",
                 "properties.flushConnection",
             )
         for rule in rules:
             rule["properties"]["provisioningState"] = "Succeeded"
-        kept = {k: v for k, v in body.items() if k in ("location", "tags")}
         return {
-            **kept,
+            **kept_fields(body, "location", "tags"),
             "properties": {
                 "flushConnection": flush,
                 "securityRules": rules,
                 "defaultSecurityRules": default_rules(nsg_id, None),
-                "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or new_guid(),
+                "resourceGuid": resource_guid(existing),
             },
         }
 
@@ -355,7 +354,7 @@ class NetworkSecurityGroups(ResourceType):
         refs = refs_of(call)
         users = refs.sources("nics_by_nsg", str(rid)) + refs.sources("subnets_by_nsg", str(rid))
         if users:
-            raise invalid(
+            raise bad_request(
                 "InUseNetworkSecurityGroupCannotBeDeleted",
                 f"Network security group {rid} cannot be deleted because it is in use by the following "
                 f"resources: {', '.join(users)}. In order to delete the Network security group, remove the "

@@ -5,15 +5,18 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import bad_request
 from emulator.providers.network.common import (
     NETWORK,
+    PIP_TYPE,
     check_name,
-    invalid,
-    new_guid,
+    kept_fields,
     one_of,
     properties,
+    referenced_body,
     refs_of,
     require_object,
+    resource_guid,
 )
 from emulator.resource import ResourceType
 
@@ -69,7 +72,7 @@ class PublicIPAddresses(ResourceType):
             "properties.publicIPAllocationMethod",
         )
         if sku_name != "Basic" and method == "Dynamic":
-            raise invalid(
+            raise bad_request(
                 "StandardSkuPublicIPAddressesMustBeStatic",
                 "Standard sku publicIp must have AllocationMethod set to Static.",
                 "properties.publicIPAllocationMethod",
@@ -79,7 +82,7 @@ class PublicIPAddresses(ResourceType):
         )
         idle = props.get("idleTimeoutInMinutes", 4)
         if isinstance(idle, bool) or not isinstance(idle, int) or not 4 <= idle <= 30:
-            raise invalid(
+            raise bad_request(
                 "PublicIPIdleTimeoutIsOutOfRange",
                 "idleTimeoutInMinutes must be 4-30.",
                 "properties.idleTimeoutInMinutes",
@@ -90,7 +93,7 @@ class PublicIPAddresses(ResourceType):
             try:
                 address = str(ipaddress.ip_address(props["ipAddress"]))
             except ValueError:
-                raise invalid(
+                raise bad_request(
                     "InvalidRequestFormat", "ipAddress is not an IP address.", "properties.ipAddress"
                 ) from None
         if address is None:
@@ -101,12 +104,15 @@ class PublicIPAddresses(ResourceType):
             "idleTimeoutInMinutes": idle,
             "ipTags": props.get("ipTags") or [],
             "ipAddress": address,
-            "resourceGuid": old_props.get("resourceGuid") or new_guid(),
+            "resourceGuid": resource_guid(existing),
         }
         if props.get("dnsSettings"):
             answer_props["dnsSettings"] = props["dnsSettings"]
-        kept = {k: v for k, v in body.items() if k in ("location", "tags", "zones")}
-        return {**kept, "sku": sku_answer, "properties": answer_props}
+        return {
+            **kept_fields(body, "location", "tags", "zones"),
+            "sku": sku_answer,
+            "properties": answer_props,
+        }
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         props = dict(body.get("properties", {}))
@@ -120,7 +126,7 @@ class PublicIPAddresses(ResourceType):
     def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
         user = refs_of(call).first("ipconfig_by_public_ip", str(rid))
         if user:
-            raise invalid(
+            raise bad_request(
                 "PublicIPAddressCannotBeDeleted",
                 f"Public IP address {rid} can not be deleted since it is still allocated to resource {user}. "
                 "In order to delete the public IP, disassociate/detach the Public IP address "
@@ -128,9 +134,17 @@ class PublicIPAddresses(ResourceType):
             )
 
 
-def public_ip_in_use_by_other(call: Call, pip_id: str, owner_prefix: str) -> str | None:
-    """The ip configuration (outside `owner_prefix`) that already holds this public IP, if any."""
-    user = refs_of(call).first("ipconfig_by_public_ip", pip_id)
-    if user and not user.lower().startswith(owner_prefix.lower() + "/"):
-        return user
-    return None
+def attach_public_ip(
+    call: Call, value: Any, target: str, owner_id: str, *, required: bool = False
+) -> dict[str, Any] | None:
+    """The public IP an ip configuration of `owner_id` references (None if omitted); refused when an
+    ip configuration of another resource already holds it."""
+    pip = referenced_body(call.store, value, PIP_TYPE, target, required=required)
+    if pip is None:
+        return None
+    holder = refs_of(call).first("ipconfig_by_public_ip", pip["id"])
+    if holder and not holder.lower().startswith(owner_id.lower() + "/"):
+        raise bad_request(
+            "PublicIPAddressInUse", f"Resource {pip['id']} is already in use by {holder}.", target
+        )
+    return pip

@@ -5,22 +5,25 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import bad_request
 from emulator.providers.network.common import (
     NETWORK,
     NSG_TYPE,
     VNET_TYPE,
     check_name,
     id_list,
-    invalid,
-    new_guid,
+    kept_fields,
+    missing_property,
     properties,
-    reference_id,
+    referenced_body,
     refs_of,
+    require_item,
     require_list,
     require_object,
-    require_record_body,
     require_string,
+    resource_guid,
     sub_resource,
+    subnet_networks,
 )
 from emulator.resource import ResourceType
 
@@ -35,11 +38,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def _network(value: Any, target: str) -> Network:
     if not isinstance(value, str):
-        raise invalid("InvalidAddressPrefixFormat", f"Address prefix {value!r} is not a CIDR.", target)
+        raise bad_request("InvalidAddressPrefixFormat", f"Address prefix {value!r} is not a CIDR.", target)
     try:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        raise invalid(
+        raise bad_request(
             "InvalidAddressPrefixFormat",
             f"Address prefix {value} of resource {target} is not formatted correctly. It should follow CIDR "
             "notation, for example 10.0.0.0/24.",
@@ -51,8 +54,7 @@ def _network(value: Any, target: str) -> Network:
 def normalise_subnet(
     store: Store, vnet_id: str, subnet: Any, target: str, space: list[Network]
 ) -> tuple[dict[str, Any], list[Network]]:
-    if not isinstance(subnet, dict):
-        raise invalid("InvalidRequestFormat", f"Property '{target}' must be an object.", target)
+    subnet = require_item(subnet, target)
     name = require_string(subnet.get("name"), f"{target}.name")
     assert name is not None
     check_name(name, f"{target}.name")
@@ -69,7 +71,7 @@ def normalise_subnet(
         prefixes = [_network(prefix, f"{target}.properties.addressPrefix")]
     for network in prefixes:
         if not any(network.version == s.version and network.subnet_of(s) for s in space):  # type: ignore[arg-type]
-            raise invalid(
+            raise bad_request(
                 "NetcfgSubnetRangeOutsideVnet",
                 f"Subnet '{name}' is not valid because its IP address range is outside the IP "
                 f"address range of "
@@ -81,9 +83,10 @@ def normalise_subnet(
         answer_props["addressPrefix"] = str(prefixes[0])
     else:
         answer_props["addressPrefixes"] = [str(p) for p in prefixes]
-    nsg_id = reference_id(props.get("networkSecurityGroup"), f"{target}.properties.networkSecurityGroup")
-    if nsg_id:
-        nsg = require_record_body(store, nsg_id, NSG_TYPE, f"{target}.properties.networkSecurityGroup")
+    nsg = referenced_body(
+        store, props.get("networkSecurityGroup"), NSG_TYPE, f"{target}.properties.networkSecurityGroup"
+    )
+    if nsg:
         answer_props["networkSecurityGroup"] = {"id": nsg["id"]}
     for passthrough in (
         "serviceEndpoints",
@@ -115,14 +118,14 @@ def check_overlaps(subnets: list[tuple[dict[str, Any], list[Network]]], target: 
     names: set[str] = set()
     for subnet, prefixes in subnets:
         if subnet["name"].lower() in names:
-            raise invalid(
+            raise bad_request(
                 "DuplicateResourceName", f"Subnet name {subnet['name']} is used more than once.", target
             )
         names.add(subnet["name"].lower())
         for network in prefixes:
             for other_name, other in seen:
                 if network.version == other.version and network.overlaps(other):
-                    raise invalid(
+                    raise bad_request(
                         "NetcfgSubnetRangesOverlap",
                         f"Subnet '{subnet['name']}' is not valid because its IP address range overlaps "
                         f"with that "
@@ -138,12 +141,13 @@ def _address_space(props: dict[str, Any], existing: dict[str, Any] | None) -> li
     if not prefixes and existing:
         prefixes = existing["properties"]["addressSpace"]["addressPrefixes"]
     if not prefixes:
-        raise invalid(
-            "InvalidRequestFormat",
-            "Required property 'properties.addressSpace.addressPrefixes' is missing.",
-            "properties.addressSpace.addressPrefixes",
-        )
+        raise missing_property("properties.addressSpace.addressPrefixes")
     return [_network(p, f"properties.addressSpace.addressPrefixes[{i}]") for i, p in enumerate(prefixes)]
+
+
+def _prefixes(subnet: dict[str, Any]) -> list[str | None]:
+    props = subnet["properties"]
+    return props.get("addressPrefixes") or [props.get("addressPrefix")]
 
 
 def _in_use(call: Call, subnet_id: str) -> list[str]:
@@ -174,7 +178,7 @@ class VirtualNetworks(ResourceType):
         kept_names = {s["name"].lower() for s, _ in subnets}
         for old in (existing or {}).get("properties", {}).get("subnets", []):
             if old["name"].lower() not in kept_names and _in_use(call, old["id"]):
-                raise invalid(
+                raise bad_request(
                     "InUseSubnetCannotBeDeleted",
                     f"Subnet {old['name']} is in use by {', '.join(_in_use(call, old['id']))} and "
                     f"cannot be deleted. "
@@ -183,17 +187,16 @@ class VirtualNetworks(ResourceType):
                 )
         for subnet, _ in subnets:
             subnet["properties"]["provisioningState"] = "Succeeded"
-        kept = {k: v for k, v in body.items() if k in ("location", "tags")}
         answer_props: dict[str, Any] = {
             "addressSpace": {"addressPrefixes": [str(n) for n in space]},
             "subnets": [s for s, _ in subnets],
             "virtualNetworkPeerings": props.get("virtualNetworkPeerings") or [],
             "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
-            "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or new_guid(),
+            "resourceGuid": resource_guid(existing),
         }
         if props.get("dhcpOptions") is not None:
             answer_props["dhcpOptions"] = props["dhcpOptions"]
-        return {**kept, "properties": answer_props}
+        return {**kept_fields(body, "location", "tags"), "properties": answer_props}
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         props = dict(body.get("properties", {}))
@@ -204,7 +207,7 @@ class VirtualNetworks(ResourceType):
         for subnet in existing.get("properties", {}).get("subnets", []):
             users = _in_use(call, subnet["id"])
             if users:
-                raise invalid(
+                raise bad_request(
                     "InUseSubnetCannotBeDeleted",
                     f"Subnet {subnet['name']} is in use by {', '.join(users)} and cannot be deleted.",
                 )
@@ -240,23 +243,18 @@ class Subnets(ResourceType):
         siblings = []
         for other in parent["properties"].get("subnets", []):
             if other["name"].lower() != rid.name.lower():
-                other_props = other["properties"]
-                prefixes = other_props.get("addressPrefixes") or [other_props["addressPrefix"]]
-                siblings.append((other, [ipaddress.ip_network(p) for p in prefixes]))
+                siblings.append((other, subnet_networks(other)))
         check_overlaps([*siblings, subnet], "subnetParameters")
-        if existing is not None and _in_use(call, existing["id"]):
-            old = existing["properties"].get("addressPrefixes") or [
-                existing["properties"].get("addressPrefix")
-            ]
-            new = subnet[0]["properties"].get("addressPrefixes") or [
-                subnet[0]["properties"].get("addressPrefix")
-            ]
-            if old != new:
-                raise invalid(
-                    "InUseSubnetCannotBeUpdated",
-                    f"Subnet {rid.name} is in use and its address prefix cannot be changed.",
-                    "subnetParameters.properties.addressPrefix",
-                )
+        if (
+            existing is not None
+            and _in_use(call, existing["id"])
+            and _prefixes(existing) != _prefixes(subnet[0])
+        ):
+            raise bad_request(
+                "InUseSubnetCannotBeUpdated",
+                f"Subnet {rid.name} is in use and its address prefix cannot be changed.",
+                "subnetParameters.properties.addressPrefix",
+            )
         return subnet[0]
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +263,7 @@ class Subnets(ResourceType):
     def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
         users = _in_use(call, str(rid))
         if users:
-            raise invalid(
+            raise bad_request(
                 "InUseSubnetCannotBeDeleted",
                 f"Subnet {rid.name} is in use by {', '.join(users)} and cannot be deleted. In "
                 f"order to delete "
