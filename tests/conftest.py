@@ -55,9 +55,16 @@ def storage_settings(storage_env: dict[str, str]) -> Settings:
 
 # Long-running operations finish at once in tests; a test that needs them slow uses
 # `arm_emulator.lro_seconds({...})`.
-_FAST_LRO = ["--lro-seconds", "default=0", "--lro-seconds", "Microsoft.Network/azureFirewalls=0",
-             "--lro-seconds", "Microsoft.Network/firewallPolicies=0",
-             "--lro-seconds", "Microsoft.Network/firewallPolicies/ruleCollectionGroups=0"]
+_FAST_LRO = [
+    "--lro-seconds",
+    "default=0",
+    "--lro-seconds",
+    "Microsoft.Network/azureFirewalls=0",
+    "--lro-seconds",
+    "Microsoft.Network/firewallPolicies=0",
+    "--lro-seconds",
+    "Microsoft.Network/firewallPolicies/ruleCollectionGroups=0",
+]
 
 
 @pytest.fixture(scope="session")
