@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?", re.IGNORECASE)
 
@@ -38,14 +38,7 @@ class ResourceId:
     def parent(self) -> ResourceId | None:
         if len(self.names) < 2:
             return None
-        return ResourceId(
-            self.scope,
-            self.subscription,
-            self.resource_group,
-            self.namespace,
-            self.types[:-1],
-            self.names[:-1],
-        )
+        return replace(self, types=self.types[:-1], names=self.names[:-1])
 
     @property
     def resource_group_id(self) -> str | None:
@@ -58,14 +51,7 @@ class ResourceId:
         return f"{self.scope}/providers/{self.namespace}/{pairs}"
 
     def child(self, child_type: str, name: str) -> ResourceId:
-        return ResourceId(
-            self.scope,
-            self.subscription,
-            self.resource_group,
-            self.namespace,
-            (*self.types, child_type),
-            (*self.names, name),
-        )
+        return replace(self, types=(*self.types, child_type), names=(*self.names, name))
 
 
 def parse(resource_id: str) -> ResourceId | None:

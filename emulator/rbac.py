@@ -367,6 +367,14 @@ def _string_list(value: Any, field: str, *, required: bool) -> list[str]:
     return list(value)
 
 
+def built_in_role_not_changeable(guid: str) -> ArmError:
+    return ArmError(
+        403,
+        "RoleDefinitionUpdateNotPermitted",
+        f"The built-in role definition '{guid}' cannot be created, updated or deleted.",
+    )
+
+
 def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any] | None) -> dict[str, Any]:
     """The stored properties of a custom role PUT, or an ArmError naming the field at fault."""
     if not GUID.match(guid):
@@ -374,11 +382,7 @@ def validate_custom_role(guid: str, body: Any, now: str, existing: dict[str, Any
             "InvalidRoleDefinitionId", f"The role definition ID '{guid}' is not valid. It must be a GUID."
         )
     if guid.lower() in BUILT_IN_ROLES:
-        raise ArmError(
-            403,
-            "RoleDefinitionUpdateNotPermitted",
-            f"The built-in role definition '{guid}' cannot be created, updated or deleted.",
-        )
+        raise built_in_role_not_changeable(guid)
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise bad_request(
             "InvalidRoleDefinition", "The request body must carry a 'properties' object.", "properties"

@@ -171,11 +171,7 @@ def delete_definition(call: Call, match: re.Match[str]) -> Response:
     scope = _scope(call, match, must_exist=False)
     guid = match.group("name").lower()
     if guid in rbac.BUILT_IN_ROLES:
-        raise ArmError(
-            403,
-            "RoleDefinitionUpdateNotPermitted",
-            f"The built-in role definition '{guid}' cannot be created, updated or deleted.",
-        )
+        raise rbac.built_in_role_not_changeable(guid)
     record = call.store.get(_custom_definition_id(guid))
     if record is None:
         return Response(204)

@@ -57,6 +57,12 @@ def _require_group(call: Call, match: re.Match[str]) -> None:
         raise resource_group_not_found(match["rg"])
 
 
+def _check_policy_request(call: Call, match: re.Match[str]) -> None:
+    """What every request on one policy checks first: the api-version, then the resource group."""
+    _check_api_version(call)
+    _require_group(call, match)
+
+
 def _region(text: str) -> str:
     return text.replace(" ", "").lower()
 
@@ -92,8 +98,7 @@ def _caller_ip(call: Call) -> str:
 
 
 def get_policy(call: Call, match: re.Match[str]) -> Response:
-    _check_api_version(call)
-    _require_group(call, match)
+    _check_policy_request(call, match)
     record = call.store.get(_policy_id(match))
     if record is None:
         raise ArmError(
@@ -107,8 +112,7 @@ def get_policy(call: Call, match: re.Match[str]) -> Response:
 
 
 def put_policy(call: Call, match: re.Match[str]) -> Response:
-    _check_api_version(call)
-    _require_group(call, match)
+    _check_policy_request(call, match)
     if not _NAME.match(match["name"]):
         raise jit.bad_request(f"'{match['name']}' is not a valid policy name.", "jitNetworkAccessPolicyName")
     body = call.json()
@@ -140,15 +144,13 @@ def put_policy(call: Call, match: re.Match[str]) -> Response:
 
 
 def delete_policy(call: Call, match: re.Match[str]) -> Response:
-    _check_api_version(call)
-    _require_group(call, match)
+    _check_policy_request(call, match)
     record = call.store.delete(_policy_id(match))
     return Response(200 if record else 204)
 
 
 def initiate(call: Call, match: re.Match[str]) -> Response:
-    _check_api_version(call)
-    _require_group(call, match)
+    _check_policy_request(call, match)
     body = call.json()
     record = call.store.get(_policy_id(match))
     if record is None:

@@ -126,8 +126,11 @@ def _addresses(value: Any, target: str) -> list[str]:
     return _each(_strings(value, target), target, _address)
 
 
-def _rule_name(rule: dict[str, Any], target: str, seen: set[str]) -> str:
-    name = unique_name(rule, target, seen, "AzureFirewallRuleNameDuplicate", "Rule name")
+def _named_rule(rule: Any, target: str, seen: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rule (an object with a valid name, unique in `seen`, and a short description) and a copy
+    to answer."""
+    rule = require_item(rule, target)
+    unique_name(rule, target, seen, "AzureFirewallRuleNameDuplicate", "Rule name")
     description = rule.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 140):
         raise bad_request(
@@ -135,7 +138,7 @@ def _rule_name(rule: dict[str, Any], target: str, seen: set[str]) -> str:
             f"{target}.description must be a string of at most 140 characters.",
             f"{target}.description",
         )
-    return name
+    return rule, dict(rule)
 
 
 def _sources(rule: dict[str, Any], target: str) -> dict[str, list[str]]:
@@ -167,9 +170,7 @@ def _require_translation(rule: dict[str, Any], target: str, code: str) -> None:
 
 
 def _nat_rule(rule: Any, target: str, seen: set[str], firewall_ips: set[str] | None) -> dict[str, Any]:
-    rule = require_item(rule, target)
-    answer = dict(rule)
-    _rule_name(rule, target, seen)
+    rule, answer = _named_rule(rule, target, seen)
     answer.update(_sources(rule, target))
     _require_sources(answer, target)
     destinations = _required_strings(
@@ -206,9 +207,7 @@ def _nat_rule(rule: Any, target: str, seen: set[str], firewall_ips: set[str] | N
 
 
 def _network_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
-    rule = require_item(rule, target)
-    answer = dict(rule)
-    _rule_name(rule, target, seen)
+    rule, answer = _named_rule(rule, target, seen)
     answer.update(_sources(rule, target))
     answer["destinationIpGroups"] = _strings(rule.get("destinationIpGroups"), f"{target}.destinationIpGroups")
     _require_sources(answer, target)
@@ -231,9 +230,7 @@ def _network_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
 
 
 def _application_rule(rule: Any, target: str, seen: set[str]) -> dict[str, Any]:
-    rule = require_item(rule, target)
-    answer = dict(rule)
-    _rule_name(rule, target, seen)
+    rule, answer = _named_rule(rule, target, seen)
     answer["sourceAddresses"] = _addresses(rule.get("sourceAddresses"), f"{target}.sourceAddresses")
     _require_sources(answer, target)
     for i, protocol in enumerate(require_list(rule.get("protocols"), f"{target}.protocols")):
@@ -533,9 +530,7 @@ _COLLECTION_TYPES = ("FirewallPolicyNatRuleCollection", "FirewallPolicyFilterRul
 
 
 def _policy_rule(rule: Any, target: str, collection_type: str, seen: set[str]) -> dict[str, Any]:
-    rule = require_item(rule, target)
-    answer = dict(rule)
-    _rule_name(rule, target, seen)
+    rule, answer = _named_rule(rule, target, seen)
     if collection_type == "FirewallPolicyNatRuleCollection":
         answer["ruleType"] = one_of(rule.get("ruleType"), ("NatRule",), f"{target}.ruleType")
         answer.update(_sources(rule, target))
