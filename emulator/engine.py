@@ -331,11 +331,13 @@ class Engine:
             "type": type_key,
             "caller": call.caller,
             "if_match": call.headers.get("if-match"),
+            "user_agent": call.headers.get("user-agent", ""),
             "status": None,
         }
         with self.lock:
             self.request_counts[f"{call.method} {type_key}"] += 1
             self.request_log.append(entry)
+        _append_call_log(call)
         return entry
 
     def classify(self, path: str) -> str:

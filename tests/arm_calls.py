@@ -29,6 +29,13 @@ _METHOD_VERB = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write",
 # Firewall Policy operations are polled at .../nfvOperations; Microsoft documents no action of that
 # name, so they are taken to need the same actions as Network's other operation URLs.
 _OPERATION_ALIASES = {"nfvoperations": "operations", "nfvoperationresults": "operationResults"}
+# Listing JIT policies across a subscription or resource group (no `locations/{loc}` in the path) is
+# authorized with the one read action Microsoft documents for JIT policies.
+_ACTION_ALIASES = {
+    "microsoft.security/jitnetworkaccesspolicies/read": (
+        "Microsoft.Security/locations/jitNetworkAccessPolicies/read"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ def arm_action(method: str, path: str) -> str:
         raise ValueError(f"no RBAC verb for HTTP method {method}")
     types = rest[::2]  # an odd count ends with a collection name (a list), even with a resource name
     types = [_OPERATION_ALIASES.get(t.lower(), t) for t in types]
-    return "/".join([namespace, *types, verb])
+    action = "/".join([namespace, *types, verb])
+    return _ACTION_ALIASES.get(action.lower(), action)
 
 
 def action_allowed(action: str, granted: list[str]) -> bool:
@@ -100,6 +108,12 @@ def read_calls(log_path: Path) -> list[ArmCall]:
 
 
 _state: dict[str, Path] = {}
+_collected: dict[str, int] = {}
+
+
+def emulator_tests_collected() -> int:
+    """How many collected tests use the `arm_emulator` fixture (their ARM calls must be logged)."""
+    return _collected.get("emulator_tests", 0)
 
 
 def call_log_path() -> Path | None:
@@ -124,6 +138,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the coverage check after everything else, so it sees every call the run made."""
     last = [item for item in items if item.get_closest_marker(COVERAGE_MARKER)]
+    _collected["emulator_tests"] = sum(
+        1 for item in items if "arm_emulator" in getattr(item, "fixturenames", ())
+    )
     if last:
         items[:] = [item for item in items if item not in last] + last
 
