@@ -3,6 +3,7 @@ the credential and the CA bundle, so the same code talks to Azure or to the loca
 
 from __future__ import annotations
 
+import os
 import time
 from functools import lru_cache
 from typing import Any
@@ -14,6 +15,20 @@ from shared.settings import ArmCredentialKind, Settings, get_settings
 # Prefixes the SDK's User-Agent: marks our calls in ARM's activity log and in the emulator's request
 # log, where tests/arm_calls.py tells the app's calls from test setup by it.
 USER_AGENT = "portcullis/0.1.0"
+# The queue trigger runs up to 24 invocations at once (batchSize 16 + newBatchThreshold 8) on shared
+# clients; urllib3's default of 10 connections per host made it drop and reopen TLS connections.
+CONNECTIONS_PER_HOST = 32
+# With none of these set, requests' per-call scan of the environment (proxies, CA bundle, .netrc)
+# finds nothing, so the shared session skips it; with any set, it reads them as usual.
+_ENVIRONMENT_SETTINGS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NETRC",
+)
 
 
 class StaticTokenCredential:
@@ -24,6 +39,41 @@ class StaticTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def uses_environment_settings(environ: Any = None) -> bool:
+    """Whether HTTP clients must read proxy / CA-bundle settings from the environment."""
+    environ = os.environ if environ is None else environ
+    names = {name.upper() for name in environ}
+    return any(name in names for name in _ENVIRONMENT_SETTINGS)
+
+
+@lru_cache(maxsize=1)
+def _shared_session() -> Any:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    session.trust_env = uses_environment_settings()
+    # azure-core retries with its own policy; the adapter must not retry underneath it.
+    no_retries = Retry(total=False, redirect=False, raise_on_status=False)
+    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=CONNECTIONS_PER_HOST, max_retries=no_retries)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return session
+
+
+@lru_cache(maxsize=8)
+def shared_transport(connection_verify: bool | str = True) -> Any:
+    """A transport over the process's one requests session (a connection pool per host, sized for
+    the invocations that run at once), shared by every ARM and storage client. A client given a
+    transport ignores its own `connection_verify`, so the transport carries it."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return RequestsTransport(
+        session=_shared_session(), session_owner=False, connection_verify=connection_verify
+    )
 
 
 def arm_credential(settings: Settings) -> TokenCredential:
@@ -46,6 +96,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     }
     if settings.arm_ca_bundle is not None:
         kwargs["connection_verify"] = str(settings.arm_ca_bundle)
+    kwargs["transport"] = shared_transport(kwargs.get("connection_verify", True))
     return kwargs
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from shared.model import (
     Grant,
     GrantStore,
     JitPolicy,
+    PolicyPort,
     PortStatus,
     StatusReason,
     TargetKind,
@@ -104,6 +106,7 @@ class ConvergeDeps:
     enqueue_target: Callable[[TargetRef, int], None] | None = None
     # Test hook: called with a step name between the steps of converge.
     checkpoint: Callable[[str], None] = field(default=lambda step: None)
+    baseline_index: BaselineIndex = field(default_factory=lambda: BaselineIndex())
 
 
 @dataclass(frozen=True)
@@ -209,11 +212,13 @@ def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
             for target in path.targets:
                 found.setdefault(target.key, target)
     now = deps.now()
-    horizon = now + timedelta(days=8)
     for key in deps.registry.all():
         found.setdefault(key, TargetRef.from_key(key))
-    for grant in deps.store.list_ending_before(horizon):
-        if not grant.targets and grant.is_open_at(now):
+    target_keys, pathless = deps.store.unsettled_work()
+    for key in sorted(target_keys):
+        found.setdefault(key, TargetRef.from_key(key))
+    for grant in pathless:
+        if grant.is_open_at(now):
             # Its first hint was lost (or its path could not be read then): resolve it now.
             grant = _resolve_targets(deps, grant)
         for key in grant.targets:
@@ -345,6 +350,56 @@ def _update_grant(
 # ---- one pass over one target ----
 
 
+class BaselineIndex:
+    """NSG target key -> (path, ports) of every policy VM behind that NSG: the Deny baseline's input.
+
+    Built once from every policy VM's path and reused by every NSG converge until the policies
+    change or the topology cache it was derived from is forgotten or expires, so a pass costs one
+    path resolution per policy VM instead of one per policy VM per NSG."""
+
+    def __init__(self) -> None:
+        self._policies: list[JitPolicy] | None = None
+        self._generation = -1
+        self._built_at = 0.0
+        self._by_nsg: dict[str, list[tuple[VmPath, tuple[PolicyPort, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    def entries(
+        self, topology: TopologyResolver, policies: list[JitPolicy], nsg: TargetRef
+    ) -> list[BaselineEntry]:
+        with self._lock:
+            generation, now, ttl = topology.freshness()
+            if not (
+                self._policies == policies and self._generation == generation and now - self._built_at < ttl
+            ):
+                self._by_nsg = build_baseline_index(topology, policies)
+                self._policies, self._generation, self._built_at = list(policies), generation, now
+            found = self._by_nsg.get(nsg.key, [])
+        return [BaselineEntry(path.on_nsg(nsg.id), ports) for path, ports in found]
+
+
+def build_baseline_index(
+    topology: TopologyResolver, policies: Sequence[JitPolicy]
+) -> dict[str, list[tuple[VmPath, tuple[PolicyPort, ...]]]]:
+    """Resolve each policy VM's path once and file it under every NSG on that path."""
+    by_nsg: dict[str, list[tuple[VmPath, tuple[PolicyPort, ...]]]] = {}
+    resolved: dict[str, VmPath | None] = {}
+    for policy in policies:
+        for entry in policy.virtual_machines:
+            if entry.vm.key not in resolved:
+                try:
+                    resolved[entry.vm.key] = topology.path(entry.vm, entry)
+                except TopologyError as error:
+                    log_event("topology.unresolved", logging.WARNING, vm=entry.vm.key, error=str(error)[:300])
+                    resolved[entry.vm.key] = None
+            path = resolved[entry.vm.key]
+            if path is None:
+                continue
+            for nsg in path.nsg_targets:
+                by_nsg.setdefault(nsg.key, []).append((path, tuple(entry.ports)))
+    return by_nsg
+
+
 @dataclass
 class _Paths:
     deps: ConvergeDeps
@@ -355,9 +410,6 @@ class _Paths:
         return self._path(
             grant.vm.key, lambda: self.deps.topology.path(grant.vm, _vm_policy(self.policies, grant))
         )
-
-    def for_entry(self, entry: VmPolicy) -> VmPath | None:
-        return self._path(entry.vm.key, lambda: self.deps.topology.path(entry.vm, entry))
 
     def _path(self, key: str, load: Callable[[], VmPath]) -> VmPath | None:
         if key not in self.cache:
@@ -431,12 +483,7 @@ def _converge_nsg(
     deps: ConvergeDeps, target: TargetRef, grants: list[Grant], paths: _Paths
 ) -> tuple[bool, dict[str, TargetState]]:
     now = deps.now()
-    baseline: list[BaselineEntry] = []
-    for policy in paths.policies:
-        for entry in policy.virtual_machines:
-            path = paths.for_entry(entry)
-            if path is not None and target in path.nsg_targets:
-                baseline.append(BaselineEntry(path.on_nsg(target.id), entry.ports))
+    baseline = deps.baseline_index.entries(deps.topology, paths.policies, target)
     placements: list[GrantOnNsg] = []
     for grant in grants:
         path = paths.for_grant(grant)

@@ -121,9 +121,12 @@ class TableGrantStore:
         """Record a request and its grants atomically; raises RequestExistsError if the id is taken."""
         if not 0 < len(grants) <= MAX_GRANTS_PER_REQUEST:
             raise ValueError(f"a request holds 1-{MAX_GRANTS_PER_REQUEST} grants, not {len(grants)}")
-        existing = self.get_request(record.request_id)
-        if existing is not None:
-            raise RequestExistsError(existing)
+        if record.ticket_id is not None:
+            # A ticket's request id is deterministic, so a resend is expected: find it before touching
+            # the indexes. A fresh random id cannot exist; the transaction below still refuses a reuse.
+            existing = self.get_request(record.request_id)
+            if existing is not None:
+                raise RequestExistsError(existing)
         for grant in grants:
             self._by_vm.upsert_entity(_vm_index_entity(grant))
             self._expiry.upsert_entity(_expiry_entity(grant))
@@ -175,11 +178,14 @@ class TableGrantStore:
                 break
         return list(reversed(found))
 
-    def list_for_vm(self, vm: VmRef, *, open_only: bool) -> list[Grant]:
-        """Grants on `vm`; with open_only, those not revoked (callers check the end time)."""
+    def list_for_vm(self, vm: VmRef, *, open_only: bool, port: int | None = None) -> list[Grant]:
+        """Grants on `vm` (on `port` if given); with open_only, those not revoked (callers check the
+        end time). The index rows carry the port, so other ports' grants are not read."""
         query = f"PartitionKey eq {odata_quote(hashed_key(vm.key))}"
         if open_only:
             query += " and Revoked eq false"
+        if port is not None:
+            query += f" and Port eq {int(port)}"
         grants = []
         for row in self._by_vm.query_entities(query, select=["RowKey"]):
             grant = self.get(str(row["RowKey"]))
@@ -199,6 +205,29 @@ class TableGrantStore:
             return None
         return _grant_from_entity(entity)
 
+    def _get_many(self, grant_ids: Iterable[str]) -> list[Grant]:
+        """The grants that exist among `grant_ids`, in that order. A request's grants share its
+        partition, so two or more of one request are fetched with one partition query instead of a
+        point read each (a filter across partitions would make Table storage scan)."""
+        by_request: dict[str, list[str]] = {}
+        for grant_id in grant_ids:
+            match = _GRANT_ID.match(grant_id)
+            if match:
+                by_request.setdefault(match["request"], []).append(grant_id)
+        found: dict[str, Grant] = {}
+        for request_id, wanted in by_request.items():
+            if len(wanted) == 1:
+                grant = self.get(wanted[0])
+                if grant is not None:
+                    found[grant.grant_id] = grant
+                continue
+            query = f"PartitionKey eq {odata_quote(request_id)} and RowKey ne {odata_quote(REQUEST_ROW)}"
+            for entity in self._grants.query_entities(query):
+                if entity["RowKey"] in wanted:
+                    found[entity["RowKey"]] = _grant_from_entity(entity)
+        ordered = dict.fromkeys(grant_ids)
+        return [found[grant_id] for grant_id in ordered if grant_id in found]
+
     def list_for_request(self, request_id: str) -> list[Grant]:
         stored = self.get_request(request_id)
         return stored.grants if stored is not None else []
@@ -207,10 +236,10 @@ class TableGrantStore:
         query = f"PartitionKey eq {odata_quote(hashed_key(target.key))}"
         if not include_closed:
             query += " and Settled eq false"
+        grant_ids = [str(row["RowKey"]) for row in self._by_target.query_entities(query, select=["RowKey"])]
         grants = []
-        for row in self._by_target.query_entities(query, select=["RowKey"]):
-            grant = self.get(str(row["RowKey"]))
-            if grant is None or target.key not in grant.targets:
+        for grant in self._get_many(grant_ids):
+            if target.key not in grant.targets:
                 continue
             settled = grant.status is PortStatus.REVOKED and grant.targets[target.key] is TargetState.REMOVED
             if include_closed or not settled:
@@ -233,6 +262,26 @@ class TableGrantStore:
             if grant.end_time < moment:
                 grants.append(grant)
         return grants
+
+    def unsettled_work(self) -> tuple[set[str], list[Grant]]:
+        """Two paged index scans instead of a read per open grant: the unsettled rows of the target
+        index name the targets; an unrevoked grant (expiry index) with no such row has no targets
+        yet, and only those grants are read."""
+        target_keys: set[str] = set()
+        with_targets: set[str] = set()
+        for row in self._by_target.query_entities("Settled eq false", select=["RowKey", "Target"]):
+            target_keys.add(str(row["Target"]))
+            with_targets.add(str(row["RowKey"]))
+        pathless = []
+        query = f"PartitionKey eq {odata_quote(_EXPIRY_PARTITION)}"
+        for row in self._expiry.query_entities(query, select=["GrantId"]):
+            grant_id = str(row["GrantId"])
+            if grant_id in with_targets:
+                continue
+            grant = self.get(grant_id)
+            if grant is not None and grant.status is not PortStatus.REVOKED and not grant.targets:
+                pathless.append(grant)
+        return target_keys, pathless
 
     def update(self, grant: Grant) -> Grant:
         if grant.etag is None:

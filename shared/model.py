@@ -293,6 +293,11 @@ class GrantStore(Protocol):
         """Grants not yet revoked whose end time is before `moment` (the expiry sweep)."""
         ...
 
+    def unsettled_work(self) -> tuple[set[str], list[Grant]]:
+        """(keys of every target an unsettled grant touches, grants not yet revoked whose targets are
+        not resolved yet): what the reconcile timer must look at beyond the policies' own targets."""
+        ...
+
     def update(self, grant: Grant) -> Grant:
         """Write `grant` if its etag still matches; raises ConcurrentUpdateError otherwise."""
         ...

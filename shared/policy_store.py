@@ -87,6 +87,9 @@ def _row_key(ref: PolicyRef) -> str:
 class TablePolicyStore:
     def __init__(self, settings: Settings) -> None:
         self._table = table("policies", settings)
+        # Parsed policies by (PartitionKey, RowKey), with the ETag they were parsed from: enforcement
+        # lists every policy once per target, and parsing dominates that; an ETag match cannot be stale.
+        self._parsed: dict[tuple[str, str], tuple[str, StoredPolicy]] = {}
 
     def put(self, ref: PolicyRef, body: dict[str, Any], now: datetime | None = None) -> bool:
         """Store `body` (already validated, canonical) under `ref`; True if it was created."""
@@ -135,8 +138,19 @@ class TablePolicyStore:
         return policies
 
     def list_all(self) -> list[StoredPolicy]:
-        """Every policy in every subscription, for enforcement: policies are few, so one scan."""
-        return [_from_entity(entity) for entity in self._table.list_entities()]
+        """Every policy in every subscription, for enforcement: policies are few, so one scan. Entities
+        unchanged since the last call (same ETag) are not parsed again."""
+        parsed: dict[tuple[str, str], tuple[str, StoredPolicy]] = {}
+        for entity in self._table.list_entities():
+            key = (str(entity["PartitionKey"]), str(entity["RowKey"]))
+            etag = str(entity.metadata.get("etag") or "")
+            known = self._parsed.get(key)
+            if known is not None and etag and known[0] == etag:
+                parsed[key] = known
+            else:
+                parsed[key] = (etag, _from_entity(entity))
+        self._parsed = parsed
+        return [stored for _, stored in parsed.values()]
 
     def for_vm(self, vm: VmRef) -> Iterator[StoredPolicy]:
         """Policies that list `vm` (a VM's policy lives in the VM's resource group)."""

@@ -13,6 +13,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
+from shared.azure_clients import shared_transport
 from shared.settings import Settings, StorageSettings, get_settings
 
 # A queue message may stay invisible for at most 7 days.
@@ -29,9 +30,13 @@ def _identity_credential(storage: StorageSettings) -> Any:
 def table_service(settings: Settings | None = None) -> TableServiceClient:
     storage = (settings or get_settings()).storage
     if storage.connection_string:
-        return TableServiceClient.from_connection_string(storage.connection_string)
+        return TableServiceClient.from_connection_string(
+            storage.connection_string, transport=shared_transport()
+        )
     assert storage.table_service_uri is not None  # settings guarantee one or the other
-    return TableServiceClient(storage.table_service_uri, credential=_identity_credential(storage))
+    return TableServiceClient(
+        storage.table_service_uri, credential=_identity_credential(storage), transport=shared_transport()
+    )
 
 
 def table(name: str, settings: Settings | None = None) -> TableClient:
@@ -60,6 +65,7 @@ def queue(name: str, settings: Settings | None = None) -> QueueClient:
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
+        "transport": shared_transport(),
     }
     if storage.connection_string:
         client = QueueClient.from_connection_string(storage.connection_string, name, **policies)

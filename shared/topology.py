@@ -146,10 +146,17 @@ class TopologyResolver:
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
 
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._generation += 1
+
+    def freshness(self) -> tuple[int, float, float]:
+        """(generation, now, ttl): what a result derived from cached answers is valid for — the same
+        generation (no `forget()` since) and less than `ttl` seconds old."""
+        return self._generation, self._monotonic(), self._ttl
 
     def _cached(self, key: str, load: Callable[[], Any]) -> Any:
         now = self._monotonic()

@@ -157,7 +157,8 @@ class InitiateAccess:
                 grants=[g.grant_id for g in grants],
                 error=str(error)[:500],
             )
-        return InitiateResult(services.grants.get_request(request_id) or stored, created=True)
+        # The request as written (no re-read): its progress is what GET /api/requests/{id} reports.
+        return InitiateResult(stored, created=True)
 
     def _policy(self, command: InitiateCommand, first_vm_id: str | None) -> StoredPolicy:
         policies = self._services.policies
@@ -229,7 +230,7 @@ class InitiateAccess:
             converge.notify(grant.grant_id, visible_at=grant.end_time)
 
     def _supersede_older(self, newer: Grant) -> None:
-        for older in self._services.grants.list_for_vm(newer.vm, open_only=True):
+        for older in self._services.grants.list_for_vm(newer.vm, open_only=True, port=newer.port):
             if older.port != newer.port or older.request_id == newer.request_id:
                 continue
             if (older.start_time, older.grant_id) >= (newer.start_time, newer.grant_id):
