@@ -27,6 +27,13 @@ from localstack.emulator import Emulator, start_emulator
 from localstack.emulator_client import EmulatorClient
 from localstack.processes import PROJECT_ROOT
 
+
+class BudgetSpent(BaseException):
+    """The run's time budget ended: raised in the main thread by the budget's alarm, or by a scenario
+    that has nothing left to measure within it (a BaseException so that a scenario's
+    `except Exception` cannot swallow it)."""
+
+
 # ---- numbers ----
 
 

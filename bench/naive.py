@@ -10,6 +10,7 @@ the same run against the same emulator; used only by the benchmarks.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ from bench.estate import BenchEstate, VmInfo
 COLLECTION = "MDC-JIT"  # Defender's current firewall collection name
 COLLECTION_PRIORITY = 300
 FIRST_ALLOW_PRIORITY = 100  # Defender puts its Allow rules "usually 100-110"
+
+
+class NaiveStoppedError(Exception):
+    """The run's time budget ended before the naive strategy finished its grants."""
 
 
 @dataclass
@@ -38,11 +43,16 @@ class NaiveJit:
         self.nsg_writes = 0
         self.reads = 0
 
-    def open_all(self, grants: list[tuple[VmInfo, int, str, int]]) -> NaiveOutcome:
+    def open_all(
+        self, grants: list[tuple[VmInfo, int, str, int]], stop: threading.Event | None = None
+    ) -> NaiveOutcome:
         """Open (vm, port, source prefix, mapped port) grants one after the other; returns when the
-        last write's operation has completed."""
+        last write's operation has completed. Once `stop` is set, raises NaiveStoppedError before the
+        next grant."""
         started = time.perf_counter()
         for vm, port, source, mapped_port in grants:
+            if stop is not None and stop.is_set():
+                raise NaiveStoppedError(f"stopped after {self.firewall_writes} of {len(grants)} grants")
             self.open(vm, port, source, mapped_port)
         return NaiveOutcome(time.perf_counter() - started, self.firewall_writes, self.nsg_writes, self.reads)
 

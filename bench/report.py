@@ -246,24 +246,38 @@ def figures(document: dict[str, Any]) -> str:
     lines = [
         f"Run of {document['date']} on commit `{document['commit'][:12]}`"
         + (" (uncommitted changes in the tree)" if document.get("tree_dirty") else "")
-        + f", mode {document['mode']}, {document.get('total_seconds', '?')} s in all.",
+        + f", mode {document['mode']}, {document.get('total_seconds', '?')} s in all"
+        + (f" (time budget {document['budget_seconds']:g} s)" if document.get("budget_seconds") else "")
+        + ".",
         "",
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
         f"load average at start {m.get('load_average_at_start')}.",
+        "",
+        "| scenario | status | wall time |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {result.get('status', '?')} | {result.get('scenario_seconds', '?')} s |"
+            for name, result in document["scenarios"].items()
+        ),
     ]
     for name, (title, render) in RENDERERS.items():
         result = document["scenarios"].get(name)
         if result is None:
             continue
         lines += ["", f"### {title}", ""]
-        if result.get("status") != "ok":
-            lines.append(f"**Failed:** `{result.get('error', 'unknown error')}`")
+        status = result.get("status")
+        if status == "failed" or (status == "cut_short" and "error" in result):
+            label = "Failed" if status == "failed" else "Cut short (time budget)"
+            lines += [f"**{label}:** `{result.get('error', 'unknown error')}`", ""]
+            lines.append(f"_Scenario wall time {result.get('scenario_seconds', '?')} s._")
             continue
         try:
             lines += render(result)
         except (KeyError, TypeError, ZeroDivisionError) as error:
             lines += [f"(could not render: {error!r}; see the JSON)"]
-        lines += ["", f"_{result.get('scenario_seconds', '?')} s._"]
+        for cut in result.get("cut_short", []):
+            lines += ["", f"**Cut short (time budget):** {cut}."]
+        lines += ["", f"_Scenario wall time {result.get('scenario_seconds', '?')} s._"]
     return "\n".join(lines).rstrip() + "\n"
 
 

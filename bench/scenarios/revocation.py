@@ -22,13 +22,18 @@ from bench.estate import BenchEstate, VmInfo, seed
 from bench.harness import _by_app, app_settings, clear_arm_log, log, summary
 
 SWEEP_PERIOD_SECONDS = 60.0  # function_app.jit_expiry_sweep: "0 * * * * *"
+SETUP_SECONDS = 12.0  # seeding, host start, policies and grants (about 9 s in the last runs)
+APPLY_SECONDS = 10.0  # from the last grant written until the first may end: time to apply them all
 
 
 def run(ctx: Any) -> dict[str, Any]:
     running = ctx.services
-    per_mode = 3 if ctx.quick else 24
-    modes = ["scheduled"] if ctx.quick else ["scheduled", "timer"]
-    window = 3.0 if ctx.quick else SWEEP_PERIOD_SECONDS
+    per_mode = 3 if ctx.quick else 16
+    # The timer mode needs the grants spread over a whole sweep period after a minute boundary, then
+    # the last sweep: from one to two periods plus set-up, depending on the clock.
+    timer = not ctx.quick and ctx.fits(_timer_mode_seconds(), "timer mode")
+    modes = ["scheduled", "timer"] if timer else ["scheduled"]
+    window = SWEEP_PERIOD_SECONDS if timer else 3.0 if ctx.quick else 10.0
     estate = BenchEstate(
         running.arm.subscription_id,
         f"rg-rev-{uuid.uuid4().hex[:6]}",
@@ -46,7 +51,7 @@ def run(ctx: Any) -> dict[str, Any]:
     with app.host(running, settings, "host-revocation", disabled=("jit_reconcile",)) as base_url:
         client = app.ApiClient(base_url)
         client.put_policies(estate, admin)
-        start = _window_start(quick=ctx.quick)
+        start = _window_start(aligned=timer)
         ends: dict[str, datetime] = {}
         grant_vm: dict[str, VmInfo] = {}
         for mode, members in groups.items():
@@ -63,6 +68,9 @@ def run(ctx: Any) -> dict[str, Any]:
         deadline = last_end + timedelta(seconds=allowance)
         removals: dict[str, float] = {}
         while datetime.now(UTC) < deadline and len(removals) < len(ends):
+            if ctx.remaining() < 10.0:
+                ctx.cut_short.append("waiting for removals stopped by the time budget")
+                break
             time.sleep(1.0)
             removals = _removals(running, ends, grant_vm)
         still_open = _still_open(running, ends, grant_vm)
@@ -95,18 +103,29 @@ def run(ctx: Any) -> dict[str, Any]:
             "converge message made visible at the end time (rounded up to whole seconds), picked up by the "
             "queue trigger (polling backs off to host.json maxPollingInterval, 2 s). Timer alone: the "
             "expiry sweep every minute; expect p50 about half a period and p99 about one period."
-            + (" Quick mode: timer mode skipped." if ctx.quick else "")
+            + ("" if timer else " Timer mode skipped (quick mode or time budget).")
         ),
     }
 
 
-def _window_start(*, quick: bool) -> datetime:
-    """When the first grant may end: time enough to apply every grant first; in full runs aligned to
-    the sweep's minute boundary so the last grant's wait for the timer is not a whole extra period."""
+def _window_start(*, aligned: bool) -> datetime:
+    """When the first grant may end: time enough to apply every grant first; with the timer mode
+    aligned to the sweep's minute boundary so the last grant's wait for the timer is not a whole
+    extra period."""
+    earliest = datetime.now(UTC) + timedelta(seconds=APPLY_SECONDS)
+    return _next_boundary(earliest) if aligned else earliest
+
+
+def _timer_mode_seconds() -> float:
+    """What the scenario takes with the timer mode, from now: set-up, the wait for the aligned window,
+    one period of end times, the last sweep and the removals' polling."""
     now = datetime.now(UTC)
-    earliest = now + timedelta(seconds=6 if quick else 15)
-    if quick:
-        return earliest
+    start = _next_boundary(now + timedelta(seconds=SETUP_SECONDS + APPLY_SECONDS))
+    return (start - now).total_seconds() + SWEEP_PERIOD_SECONDS + 8.0
+
+
+def _next_boundary(earliest: datetime) -> datetime:
+    """Half a second past the first sweep (minute boundary) at or after `earliest`."""
     boundary = earliest.replace(second=0, microsecond=0)
     if boundary < earliest:
         boundary += timedelta(minutes=1)

@@ -4,13 +4,14 @@ holds (a pass over an estate that did not drift writes nothing to ARM; one that 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import report
-from bench.__main__ import main
+from bench.__main__ import Context, main
 from bench.harness import percentile, summary
 from bench.scenarios.estate_pass import _extrapolate
 
@@ -58,3 +59,34 @@ def test_quick_estate_pass_writes_report(tmp_path: Path) -> None:
     markdown = (tmp_path / "latest.md").read_text()
     assert "Estate pass" in markdown and "Failed" not in markdown
     assert markdown == report.markdown(document)
+
+
+def test_a_scenario_the_budget_cannot_hold_is_not_started_and_the_run_succeeds(tmp_path: Path) -> None:
+    assert main(["--quick", "--only", "cold_start", "--budget", "1", "--out", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "latest.json").read_text())
+    assert document["budget_seconds"] == 1
+    result = document["scenarios"]["cold_start"]
+    assert result["status"] == "cut_short" and "not started" in result["error"]
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "Cut short (time budget)" in markdown and "| cold_start | cut_short | 0.0 s |" in markdown
+
+
+def test_a_crashing_scenario_makes_the_run_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.scenarios import cold_start
+
+    def crash(ctx: Any) -> dict[str, Any]:
+        raise RuntimeError("scenario broke")
+
+    monkeypatch.setattr(cold_start, "run", crash)
+    assert main(["--quick", "--only", "cold_start", "--out", str(tmp_path)]) == 1
+    result = json.loads((tmp_path / "latest.json").read_text())["scenarios"]["cold_start"]
+    assert result["status"] == "failed" and "scenario broke" in result["error"]
+
+
+def test_parts_beyond_the_budget_are_recorded_as_cut_short(tmp_path: Path) -> None:
+    ctx = Context(quick=True, full=False, work_dir=tmp_path)
+    assert ctx.fits(10**6, "anything")  # no budget: everything fits
+    ctx.deadline = time.perf_counter() + 30
+    assert ctx.fits(5, "a small part") and not ctx.cut_short
+    assert not ctx.fits(60, "a big part")
+    assert ctx.cut_short == [ctx.cut_short[0]] and ctx.cut_short[0].startswith("a big part skipped")
