@@ -14,24 +14,19 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from demo import snapshot
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
+from demo.snapshot import ESTATE_NSGS, DemoStepError, our_denies, ports_of, wait_for
 from localstack.emulator_client import EmulatorClient
 from localstack.processes import PROJECT_ROOT
 from localstack.stack import start_stack
 from shared import plan
 
 GRANT_SECONDS = int(os.environ.get("PORTCULLIS_DEMO_GRANT_SECONDS", "25"))
-
-
-class DemoStepError(RuntimeError):
-    pass
 
 
 def say(text: str = "") -> None:
@@ -41,31 +36,6 @@ def say(text: str = "") -> None:
 def step(number: int, text: str) -> None:
     say()
     say(f"== {number}. {text}")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise DemoStepError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
-
-
-def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:
-    return [
-        rule
-        for rule in snapshot.nsg_rules(arm, estate, nsg)
-        if rule["properties"]["access"] == "Deny" and plan.is_ours(rule["name"])
-    ]
-
-
-def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    return [port for vm in answer["virtualMachines"] for port in vm["ports"]]
 
 
 def show_rules(arm: EmulatorClient, estate: Estate) -> None:

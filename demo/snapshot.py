@@ -1,12 +1,16 @@
 """What the network looks like, without what every write changes (etags, provisioning states):
-compare before and after to show a grant left nothing behind."""
+compare before and after to show a grant left nothing behind. Also the observations the demo and the
+end-to-end test both wait on (our Deny baseline, a request's ports)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from demo.estate import Estate
 from localstack.emulator_client import EmulatorClient
+from shared import plan
 
 _VOLATILE = {"etag", "provisioningState", "id", "type"}
 
@@ -47,3 +51,33 @@ def network(arm: EmulatorClient, estate: Estate) -> dict[str, Any]:
         "fw-classic": classic_nat(arm, estate),
         "fwpol": policy_groups(arm, estate),
     }
+
+
+class DemoStepError(RuntimeError):
+    """A step of the story did not do what it should."""
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `condition` until it returns something truthy; DemoStepError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise DemoStepError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
+
+
+def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:
+    return [
+        rule
+        for rule in nsg_rules(arm, estate, nsg)
+        if rule["properties"]["access"] == "Deny" and plan.is_ours(rule["name"])
+    ]
+
+
+def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [port for vm in answer["virtualMachines"] for port in vm["ports"]]

@@ -15,10 +15,13 @@ from demo.estate import Estate
 from localstack.azurite import Azurite
 from localstack.emulator_client import EmulatorClient
 from shared import converge
+from shared.api import defender_routes
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
 from shared.model import Grant, PolicyRef, Principal, PrincipalSource, TargetRef, TransportProtocol, VmRef
 from shared.policy_store import TablePolicyStore
 from shared.settings import Settings, load_settings
+from tests.integration.jit_world import API_VERSION, app_env
+from tests.integration.jit_world import World as RequestsWorld
 
 
 @dataclass
@@ -139,3 +142,26 @@ def world_factory(
 
     yield make
     arm_emulator.clear_faults()
+
+
+# ---- the requests side: one JIT world (policy, people, roles) per test, through the app's handlers ----
+
+
+@pytest.fixture
+def world(storage_env: dict[str, str], arm_emulator: EmulatorClient) -> RequestsWorld:
+    return RequestsWorld.create(app_env(storage_env, arm_emulator), arm_emulator)
+
+
+@pytest.fixture
+def policy(world: RequestsWorld) -> dict[str, Any]:
+    """The world's JIT policy, PUT through the Defender-compatible route as its admin."""
+    status, body, _ = world.call(
+        defender_routes.put_policy,
+        "PUT",
+        world.policy_path() + API_VERSION,
+        world.admin,
+        world.policy_body(),
+        world.policy_route(),
+    )
+    assert status == 200, body
+    return body

@@ -21,15 +21,10 @@ from azure.mgmt.security.v2020_01_01.models import (
 )
 
 from shared.api import defender_routes, records
-from tests.integration.jit_world import API_VERSION, OWNER, Person, World, app_env
+from tests.integration.jit_world import API_VERSION, OWNER, Person, World
 
 LOCATION = "westeurope"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-@pytest.fixture
-def world(storage_env, arm_emulator) -> World:
-    return World.create(app_env(storage_env, arm_emulator), arm_emulator)
 
 
 @pytest.fixture

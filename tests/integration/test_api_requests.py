@@ -15,25 +15,6 @@ from shared.storage import queue
 from tests.integration.jit_world import API_VERSION, Person, World, app_env
 
 
-@pytest.fixture
-def world(storage_env, arm_emulator) -> World:
-    return World.create(app_env(storage_env, arm_emulator), arm_emulator)
-
-
-@pytest.fixture
-def policy(world: World) -> dict:
-    status, body, _ = world.call(
-        defender_routes.put_policy,
-        "PUT",
-        world.policy_path() + API_VERSION,
-        world.admin,
-        world.policy_body(),
-        world.policy_route(),
-    )
-    assert status == 200, body
-    return body
-
-
 def initiate(world: World, person: Person, body: dict, headers: dict | None = None):
     return world.call(
         defender_routes.initiate,

@@ -13,28 +13,10 @@ from shared.api import defender_routes, records
 from shared.grants import TableGrantStore
 from shared.model import VmRef
 from shared.queue_intake import handle_queued_request
-from tests.integration.jit_world import API_VERSION, Person, World, app_env
+from tests.integration.jit_world import API_VERSION, Person, World
 
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-@pytest.fixture
-def world(storage_env, arm_emulator) -> World:
-    return World.create(app_env(storage_env, arm_emulator), arm_emulator)
-
-
-@pytest.fixture
-def policy(world: World) -> None:
-    status, body, _ = world.call(
-        defender_routes.put_policy,
-        "PUT",
-        world.policy_path() + API_VERSION,
-        world.admin,
-        world.policy_body(),
-        world.policy_route(),
-    )
-    assert status == 200, body
 
 
 def initiate(world: World, person: Person, body: dict) -> tuple[int, dict]:

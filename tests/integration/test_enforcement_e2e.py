@@ -4,17 +4,16 @@ rules gone and the whole network equal to its state before the grant."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from demo import snapshot
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
+from demo.snapshot import ESTATE_NSGS, our_denies, ports_of, wait_for
 from localstack.emulator_client import EmulatorClient
 from localstack.stack import Stack, start_stack
 from shared import plan
@@ -24,31 +23,6 @@ from shared import plan
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(tmp_path_factory.mktemp("enforcement-stack")) as running:
         yield running
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
-
-
-def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in snapshot.nsg_rules(arm, estate, nsg)
-        if r["properties"]["access"] == "Deny" and plan.is_ours(r["name"])
-    ]
-
-
-def ports_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    return [port for vm in answer["virtualMachines"] for port in vm["ports"]]
 
 
 def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) -> None:

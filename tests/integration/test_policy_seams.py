@@ -10,22 +10,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from shared import converge, plan
 from shared.api import compliance, defender_routes, records
 from shared.compliance import FindingStore
 from shared.model import TargetRef, VmRef
 from shared.plan import Finding, FindingKind
 from shared.storage import queue
-from tests.integration.jit_world import API_VERSION, Person, World, app_env
+from tests.integration.jit_world import API_VERSION, Person, World
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-@pytest.fixture
-def world(storage_env: dict[str, str], arm_emulator: Any) -> World:
-    return World.create(app_env(storage_env, arm_emulator), arm_emulator)
 
 
 def nsg_key(world: World, name: str) -> str:
