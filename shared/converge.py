@@ -28,6 +28,7 @@ from shared.lease import HintBook, LeaseBusyError, TableLeases, TargetRegistry
 from shared.model import (
     AuditTrail,
     ConcurrentUpdateError,
+    DomainError,
     Grant,
     GrantStore,
     JitPolicy,
@@ -38,6 +39,7 @@ from shared.model import (
     TargetRef,
     TargetState,
     VmPolicy,
+    VmRef,
 )
 from shared.observability import REVOKE_FAILING, log_event
 from shared.plan import (
@@ -226,19 +228,26 @@ def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
     return list(found.values())
 
 
-def policy_changed(deps: ConvergeDeps, *policies: JitPolicy) -> list[TargetRef]:
-    """A policy was created, replaced or deleted (pass the old and the new version): converge the
-    targets of its VMs now, so the Deny baseline follows without waiting for the reconcile timer."""
+def policy_changed(deps: ConvergeDeps, vm_ids: Iterable[str]) -> list[TargetRef]:
+    """A policy was written or deleted (`vm_ids`: the VMs of its old and new version): converge the
+    targets in front of those VMs now, so the Deny baseline follows without waiting for the reconcile
+    timer. Runs from the converge queue, never inside the HTTP request that changed the policy."""
+    policies = _policies(deps)
     found: dict[str, TargetRef] = {}
-    for policy in policies:
-        for entry in policy.virtual_machines:
-            try:
-                path = deps.topology.path(entry.vm, entry)
-            except (TopologyError, AzureError) as error:
-                log_event("topology.unresolved", logging.WARNING, vm=entry.vm.id, error=str(error)[:300])
-                continue
-            for target in path.targets:
-                found.setdefault(target.key, target)
+    for vm_id in dict.fromkeys(vm_ids):
+        try:
+            vm = VmRef.parse(vm_id)
+        except DomainError:
+            log_event("converge.message_invalid", logging.ERROR, vm=vm_id[:200])
+            continue
+        entry = next((e for p in policies if (e := p.vm_policy(vm)) is not None), None)
+        try:
+            path = deps.topology.path(vm, entry)
+        except (TopologyError, AzureError) as error:
+            log_event("topology.unresolved", logging.WARNING, vm=vm.id, error=str(error)[:300])
+            continue
+        for target in path.targets:
+            found.setdefault(target.key, target)
     targets = list(found.values())
     _dispatch_all(deps, targets, "policy")
     return targets
@@ -840,7 +849,7 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
     fix it); ARM refusing after bounded retries raises, so the runtime retries it and then poisons it."""
     from pydantic import ValidationError
 
-    from shared.messages import ConvergeGrant, parse_converge_message
+    from shared.messages import ConvergeGrant, ConvergePolicy, parse_converge_message
 
     try:
         message = parse_converge_message(body)
@@ -849,6 +858,9 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
         return []
     if isinstance(message, ConvergeGrant):
         return handle_grant(deps, message.grant_id)
+    if isinstance(message, ConvergePolicy):
+        policy_changed(deps, message.vm_ids)
+        return []
     try:
         target = TargetRef.from_key(message.target)
     except ValueError:

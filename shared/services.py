@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,14 +10,12 @@ from functools import lru_cache
 
 from azure.core.exceptions import AzureError
 
-from shared import converge
 from shared.audit import TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
-from shared.converge import ConvergeDeps
 from shared.grants import TableGrantStore
 from shared.identity import Authenticator
-from shared.messages import ConvergeGrant, dump_converge_message
+from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
 from shared.model import JitPolicy
 from shared.observability import log_event
 from shared.policy import Limits
@@ -32,40 +29,23 @@ def _utc_now() -> datetime:
 
 
 class ConvergeNotifier:
-    """Hands work to enforcement: a grant (`ConvergeGrant` on the converge queue, now or at a given
-    time), or a policy change (a `ConvergeTarget` hint for every target its VMs sit behind)."""
+    """Hands work to enforcement through the converge queue: a grant (`ConvergeGrant`, now or at a
+    given time) or a policy change (`ConvergePolicy`). The request reads nothing from ARM."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
         self._queue = queue(settings.converge_queue, settings)
-        self._deps: list[ConvergeDeps] = []
 
     def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None:
         send(self._queue, dump_converge_message(ConvergeGrant(grant_id=grant_id)), visible_at=visible_at)
 
-    def policy_changed(self, *policies: JitPolicy | None) -> None:
+    def policy_changed(self, policy_id: str, *versions: JitPolicy | None) -> None:
         """Pass the old and the new version (None where there is none). Best effort: the reconcile
         timer converges every policy's targets anyway, so a failure here only delays the baseline."""
-        changed = [policy for policy in policies if policy is not None]
-        if not changed:
-            return
+        vm_ids = list(dict.fromkeys(vm.vm.id for p in versions if p is not None for vm in p.virtual_machines))
         try:
-            converge.policy_changed(self._converge_deps(), *changed)
+            send(self._queue, dump_converge_message(ConvergePolicy(policy_id=policy_id, vm_ids=vm_ids)))
         except AzureError as error:
             log_event("policy.converge_deferred", logging.WARNING, error=str(error)[:500])
-
-    def _converge_deps(self) -> ConvergeDeps:
-        # Built on first use: most requests never change a policy, and these are ARM and Table clients.
-        if not self._deps:
-            self._deps.append(
-                converge.build_deps(
-                    self._settings,
-                    now=_utc_now,
-                    sleep=time.sleep,
-                    enqueue_target=converge.queue_enqueuer(self._settings),
-                )
-            )
-        return self._deps[0]
 
 
 @dataclass

@@ -80,7 +80,7 @@ class PutPolicy:
         )
         # The Deny baseline follows the policy now (VMs added or dropped, ports changed), not at the
         # next reconcile tick.
-        services.converge.policy_changed(previous.policy if previous else None, policy)
+        services.converge.policy_changed(ref.id, previous.policy if previous else None, policy)
         stored = services.policies.get(ref)
         assert stored is not None
         return PutOutcome(policy_answer(services, stored), created)
@@ -151,5 +151,5 @@ class DeletePolicy:
         if deleted:
             self._services.audit.record("policy.deleted", subject=ref.id, actor=principal.object_id)
             # Its VMs' Deny baseline goes now (the targets stay in the registry for the timers).
-            self._services.converge.policy_changed(previous.policy if previous else None)
+            self._services.converge.policy_changed(ref.id, previous.policy if previous else None)
         return deleted

@@ -60,6 +60,7 @@ def test_grant_on_vm_with_subnet_and_nic_nsg(world_factory: Callable[..., World]
 
 def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Callable[..., World]) -> None:
     from shared.defender import parse_policy_body
+    from shared.messages import ConvergePolicy, dump_converge_message
     from shared.policy_store import TablePolicyStore
 
     world = world_factory(policy=False)
@@ -67,7 +68,10 @@ def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Calla
     policy, canonical = parse_policy_body(world.estate.policy_body(), world.policy_ref)
     store = TablePolicyStore(world.settings)
     store.put(world.policy_ref, canonical)
-    converge.policy_changed(world.deps, policy)
+    message = ConvergePolicy(
+        policy_id=world.policy_ref.id, vm_ids=[vm.vm.id for vm in policy.virtual_machines]
+    )
+    converge.handle_converge_message(dump_converge_message(message), world.deps)
     denies = {
         r["properties"]["destinationPortRange"]
         for r in world.nsg_rules("nsg-web-nic")
@@ -75,5 +79,5 @@ def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Calla
     }
     assert denies == {"22", "3389"}
     store.delete(world.policy_ref)
-    converge.policy_changed(world.deps, policy)
+    converge.handle_converge_message(dump_converge_message(message), world.deps)
     assert not [r for r in world.nsg_rules("nsg-web-nic") if plan.is_ours(r["name"])]

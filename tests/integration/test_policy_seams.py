@@ -1,4 +1,4 @@
-"""Where the requests side meets enforcement: a policy PUT / DELETE hands the policy's targets to the
+"""Where the requests side meets enforcement: a policy PUT / DELETE hands one policy message to the
 converge queue (the Deny baseline follows without the reconcile timer), request status carries
 connection details, and compliance findings are shown only to readers of the subscription's policies."""
 
@@ -56,28 +56,28 @@ def put_policy(world: World, body: dict[str, Any]) -> None:
     assert status == 200, answer
 
 
-def test_policy_put_and_delete_hand_its_targets_to_the_converge_queue(world: World) -> None:
+def test_policy_put_and_delete_hand_one_policy_message_to_the_converge_queue(world: World) -> None:
     deps = converge.build_deps(world.services.settings, now=lambda: datetime.now(UTC), sleep=time.sleep)
     put_policy(world, world.policy_body())
+    vm_ids = {vm["id"].lower() for vm in world.policy_body()["properties"]["virtualMachines"]}
 
-    hints = drain_converge_queue(world)
-    # vm1 (web) sits behind the subnet NSG and its NIC's NSG; vm2 (db) behind the subnet NSG only.
-    expected = {nsg_key(world, "nsg-web-subnet"), nsg_key(world, "nsg-web-nic")}
-    assert {h["target"] for h in hints if h["kind"] == "target"} == expected
-    assert all(h["kind"] == "target" for h in hints)
-    for hint in hints:  # what the host's queue trigger does with them
-        converge.handle_converge_message(json.dumps(hint), deps)
+    def one_policy_message() -> dict[str, object]:
+        hints = drain_converge_queue(world)
+        assert [h["kind"] for h in hints] == ["policy"]
+        assert {str(v).lower() for v in hints[0]["vm_ids"]} == vm_ids
+        return hints[0]
+
+    # What the host's queue trigger does with it: vm1 (web) sits behind the subnet NSG and its NIC's
+    # NSG; vm2 (db) behind the subnet NSG only.
+    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert our_denies(world, "nsg-web-subnet") and our_denies(world, "nsg-web-nic")
 
-    # Dropping port 3389 from the policy drops its Deny rules with the next hints.
+    # Dropping port 3389 from the policy drops its Deny rules with the next message.
     body = world.policy_body()
     for vm in body["properties"]["virtualMachines"]:
         vm["ports"] = [p for p in vm["ports"] if p["number"] == 22]
     put_policy(world, body)
-    hints = drain_converge_queue(world)
-    assert {h["target"] for h in hints} == expected
-    for hint in hints:
-        converge.handle_converge_message(json.dumps(hint), deps)
+    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert all("-3389-" not in name for name in our_denies(world, "nsg-web-subnet"))
 
     status, _, _ = world.call(
@@ -88,10 +88,7 @@ def test_policy_put_and_delete_hand_its_targets_to_the_converge_queue(world: Wor
         route=world.policy_route(),
     )
     assert status == 200
-    hints = drain_converge_queue(world)
-    assert {h["target"] for h in hints} == expected
-    for hint in hints:
-        converge.handle_converge_message(json.dumps(hint), deps)
+    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert our_denies(world, "nsg-web-subnet") == [] and our_denies(world, "nsg-web-nic") == []
 
 
