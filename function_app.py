@@ -8,7 +8,7 @@ import json
 import azure.functions as func
 
 from shared.api import compliance, defender_routes, openapi, records
-from shared.converge import get_converge_deps, handle_converge_message, reconcile_all, sweep_expired
+from shared.enforcement import get_converge_deps, handle_converge_message, reconcile_all, sweep_expired
 from shared.observability import configure_telemetry
 from shared.queue_intake import handle_queued_request
 from shared.services import get_services

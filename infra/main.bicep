@@ -81,6 +81,10 @@ param mappedPorts string = '50000-50999'
 @minValue(15)
 @maxValue(3600)
 param convergeLeaseSeconds int = 30
+@description('Targets a reconcile pass converges at once when they differ (PORTCULLIS_RECONCILE_CONCURRENCY).')
+@minValue(1)
+@maxValue(32)
+param reconcileConcurrency int = 4
 
 var tags = { 'azd-env-name': environmentName, application: 'portcullis' }
 var managedSubscriptionIds = empty(managedSubscriptions) ? [] : split(replace(managedSubscriptions, ' ', ''), ',')
@@ -126,6 +130,7 @@ module app 'modules/app.bicep' = {
     firewallPolicyRuleCollectionGroupPriority: firewallPolicyRuleCollectionGroupPriority
     mappedPorts: mappedPorts
     convergeLeaseSeconds: convergeLeaseSeconds
+    reconcileConcurrency: reconcileConcurrency
     zoneRedundant: zoneRedundant
     storageSku: storageSku
   }

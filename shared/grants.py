@@ -5,9 +5,14 @@ Tables (all prefixed with settings.table_prefix), keys, and the access pattern e
 - `grants`: PK request id, RK grant id (and `request` for the header row): request by id
   (one partition), grant by id (point read).
 - `grantsbyvm`: PK sha256(VM id), RK grant id: grants on a VM (`GET /api/grants?vm=`), supersede.
-- `grantsbytarget`: PK sha256(TargetRef.key), RK grant id: active grants on target T.
+- `grantsbytarget`: PK sha256(TargetRef.key), RK grant id: the unsettled grants on target T. A row is
+  deleted once its grant is settled there (revoked and confirmed removed), so converging T never
+  reads T's history.
 - `grantexpiry`: PK `due`, RK `<end time>|<grant id>`: grants ending before t (one range query).
 - `policyrequests`: PK sha256(policy id), RK `<inverted start>|<request id>`: a policy's history.
+
+Each grant row carries `Settled` (revoked and confirmed removed everywhere): the reconcile pass reads
+every unsettled grant with one paged query (`list_unsettled`), not one read per target or grant.
 
 A request's header row and all its grants share one partition and are written in one transaction,
 so a request exists whole or not at all. Index rows are written *before* the records they point at
@@ -246,6 +251,13 @@ class TableGrantStore:
                 grants.append(grant)
         return grants
 
+    def list_unsettled(self) -> list[Grant]:
+        """Every grant not yet settled (open, or revoked with a rule not confirmed gone): one paged
+        query of the grants table, whatever the number of targets. Rows written before `Settled`
+        existed lack it and are not found here; the sweep and the by-target index still find them."""
+        query = "Settled eq false"
+        return [_grant_from_entity(entity) for entity in self._grants.query_entities(query)]
+
     def list_ending_before(self, moment: datetime) -> list[Grant]:
         query = (
             f"PartitionKey eq {odata_quote(_EXPIRY_PARTITION)} and RowKey lt {odata_quote(time_key(moment))}"
@@ -314,7 +326,8 @@ class TableGrantStore:
             settled_now = grant.status is PortStatus.REVOKED and state is TargetState.REMOVED
             settled_before = was_closed and current.targets.get(key) is TargetState.REMOVED
             if settled_now and not settled_before:
-                self._by_target.upsert_entity(_target_index_entity(grant, key, settled=True))
+                # Settled here: the row goes, so this target's converges never read its history.
+                self._delete(self._by_target, hashed_key(key), grant.grant_id)
         for key in set(current.targets) - set(grant.targets):
             self._delete(self._by_target, hashed_key(key), grant.grant_id)
         if grant.status is PortStatus.REVOKED and not was_closed:
@@ -454,7 +467,15 @@ def _grant_entity(grant: Grant) -> dict[str, Any]:
         "Targets": json.dumps({key: state.value for key, state in sorted(grant.targets.items())}),
         "MappedPort": grant.mapped_port if grant.mapped_port is not None else -1,
         "ConnectAddress": grant.connect_address or "",
+        "Settled": is_settled(grant),
     }
+
+
+def is_settled(grant: Grant) -> bool:
+    """Nothing left to do: revoked, and confirmed removed from every target it touched."""
+    return grant.status is PortStatus.REVOKED and all(
+        state is TargetState.REMOVED for state in grant.targets.values()
+    )
 
 
 def _grant_from_entity(entity: Any) -> Grant:

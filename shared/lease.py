@@ -34,7 +34,12 @@ class Lease:
 
 
 class LeaseBusyError(RuntimeError):
-    """Another instance holds the target; it has been asked to converge again."""
+    """Another instance holds the target; it has been asked to converge again. `remaining_seconds`:
+    how long the lease still runs if its holder stops renewing it (requeue the work after that)."""
+
+    def __init__(self, key: str, remaining_seconds: float = 0.0) -> None:
+        super().__init__(key)
+        self.remaining_seconds = max(0.0, remaining_seconds)
 
 
 class TableLeases:
@@ -71,7 +76,9 @@ class TableLeases:
             except ResourceNotFoundError:
                 continue
             etag = str(current.metadata["etag"])
-            if datetime.fromisoformat(str(current["expires"])) <= self._now():
+            expires_at = datetime.fromisoformat(str(current["expires"]))
+            remaining = (expires_at - self._now()).total_seconds()
+            if expires_at <= self._now():
                 try:
                     meta = self._table.update_entity(
                         entity,
@@ -84,7 +91,7 @@ class TableLeases:
                 except (HttpResponseError, ResourceNotFoundError):
                     continue
             if current.get("dirty"):
-                raise LeaseBusyError(key)
+                raise LeaseBusyError(key, remaining)
             try:
                 self._table.update_entity(
                     {"PartitionKey": PARTITION, "RowKey": row, "dirty": True},
@@ -92,10 +99,10 @@ class TableLeases:
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
-                raise LeaseBusyError(key)
+                raise LeaseBusyError(key, remaining)
             except (HttpResponseError, ResourceNotFoundError):
                 continue  # it changed under us: look again
-        raise LeaseBusyError(key)
+        raise LeaseBusyError(key, self._seconds)
 
     def release(self, lease: Lease) -> bool:
         """Give the lease back. True: someone asked for another pass; the caller still holds it."""
@@ -243,19 +250,31 @@ HINT_PARTITION = "hint"
 class HintBook:
     """At most one pending converge hint per target: a burst of grants enqueues one message, not fifty.
 
-    `claim` before enqueueing (False: a hint is already waiting, whose converge has not started and so
-    will see our grant); `clear` when a converge pass starts, before it reads the grants. A claim
-    older than `stale_seconds` is taken as lost and claimed anew.
+    `claim(key, delay)` before enqueueing a hint visible in `delay` seconds (False: a hint is already
+    waiting, whose converge has not started and so will see our grant); `clear` when a converge pass
+    starts, before it reads the grants. A claim counts only until its hint should have been picked up
+    (`delay` + `grace_seconds`): if that hint was lost or its converge died before clearing, the next
+    trigger claims anew within seconds instead of being swallowed for minutes.
     """
 
-    def __init__(self, table: TableClient, now: Callable[[], datetime], stale_seconds: int = 120) -> None:
+    def __init__(self, table: TableClient, now: Callable[[], datetime], grace_seconds: int = 15) -> None:
         self._table = table
         self._now = now
-        self._stale = timedelta(seconds=stale_seconds)
+        self._grace = timedelta(seconds=grace_seconds)
 
-    def claim(self, key: str) -> bool:
+    def claim(self, key: str, delay: float = 0, *, force: bool = False) -> bool:
+        """True: the caller must send the hint. `force`: claim whatever is there (a requeue)."""
         row = TableLeases._row(key)
-        entity = {"PartitionKey": HINT_PARTITION, "RowKey": row, "claimed": self._now().isoformat()}
+        due = self._now() + timedelta(seconds=delay)
+        entity = {
+            "PartitionKey": HINT_PARTITION,
+            "RowKey": row,
+            "claimed": self._now().isoformat(),
+            "due": due.isoformat(),
+        }
+        if force:
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            return True
         try:
             self._table.create_entity(entity)
             return True
@@ -264,8 +283,9 @@ class HintBook:
         try:
             current = self._table.get_entity(HINT_PARTITION, row)
         except ResourceNotFoundError:
-            return self.claim(key)
-        if datetime.fromisoformat(str(current["claimed"])) + self._stale > self._now():
+            return self.claim(key, delay)
+        current_due = datetime.fromisoformat(str(current.get("due") or current["claimed"]))
+        if current_due + self._grace > self._now():
             return False
         try:
             self._table.update_entity(

@@ -293,6 +293,10 @@ class GrantStore(Protocol):
         """Grants not yet revoked whose end time is before `moment` (the expiry sweep)."""
         ...
 
+    def list_unsettled(self) -> list[Grant]:
+        """Every grant not yet revoked-and-removed everywhere, in one paged query (reconcile pass)."""
+        ...
+
     def unsettled_work(self) -> tuple[set[str], list[Grant]]:
         """(keys of every target an unsettled grant touches, grants not yet revoked whose targets are
         not resolved yet): what the reconcile timer must look at beyond the policies' own targets."""

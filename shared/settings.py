@@ -82,6 +82,8 @@ class Settings:
     firewall_policy_rule_collection_group_priority: int
     mapped_ports: PortRange
     converge_lease_seconds: int
+    # Differing targets a reconcile pass converges at once (ARM writes are 10/s per subscription).
+    reconcile_concurrency: int = 4
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -231,6 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         mapped_ports=_range(env, "PORTCULLIS_MAPPED_PORTS", "50000-50999", 1, 63999),
         converge_lease_seconds=_int(env, "PORTCULLIS_CONVERGE_LEASE_SECONDS", 30, 15, 3600),
+        reconcile_concurrency=_int(env, "PORTCULLIS_RECONCILE_CONCURRENCY", 4, 1, 32),
     )
 
 

@@ -217,7 +217,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     from bench.estate import BenchEstate, FirewallGroup, seed
     from bench.harness import PeakRss, StorageRequestCounter, arm_counts, clear_arm_log
     from localstack.emulator_client import EmulatorClient
-    from shared import converge
+    from shared import enforcement as converge
     from shared.settings import load_settings
 
     scale = float(config["scale"])

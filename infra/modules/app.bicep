@@ -25,6 +25,7 @@ param firewallNatCollectionPriority int
 param firewallPolicyRuleCollectionGroupPriority int
 param mappedPorts string
 param convergeLeaseSeconds int
+param reconcileConcurrency int
 param zoneRedundant bool
 param storageSku string
 
@@ -235,6 +236,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_FIREWALL_POLICY_RCG_PRIORITY', value: string(firewallPolicyRuleCollectionGroupPriority) }
         { name: 'PORTCULLIS_MAPPED_PORTS', value: mappedPorts }
         { name: 'PORTCULLIS_CONVERGE_LEASE_SECONDS', value: string(convergeLeaseSeconds) }
+        { name: 'PORTCULLIS_RECONCILE_CONCURRENCY', value: string(reconcileConcurrency) }
       ]
     }
     functionAppConfig: {

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared import converge, observability
+from shared import enforcement, observability
 from shared.model import TargetRef, TargetState
 from shared.observability import REVOKE_FAILING, configure_telemetry, event_fields, log_event
 from tests.infra import bicep
@@ -119,7 +119,7 @@ def test_a_revoke_that_keeps_failing_pages_someone(
     # remove must log it at ERROR once converge's bounded retries are spent.
     world = world_factory()
     grant = world.request(world.estate.vm_db, 22, minutes=1)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     opened = world.store.get(grant.grant_id)
     assert opened is not None and set(opened.targets.values()) == {TargetState.APPLIED}
     (target,) = opened.targets
@@ -132,7 +132,7 @@ def test_a_revoke_that_keeps_failing_pages_someone(
         count=None,
     )
     with caplog.at_level(logging.INFO, logger="portcullis"):
-        assert converge.sweep_expired(world.deps) == [TargetRef.from_key(target)]
+        assert enforcement.sweep_expired(world.deps) == [TargetRef.from_key(target)]
     failing = [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]
     assert len(failing) == 1, [r.getMessage() for r in caplog.records]
     (record,) = failing
@@ -140,14 +140,14 @@ def test_a_revoke_that_keeps_failing_pages_someone(
     fields = json.loads(record.getMessage().split(" ", 1)[1])
     assert fields["target"] == target
     assert fields["grant_ids"] == [grant.grant_id]
-    assert fields["attempts"] == converge.MAX_WRITE_ATTEMPTS
+    assert fields["attempts"] == enforcement.MAX_WRITE_ATTEMPTS
     assert "409 AnotherOperationInProgress" in fields["error"]
 
     # Once ARM accepts again the rule goes and nothing more pages.
     world.emulator.clear_faults()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="portcullis"):
-        converge.sweep_expired(world.deps)
+        enforcement.sweep_expired(world.deps)
     assert not [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]
     closed = world.store.get(grant.grant_id)
     assert closed is not None and set(closed.targets.values()) == {TargetState.REMOVED}
@@ -165,6 +165,6 @@ def test_an_open_grant_the_target_refuses_is_not_a_failing_revoke(
         code="AnotherOperationInProgress",
         count=None,
     )
-    with caplog.at_level(logging.INFO, logger="portcullis"), pytest.raises(converge.TargetWriteError):
-        converge.handle_grant(world.deps, grant.grant_id)
+    with caplog.at_level(logging.INFO, logger="portcullis"), pytest.raises(enforcement.TargetWriteError):
+        enforcement.handle_grant(world.deps, grant.grant_id)
     assert not [r for r in caplog.records if getattr(r, "event", None) == REVOKE_FAILING]

@@ -14,7 +14,7 @@ import pytest
 from demo.estate import Estate
 from localstack.azurite import Azurite
 from localstack.emulator_client import EmulatorClient
-from shared import converge
+from shared import enforcement
 from shared.api import defender_routes
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
 from shared.model import Grant, PolicyRef, Principal, PrincipalSource, TargetRef, TransportProtocol, VmRef
@@ -41,7 +41,7 @@ class World:
     estate: Estate
     settings: Settings
     clock: Clock
-    deps: converge.ConvergeDeps
+    deps: enforcement.ConvergeDeps
     store: TableGrantStore
     policy_ref: PolicyRef
     sleeps: list[float]
@@ -127,7 +127,7 @@ def world_factory(
         settings = load_settings(settings_env)
         clock = Clock()
         sleeps: list[float] = []
-        deps = converge.build_deps(settings, now=clock.now, sleep=sleeps.append)
+        deps = enforcement.build_deps(settings, now=clock.now, sleep=sleeps.append)
         ref = PolicyRef(estate.subscription_id, resource_group, estate.location, "default")
         if policy:
             from shared.defender import parse_policy_body

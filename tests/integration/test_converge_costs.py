@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared import converge, plan
+from shared import enforcement, plan
 from shared.defender import parse_policy_body
 from shared.grants import RequestRecord, grant_id, new_request_id
 from shared.model import PortStatus, StatusReason, TargetKind, TargetRef, TargetState, VmRef
@@ -56,12 +56,12 @@ def test_reconcile_resolves_each_policy_vm_once_whatever_the_number_of_nsgs(
     world = world_factory()
     policy_vms = len(world.estate.policy_body()["properties"]["virtualMachines"])
     paths = _count_calls(monkeypatch, world.deps.topology, "path")
-    targets = converge.reconcile_all(world.deps)
+    targets = enforcement.reconcile_all(world.deps)
     nsgs = [t for t in targets if t.kind is TargetKind.NSG]
     assert len(nsgs) >= 3
-    # managed_targets resolves each policy VM once, the Deny baseline index once more; before the
-    # index, every NSG converge resolved every policy VM again (policy VMs x NSGs).
-    assert len(paths) <= 2 * policy_vms
+    # The pass derives every path from its per-subscription listing: no per-VM resolution at all
+    # (before the snapshot: once per policy VM, plus once per policy VM per NSG before the index).
+    assert policy_vms >= 3 and paths == []
     denies = {
         r["properties"]["destinationAddressPrefix"]
         for r in world.nsg_rules("nsg-web-subnet")
@@ -69,10 +69,11 @@ def test_reconcile_resolves_each_policy_vm_once_whatever_the_number_of_nsgs(
     }
     assert denies == {"10.0.0.4", "10.0.0.5"}
 
-    # A grant's converge later in the same topology period reuses the index.
+    # A grant's converge later in the same topology period reuses the pass's baseline: only the
+    # grant's own VM is resolved.
     paths.clear()
     grant = world.request(world.estate.vm_web, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None and stored.status is PortStatus.INITIATED
     vms = {call[0].key for call in paths}
@@ -85,12 +86,12 @@ def test_managed_targets_reads_only_grants_without_targets(
     world = world_factory()
     resolved = [world.request(world.estate.vm_web, port) for port in (22, 3389)]
     for grant in resolved:
-        converge.handle_grant(world.deps, grant.grant_id)
+        enforcement.handle_grant(world.deps, grant.grant_id)
     lost_hint = world.request(world.estate.vm_db, 22)  # written, its first hint never arrived
     expected = {key for grant in resolved for key in (world.store.get(grant.grant_id) or grant).targets}
 
     reads = _count_calls(monkeypatch, world.store, "get")
-    keys = {t.key for t in converge.managed_targets(world.deps)}
+    keys = {t.key for t in enforcement.managed_targets(world.deps)}
     assert expected <= keys
     assert {call[0] for call in reads} == {lost_hint.grant_id}  # only the pathless grant is read
     recovered = world.store.get(lost_hint.grant_id)
@@ -161,7 +162,7 @@ def test_grants_of_one_request_on_a_target_are_read_in_one_query(
     )
     world.store.create_request(record, grants)
     for grant in (template, *grants):
-        converge.handle_grant(world.deps, grant.grant_id)
+        enforcement.handle_grant(world.deps, grant.grant_id)
     nsg = next(TargetRef.from_key(key) for key in (world.store.get(template.grant_id) or template).targets)
 
     reads = _count_calls(monkeypatch, world.store, "get")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared import converge, plan
+from shared import enforcement, plan
 from shared.audit import TableAuditTrail
 from shared.model import PortStatus, TargetKind, TargetRef, TargetState
 
@@ -28,7 +28,7 @@ def test_edited_deleted_and_forged_rules_of_ours_are_repaired_foreign_kept(
 ) -> None:
     world = world_factory()
     grant = world.request(world.estate.vm_web, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None and stored.status is PortStatus.INITIATED
     name = plan.allow_rule_name(stored)
@@ -67,7 +67,7 @@ def test_edited_deleted_and_forged_rules_of_ours_are_repaired_foreign_kept(
     foreign_after_edit = {k: v for k, v in _rules(world, "nsg-web-nic").items() if not plan.is_ours(k)}
 
     # The reconcile timer repairs it.
-    converge.reconcile_all(world.deps)
+    enforcement.reconcile_all(world.deps)
     nic_rules = _rules(world, "nsg-web-nic")
     assert nic_rules[name] == good
     assert "Portcullis-JIT-Allow-22-forged" not in nic_rules
@@ -83,7 +83,7 @@ def test_edited_deleted_and_forged_rules_of_ours_are_repaired_foreign_kept(
 
     # Once expired, even an edited copy of our rule is removed.
     world.clock.advance(11 * 60)
-    converge.sweep_expired(world.deps)
+    enforcement.sweep_expired(world.deps)
     assert name not in _rules(world, "nsg-web-nic") and name not in _rules(world, "nsg-web-subnet")
     assert "grant.expired" in [e.event for e in audit.for_subject(grant.grant_id)]
 
@@ -100,15 +100,15 @@ def test_grant_is_not_initiated_while_a_hop_refuses_and_is_once_it_accepts(
         code="AnotherOperationInProgress",
         count=None,
     )
-    with pytest.raises(converge.TargetWriteError):
-        converge.handle_grant(world.deps, grant.grant_id)
+    with pytest.raises(enforcement.TargetWriteError):
+        enforcement.handle_grant(world.deps, grant.grant_id)
     stuck = world.store.get(grant.grant_id)
     assert stuck is not None and stuck.status is PortStatus.INITIATING
     states = {TargetRef.from_key(k).kind: s for k, s in stuck.targets.items()}
     assert states == {TargetKind.NSG: TargetState.APPLIED, TargetKind.FIREWALL_CLASSIC: TargetState.FAILED}
-    assert len(world.sleeps) == converge.MAX_WRITE_ATTEMPTS - 1  # bounded back-off, then loud failure
+    assert len(world.sleeps) == enforcement.MAX_WRITE_ATTEMPTS - 1  # bounded back-off, then loud failure
     world.emulator.clear_faults()
-    converge.reconcile_all(world.deps)
+    enforcement.reconcile_all(world.deps)
     ready = world.store.get(grant.grant_id)
     assert ready is not None and ready.status is PortStatus.INITIATED
     assert all(s is TargetState.APPLIED for s in ready.targets.values())
@@ -125,7 +125,7 @@ def test_retry_after_is_honoured_when_arm_is_busy(world_factory: Callable[..., W
         count=4,
         retry_after=1,
     )
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     # azure-core retries 3 times itself (it honours Retry-After on any status); then our loop waits
     # exactly what ARM asked for instead of its own back-off, and the next write goes through.
     assert world.sleeps == [1.0]
@@ -140,9 +140,9 @@ def test_nothing_opens_when_the_grant_table_is_gone(world_factory: Callable[...,
     grant = world.request(world.estate.vm_web, 22)
     # The grants table disappears (deleted, wrong account, outage) before any trigger runs.
     table_service(world.settings).delete_table(f"{world.settings.table_prefix}grants")
-    converge.handle_grant(world.deps, grant.grant_id)  # the grant cannot be read: nothing to open
-    converge.reconcile_all(world.deps)  # per-target failures are logged, never opened around
-    converge.sweep_expired(world.deps)
+    enforcement.handle_grant(world.deps, grant.grant_id)  # the grant cannot be read: nothing to open
+    enforcement.reconcile_all(world.deps)  # per-target failures are logged, never opened around
+    enforcement.sweep_expired(world.deps)
     for nsg in ("nsg-web-subnet", "nsg-web-nic"):
         assert not [r for r in world.nsg_rules(nsg) if plan.is_ours(r["name"]) and "Allow" in r["name"]]
 
@@ -157,7 +157,7 @@ def test_rules_of_a_revoked_grant_close_even_with_its_message_lost_and_policy_de
 
     world = world_factory()
     grant = world.request(world.estate.vm_web, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     name = plan.allow_rule_name(grant)
     assert name in _rules(world, "nsg-web-nic")
     TablePolicyStore(world.settings).delete(world.policy_ref)
@@ -165,7 +165,7 @@ def test_rules_of_a_revoked_grant_close_even_with_its_message_lost_and_policy_de
     assert stored is not None
     world.store.update(replace(stored, status=PortStatus.REVOKED, status_reason=StatusReason.USER_REQUESTED))
     # No ConvergeGrant arrives; only the reconcile timer runs.
-    converge.reconcile_all(world.deps)
+    enforcement.reconcile_all(world.deps)
     assert name not in _rules(world, "nsg-web-nic") and name not in _rules(world, "nsg-web-subnet")
     closed = world.store.get(grant.grant_id)
     assert closed is not None and all(s is TargetState.REMOVED for s in closed.targets.values())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shared import converge, plan
-from shared.model import PortStatus, TargetState
+from shared import enforcement, plan
+from shared.model import PortStatus, TargetRef, TargetState
 
 from .conftest import World
 
@@ -37,7 +37,7 @@ def test_classic_firewall_dnat_and_nsg_allow_from_firewall_subnet(
     world = world_factory()
     before = _strip(_classic_nat(world))
     grant = world.request(world.estate.vm_app, 22, source="198.51.100.0/28")
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None
     assert stored.status is PortStatus.INITIATED, stored.targets
@@ -60,7 +60,7 @@ def test_classic_firewall_dnat_and_nsg_allow_from_firewall_subnet(
     assert [c for c in _strip(_classic_nat(world)) if c["name"] != plan.COLLECTION_NAME] == before
 
     world.clock.advance(11 * 60)
-    converge.sweep_expired(world.deps)
+    enforcement.sweep_expired(world.deps)
     closed = world.store.get(grant.grant_id)
     assert closed is not None and closed.status is PortStatus.REVOKED
     assert all(s is TargetState.REMOVED for s in closed.targets.values())
@@ -71,7 +71,7 @@ def test_firewall_policy_group_of_ours_created_then_deleted(world_factory: Calla
     world = world_factory()
     before = _policy_groups(world)
     grant = world.request(world.estate.vm_ops, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None and stored.status is PortStatus.INITIATED, stored.targets
     assert any(k.startswith("firewall-policy|") for k in stored.targets)
@@ -89,7 +89,7 @@ def test_firewall_policy_group_of_ours_created_then_deleted(world_factory: Calla
     )
 
     world.clock.advance(11 * 60)
-    converge.sweep_expired(world.deps)
+    enforcement.sweep_expired(world.deps)
     assert set(_policy_groups(world)) == set(before)
 
 
@@ -101,14 +101,14 @@ def test_burst_of_grants_behind_one_firewall_costs_one_firewall_write(
     world.deps.enqueue_target = lambda target, delay: queued.append(target.key)
     grants = [world.request(world.estate.vm_app, 22, source=f"198.51.100.{i}") for i in range(50)]
     for grant in grants:
-        converge.handle_grant(world.deps, grant.grant_id)  # resolves targets, queues hints
+        enforcement.handle_grant(world.deps, grant.grant_id)  # resolves targets, queues hints
     # One pending hint per target (NIC NSG, firewall), not one per grant.
     assert sorted(k.split("|")[0] for k in queued) == ["firewall-classic", "nsg"]
     for key in queued:  # drained as the queue trigger would
-        converge.converge(world.deps, converge.TargetRef.from_key(key))
+        enforcement.converge(world.deps, TargetRef.from_key(key))
     # Duplicates (at-least-once delivery) cost reads, not writes.
     for key in queued:
-        assert not converge.converge(world.deps, converge.TargetRef.from_key(key)).wrote
+        assert not enforcement.converge(world.deps, TargetRef.from_key(key)).wrote
     firewall_writes = [w for w in world.writes("fw-classic") if w["method"] == "PUT"]
     assert len(firewall_writes) == 1
     ports = set()
@@ -134,7 +134,7 @@ def test_explicit_firewall_id_in_our_extension_field(world_factory: Callable[...
     _, canonical = parse_policy_body(body, world.policy_ref)
     TablePolicyStore(world.settings).put(world.policy_ref, canonical)
     grant = world.request(world.estate.vm_app, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None and stored.status is PortStatus.INITIATED
     assert stored.connect_address == world.estate.classic_fw_public_ip

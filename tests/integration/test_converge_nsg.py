@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared import converge, plan
+from shared import enforcement, plan
 from shared.model import PortStatus, TargetState
 
 from .conftest import World
@@ -14,7 +14,7 @@ def test_grant_on_vm_with_subnet_and_nic_nsg(world_factory: Callable[..., World]
     world = world_factory()
     before_subnet = world.nsg_rules("nsg-web-subnet")
     grant = world.request(world.estate.vm_web, 22)
-    converge.handle_grant(world.deps, grant.grant_id)
+    enforcement.handle_grant(world.deps, grant.grant_id)
     stored = world.store.get(grant.grant_id)
     assert stored is not None
     assert {key.rsplit("/", 1)[-1] for key in stored.targets} == {"nsg-web-subnet", "nsg-web-nic"}
@@ -41,14 +41,14 @@ def test_grant_on_vm_with_subnet_and_nic_nsg(world_factory: Callable[..., World]
     # Converging again writes nothing.
     writes_before = len(world.writes())
     assert writes_before == 2  # one PUT per NSG (seeding goes through the admin endpoint)
-    outcomes = converge.handle_grant(world.deps, grant.grant_id)
+    outcomes = enforcement.handle_grant(world.deps, grant.grant_id)
     assert not any(o.wrote for o in outcomes)
     assert len(world.writes()) == writes_before
 
     # Expiry: rules gone, status Revoked/Expired, NSGs back to the state before the grant.
     baseline_subnet = world.nsg_rules("nsg-web-subnet")
     world.clock.advance(11 * 60)
-    converge.sweep_expired(world.deps)
+    enforcement.sweep_expired(world.deps)
     closed = world.store.get(grant.grant_id)
     assert closed is not None and closed.status is PortStatus.REVOKED
     assert closed.status_reason is not None and closed.status_reason.value == "Expired"
@@ -71,7 +71,7 @@ def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Calla
     message = ConvergePolicy(
         policy_id=world.policy_ref.id, vm_ids=[vm.vm.id for vm in policy.virtual_machines]
     )
-    converge.handle_converge_message(dump_converge_message(message), world.deps)
+    enforcement.handle_converge_message(dump_converge_message(message), world.deps)
     denies = {
         r["properties"]["destinationPortRange"]
         for r in world.nsg_rules("nsg-web-nic")
@@ -79,5 +79,5 @@ def test_policy_change_brings_and_removes_the_deny_baseline(world_factory: Calla
     }
     assert denies == {"22", "3389"}
     store.delete(world.policy_ref)
-    converge.handle_converge_message(dump_converge_message(message), world.deps)
+    enforcement.handle_converge_message(dump_converge_message(message), world.deps)
     assert not [r for r in world.nsg_rules("nsg-web-nic") if plan.is_ours(r["name"])]

@@ -121,9 +121,13 @@ def test_target_index_follows_the_grant(store: TableGrantStore) -> None:
     revoked = store.update(replace(applied, status=PortStatus.REVOKED, status_reason=StatusReason.EXPIRED))
     # Revoked but the rule not yet confirmed gone: still listed, so converge removes it.
     assert [g.grant_id for g in store.list_for_target(NSG)] == [read.grant_id]
+    assert [g.grant_id for g in store.list_unsettled()] == [read.grant_id]
     store.update(replace(revoked, targets={NSG.key: TargetState.REMOVED}))
     assert store.list_for_target(NSG) == []
-    assert [g.grant_id for g in store.list_for_target(NSG, include_closed=True)] == [read.grant_id]
+    # Settled: its index row is pruned, so a converge of the target never reads its history, and the
+    # reconcile pass's one bulk query no longer returns it.
+    assert store.list_for_target(NSG, include_closed=True) == []
+    assert store.list_unsettled() == []
 
 
 def test_expiry_index_lists_only_unrevoked_grants_before_the_moment(store: TableGrantStore) -> None:

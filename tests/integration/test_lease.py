@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import converge
+from shared import enforcement
 from shared.lease import HintBook, LeaseBusyError, TableLeases
 from shared.settings import Settings
 from shared.storage import table
@@ -62,13 +62,23 @@ def test_a_crashed_holders_lease_expires_and_is_taken_over(storage_settings: Set
 
 def test_hint_book_allows_one_pending_hint_per_target(storage_settings: Settings) -> None:
     clock = Clock()
-    hints = HintBook(table("leases", storage_settings), clock.now, stale_seconds=60)
+    hints = HintBook(table("leases", storage_settings), clock.now, grace_seconds=15)
     assert hints.claim("nsg|a") is True
     assert hints.claim("nsg|a") is False
     assert hints.claim("nsg|b") is True
     hints.clear("nsg|a")  # its converge started: the next grant needs a new hint
+    assert hints.claim("nsg|a", delay=3) is True
+    clock.moment += timedelta(seconds=10)  # the hint is due in 3 s: still counted for a moment
+    assert hints.claim("nsg|a") is False
+    # A hint due 3 s after its claim that has not started 15 s later is taken as lost: the next trigger
+    # sends its own within seconds (it used to be swallowed for 120 s after a crash).
+    clock.moment += timedelta(seconds=9)
     assert hints.claim("nsg|a") is True
-    clock.moment += timedelta(seconds=61)  # a lost hint does not block forever
+    # A requeue (busy lease) claims whatever is there and is due when the lease would lapse.
+    assert hints.claim("nsg|a", delay=31, force=True) is True
+    clock.moment += timedelta(seconds=40)
+    assert hints.claim("nsg|a") is False
+    clock.moment += timedelta(seconds=10)
     assert hints.claim("nsg|a") is True
 
 
@@ -143,14 +153,14 @@ def test_converge_stops_renewing_when_it_ends_or_dies(world_factory: Callable[..
 
     def crash(step: str) -> None:
         if step == "read":
-            raise converge.SimulatedCrash(step)
+            raise enforcement.SimulatedCrash(step)
 
     world.deps.checkpoint = crash
-    with pytest.raises(converge.SimulatedCrash):
-        converge.handle_grant(world.deps, grant.grant_id)
+    with pytest.raises(enforcement.SimulatedCrash):
+        enforcement.handle_grant(world.deps, grant.grant_id)
     assert lease_threads() == []  # a dead process renews nothing: the lease lapses on its own
     world.deps.checkpoint = lambda step: None
     world.clock.advance(world.settings.converge_lease_seconds + 1)
-    (outcome,) = converge.handle_grant(world.deps, grant.grant_id)
+    (outcome,) = enforcement.handle_grant(world.deps, grant.grant_id)
     assert outcome.wrote and not outcome.busy
     assert lease_threads() == []

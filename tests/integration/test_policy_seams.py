@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import converge, plan
+from shared import enforcement, plan
 from shared.api import compliance, defender_routes, records
 from shared.compliance import FindingStore
 from shared.model import TargetRef, VmRef
@@ -57,7 +57,7 @@ def put_policy(world: World, body: dict[str, Any]) -> None:
 
 
 def test_policy_put_and_delete_hand_one_policy_message_to_the_converge_queue(world: World) -> None:
-    deps = converge.build_deps(world.services.settings, now=lambda: datetime.now(UTC), sleep=time.sleep)
+    deps = enforcement.build_deps(world.services.settings, now=lambda: datetime.now(UTC), sleep=time.sleep)
     put_policy(world, world.policy_body())
     vm_ids = {vm["id"].lower() for vm in world.policy_body()["properties"]["virtualMachines"]}
 
@@ -69,7 +69,7 @@ def test_policy_put_and_delete_hand_one_policy_message_to_the_converge_queue(wor
 
     # What the host's queue trigger does with it: vm1 (web) sits behind the subnet NSG and its NIC's
     # NSG; vm2 (db) behind the subnet NSG only.
-    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
+    enforcement.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert our_denies(world, "nsg-web-subnet") and our_denies(world, "nsg-web-nic")
 
     # Dropping port 3389 from the policy drops its Deny rules with the next message.
@@ -77,7 +77,7 @@ def test_policy_put_and_delete_hand_one_policy_message_to_the_converge_queue(wor
     for vm in body["properties"]["virtualMachines"]:
         vm["ports"] = [p for p in vm["ports"] if p["number"] == 22]
     put_policy(world, body)
-    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
+    enforcement.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert all("-3389-" not in name for name in our_denies(world, "nsg-web-subnet"))
 
     status, _, _ = world.call(
@@ -88,7 +88,7 @@ def test_policy_put_and_delete_hand_one_policy_message_to_the_converge_queue(wor
         route=world.policy_route(),
     )
     assert status == 200
-    converge.handle_converge_message(json.dumps(one_policy_message()), deps)
+    enforcement.handle_converge_message(json.dumps(one_policy_message()), deps)
     assert our_denies(world, "nsg-web-subnet") == [] and our_denies(world, "nsg-web-nic") == []
 
 

@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from demo.estate import Estate
 from localstack.emulator_client import EmulatorClient
-from shared import converge, plan
+from shared import enforcement, plan
 from shared.defender import parse_policy_body
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
 from shared.model import (
@@ -75,7 +75,7 @@ class Crash:
     def __call__(self, step: str) -> None:
         if self.at == step:
             self.at = None
-            raise converge.SimulatedCrash(step)
+            raise enforcement.SimulatedCrash(step)
 
 
 def build_machine(
@@ -109,7 +109,7 @@ def build_machine(
             def compute(sub: str) -> Any:
                 return arm.client(ComputeManagementClient, sub, retry_total=1, retry_backoff_factor=0.01)
 
-            self.deps = converge.build_deps(
+            self.deps = enforcement.build_deps(
                 self.settings,
                 now=lambda: self.moment,
                 sleep=lambda seconds: None,
@@ -141,9 +141,9 @@ def build_machine(
             """A trigger run: ARM refusing or the process crashing leaves the work for a retry/timer."""
             try:
                 action()
-            except (AzureError, converge.TargetWriteError):
+            except (AzureError, enforcement.TargetWriteError):
                 pass
-            except converge.SimulatedCrash:
+            except enforcement.SimulatedCrash:
                 pass
 
         def _run_safety_nets(self) -> None:
@@ -151,8 +151,8 @@ def build_machine(
             self.crash.at = None
             # A crashed holder's lease expires; then both timers tick once.
             self.moment += timedelta(seconds=LEASE_SECONDS + 1)
-            converge.sweep_expired(self.deps)
-            converge.reconcile_all(self.deps)
+            enforcement.sweep_expired(self.deps)
+            enforcement.reconcile_all(self.deps)
 
         def _foreign_state(self) -> dict[str, Any]:
             state: dict[str, Any] = {}
@@ -200,7 +200,7 @@ def build_machine(
                         )
                     )
                     if deliver:
-                        self._attempt(lambda gid=older.grant_id: converge.handle_grant(self.deps, gid))
+                        self._attempt(lambda gid=older.grant_id: enforcement.handle_grant(self.deps, gid))
             request_id = new_request_id()
             requester = Principal("user", "alice", PrincipalSource.EASY_AUTH)
             grant = Grant(
@@ -222,7 +222,7 @@ def build_machine(
             )
             self.grant_ids.append(grant.grant_id)
             if deliver:
-                self._attempt(lambda: converge.handle_grant(self.deps, grant.grant_id))
+                self._attempt(lambda: enforcement.handle_grant(self.deps, grant.grant_id))
 
         @precondition(lambda self: bool(self.grant_ids))
         @rule(index=st.integers(0, 50), deliver=st.booleans())
@@ -234,7 +234,7 @@ def build_machine(
                 replace(grant, status=PortStatus.REVOKED, status_reason=StatusReason.USER_REQUESTED)
             )
             if deliver:
-                self._attempt(lambda: converge.handle_grant(self.deps, grant.grant_id))
+                self._attempt(lambda: enforcement.handle_grant(self.deps, grant.grant_id))
 
         @rule(seconds=st.sampled_from((20, 90, 300, 600)))
         def advance_clock(self, seconds: int) -> None:
@@ -243,16 +243,16 @@ def build_machine(
         @rule(index=st.integers(0, 5))
         def converge_target(self, index: int) -> None:
             """A ConvergeTarget hint delivered (or a duplicate of one)."""
-            self._attempt(lambda: converge.converge(self.deps, self.targets[index]))
+            self._attempt(lambda: enforcement.converge(self.deps, self.targets[index]))
 
         @rule()
         def expiry_timer(self) -> None:
-            self._attempt(lambda: converge.sweep_expired(self.deps))
+            self._attempt(lambda: enforcement.sweep_expired(self.deps))
 
         @rule(step=st.sampled_from(CRASH_STEPS), index=st.integers(0, 5))
         def crash_mid_converge(self, step: str, index: int) -> None:
             self.crash.at = step
-            self._attempt(lambda: converge.converge(self.deps, self.targets[index]))
+            self._attempt(lambda: enforcement.converge(self.deps, self.targets[index]))
             self.crash.at = None
 
         @rule(

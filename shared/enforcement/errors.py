@@ -1,0 +1,41 @@
+"""Temporary vs permanent failures (kopf's TemporaryError / PermanentError, applied to ARM).
+
+Temporary: ARM is busy, throttling, or a lease is held elsewhere; the same work succeeds later, so it
+is kept (retried or requeued after a delay). Permanent: the same request will fail again (400/403/404):
+the grants on the target say Failed and the operator is told; the timer still comes by.
+"""
+
+from __future__ import annotations
+
+from shared.model import TargetRef
+from shared.targets import ArmRefusal, Refusal
+
+
+class TargetWriteError(RuntimeError):
+    """ARM kept refusing the write (bounded retries spent); the grants on the target say Failed."""
+
+    def __init__(self, target: TargetRef, refusal: ArmRefusal, attempts: int) -> None:
+        super().__init__(f"{target.key}: {refusal.status} {refusal.code}: {refusal.message}")
+        self.target = target
+        self.refusal = refusal
+        self.attempts = attempts
+
+    @property
+    def temporary(self) -> bool:
+        return is_temporary(self.refusal)
+
+
+class TemporaryError(RuntimeError):
+    """Try the same work again after `delay` seconds (controller-runtime's RequeueAfter)."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class SimulatedCrash(BaseException):
+    """Tests raise this at a checkpoint to model a process dying mid-converge (no cleanup runs)."""
+
+
+def is_temporary(refusal: ArmRefusal) -> bool:
+    return refusal.kind is not Refusal.FATAL

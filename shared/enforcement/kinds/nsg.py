@@ -1,0 +1,67 @@
+"""NSG targets: Allow rules for open grants, the Deny baseline for policy ports, one If-Match PUT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shared.enforcement.kinds import KindPlan, PlanContext
+from shared.model import Grant, TargetKind, TargetRef
+from shared.plan import GrantOnNsg, PriorityBands, plan_nsg
+from shared.targets.nsg import NsgSnapshot, NsgTarget, rule_from_wire
+
+if TYPE_CHECKING:
+    from shared.enforcement.deps import ConvergeDeps
+    from shared.enforcement.snapshot import EstateSnapshot
+
+
+def snapshot_from_body(body: dict[str, Any]) -> NsgSnapshot:
+    rules = (body.get("properties") or {}).get("securityRules") or []
+    return NsgSnapshot(etag=body.get("etag"), body=body, rules=tuple(rule_from_wire(r) for r in rules))
+
+
+class NsgKind:
+    kind = TargetKind.NSG
+    batch_seconds = 0
+
+    def listed(self, estate: EstateSnapshot, target: TargetRef) -> NsgSnapshot | None:
+        body = estate.body("nsg", target.id.value)
+        return snapshot_from_body(body) if body is not None else None
+
+    def read(self, deps: ConvergeDeps, target: TargetRef) -> NsgSnapshot:
+        return NsgTarget(target, deps.network).read()
+
+    def plan(self, ctx: PlanContext, target: TargetRef, state: Any, grants: list[Grant]) -> KindPlan:
+        assert isinstance(state, NsgSnapshot)
+        placements: list[GrantOnNsg] = []
+        for grant in grants:
+            path = ctx.view.path_for(grant)
+            if path is None or not grant.is_open_at(ctx.now):
+                continue
+            subnet = path.firewall.subnet_prefix if path.firewall is not None else None
+            placements.append(GrantOnNsg(grant, path.on_nsg(target.id), subnet))
+        s = ctx.settings
+        bands = PriorityBands(
+            s.nsg_allow_priorities.first,
+            s.nsg_allow_priorities.last,
+            s.nsg_deny_priorities.first,
+            s.nsg_deny_priorities.last,
+        )
+        plan = plan_nsg(state.rules, ctx.view.baseline(target), placements, bands, ctx.now)
+        deps = ctx.deps
+
+        def write() -> None:
+            assert deps is not None
+            NsgTarget(target, deps.network).write(state, plan)
+
+        return KindPlan(
+            changed=plan.changed,
+            write=write if deps is not None else None,
+            present={g.grant.grant_id for g in placements if plan.rule_for(g.grant.grant_id) is not None},
+            refused=dict(plan.refused),
+            holds_ours=bool(plan.desired),
+            grants=grants,
+            findings=list(plan.findings),
+            actual_descriptions={r.name: r.description for r in state.rules},
+            to_put=tuple(plan.to_put),
+            to_remove=tuple(plan.to_remove),
+        )

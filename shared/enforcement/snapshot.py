@@ -1,0 +1,300 @@
+"""The estate as one reconcile pass sees it: ARM list calls per subscription, every page.
+
+VMs, NICs, VNets (their subnets, NSG references and peerings), NSGs with their rules, public IPs,
+Azure Firewalls, and the rule collection groups of the Firewall Policies those firewalls use. Every
+VM's path is derived from these bodies by the same pure functions the per-VM resolver uses
+(shared/topology.py), and every target is planned against them in memory: only a target whose plan
+differs is then leased, read fresh and written (reconciler.converge). At 2,000 VMs that is a few
+dozen list pages per subscription instead of several GETs per VM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import AzureError
+
+from shared.enforcement.views import BaselineMap, baseline_map, entries_on, vm_policy_of
+from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetKind, TargetRef, VmPolicy, VmRef
+from shared.observability import log_event
+from shared.plan import BaselineEntry
+from shared.topology import (
+    ArmPath,
+    FirewallInfo,
+    NicPath,
+    TopologyError,
+    VmPath,
+    choose_path,
+    confine,
+    firewall_info_from,
+    nic_path_from,
+    vm_nic_ids,
+)
+
+if TYPE_CHECKING:
+    from shared.enforcement.deps import ConvergeDeps
+
+_FIREWALL_IP_CONFIG = "/azurefirewallipconfigurations/"
+
+
+def _key(resource_id: str) -> str:
+    return ResourceId(resource_id).key
+
+
+def _props(body: dict[str, Any]) -> dict[str, Any]:
+    props = body.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def _by_id(items: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        body: dict[str, Any] = item.as_dict() if hasattr(item, "as_dict") else dict(item)
+        if body.get("id"):
+            found[_key(str(body["id"]))] = body
+    return found
+
+
+@dataclass
+class SubscriptionListing:
+    subscription_id: str
+    vms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nsgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    public_ips: dict[str, dict[str, Any]] = field(default_factory=dict)
+    firewalls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rule_groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def list_subscription(
+    deps: ConvergeDeps, subscription_id: str, extra_policies: Iterable[str] = ()
+) -> SubscriptionListing:
+    """Every page of every list the pass needs, for one subscription. Paces on ARM's read budget."""
+    budget = deps.budget
+    hook_kwargs: dict[str, Any] = {}
+    if budget is not None:
+        hook_kwargs["raw_response_hook"] = budget.observe(subscription_id)
+
+    def pace() -> None:
+        if budget is not None:
+            budget.pace(subscription_id, "reads")
+
+    network = deps.network(subscription_id)
+    listing = SubscriptionListing(subscription_id)
+    if deps.compute is not None:
+        pace()
+        listing.vms = _by_id(deps.compute(subscription_id).virtual_machines.list_all(**hook_kwargs))
+    pace()
+    listing.nics = _by_id(network.network_interfaces.list_all(**hook_kwargs))
+    pace()
+    listing.vnets = _by_id(network.virtual_networks.list_all(**hook_kwargs))
+    for vnet in listing.vnets.values():
+        for subnet in _props(vnet).get("subnets") or []:
+            if subnet.get("id"):
+                listing.subnets[_key(str(subnet["id"]))] = subnet
+    pace()
+    listing.nsgs = _by_id(network.network_security_groups.list_all(**hook_kwargs))
+    pace()
+    listing.public_ips = _by_id(network.public_ip_addresses.list_all(**hook_kwargs))
+    pace()
+    listing.firewalls = _by_id(network.azure_firewalls.list_all(**hook_kwargs))
+    policies = {
+        _key(policy_id): policy_id
+        for firewall in listing.firewalls.values()
+        if (policy_id := (_props(firewall).get("firewallPolicy") or {}).get("id"))
+    }
+    for policy_id in extra_policies:
+        if ResourceId(policy_id).subscription_id.lower() == subscription_id.lower():
+            policies.setdefault(_key(policy_id), policy_id)
+    for key, policy_id in policies.items():
+        path = ArmPath.parse(policy_id)
+        pace()
+        try:
+            groups = network.firewall_policy_rule_collection_groups.list(
+                path.resource_group, path.names[0], **hook_kwargs
+            )
+            listing.rule_groups[key] = [g.as_dict() for g in groups]
+        except AzureError as error:
+            # Not listed: a converge of that policy reads it itself (GET) rather than trusting nothing.
+            log_event(
+                "snapshot.rule_groups_unlisted", logging.WARNING, policy=policy_id, error=str(error)[:300]
+            )
+    return listing
+
+
+class EstateSnapshot:
+    """The listings of a pass, by subscription; lookups by ARM id (case-folded as ARM does)."""
+
+    def __init__(self, listings: dict[str, SubscriptionListing]) -> None:
+        self._listings = {sub.lower(): listing for sub, listing in listings.items()}
+
+    @classmethod
+    def take(
+        cls, deps: ConvergeDeps, subscription_ids: Iterable[str], extra_policies: Iterable[str] = ()
+    ) -> EstateSnapshot:
+        listings: dict[str, SubscriptionListing] = {}
+        extra = list(extra_policies)
+        for sub in sorted({s.lower(): s for s in subscription_ids if s}.values()):
+            try:
+                listings[sub] = list_subscription(deps, sub, extra)
+            except AzureError as error:
+                # This subscription's targets are converged with fresh GETs instead (no listing).
+                log_event(
+                    "snapshot.subscription_unlisted", logging.ERROR, subscription=sub, error=str(error)[:300]
+                )
+        return cls(listings)
+
+    def listing(self, resource_id: str) -> SubscriptionListing | None:
+        return self._listings.get(ResourceId(resource_id).subscription_id.lower())
+
+    def has_subscription(self, subscription_id: str) -> bool:
+        return subscription_id.lower() in self._listings
+
+    def body(self, collection: str, resource_id: str) -> dict[str, Any] | None:
+        listing = self.listing(resource_id)
+        if listing is None:
+            return None
+        table: dict[str, dict[str, Any]] = {
+            "vm": listing.vms,
+            "nic": listing.nics,
+            "vnet": listing.vnets,
+            "subnet": listing.subnets,
+            "nsg": listing.nsgs,
+            "pip": listing.public_ips,
+            "firewall": listing.firewalls,
+        }[collection]
+        return table.get(_key(resource_id))
+
+    def rule_groups(self, policy_id: str) -> list[dict[str, Any]] | None:
+        listing = self.listing(policy_id)
+        return listing.rule_groups.get(_key(policy_id)) if listing is not None else None
+
+    # ---- paths, with the same pure derivation as TopologyResolver ----
+
+    def _subnet(self, subnet_id: str) -> dict[str, Any]:
+        body = self.body("subnet", subnet_id)
+        if body is None:
+            raise TopologyError(subnet_id, "the subnet does not exist")
+        return body
+
+    def _address(self, public_ip_id: str) -> str | None:
+        body = self.body("pip", public_ip_id)
+        address = _props(body).get("ipAddress") if body else None
+        return str(address) if address else None
+
+    def firewall(self, firewall_id: str) -> FirewallInfo:
+        body = self.body("firewall", firewall_id)
+        if body is None:
+            raise TopologyError(firewall_id, "the Azure Firewall does not exist")
+        return firewall_info_from(body, firewall_id, self._subnet, self._address)
+
+    def firewall_owning(self, subscription_id: str, public_ip: str) -> FirewallInfo:
+        listing = self._listings.get(subscription_id.lower())
+        if listing is not None:
+            for address in listing.public_ips.values():
+                props = _props(address)
+                user = str((props.get("ipConfiguration") or {}).get("id") or "")
+                if props.get("ipAddress") == public_ip and _FIREWALL_IP_CONFIG in user.lower():
+                    return self.firewall(user[: user.lower().index(_FIREWALL_IP_CONFIG)])
+            for body in listing.firewalls.values():
+                for config in _props(body).get("ipConfigurations") or []:
+                    pip_id = (_props(config).get("publicIPAddress") or {}).get("id")
+                    if pip_id and self._address(str(pip_id)) == public_ip:
+                        return self.firewall(str(body["id"]))
+        raise TopologyError(
+            f"publicIpAddress {public_ip}",
+            f"no Azure Firewall in subscription {subscription_id} has this public IP",
+        )
+
+    def path(self, vm: VmRef, vm_policy: VmPolicy | None) -> VmPath:
+        body = self.body("vm", vm.id)
+        if body is None:
+            raise TopologyError(vm.id, "the virtual machine does not exist")
+        nics: list[NicPath] = []
+        for nic_id in vm_nic_ids(body):
+            nic = self.body("nic", nic_id)
+            if nic is None:
+                raise TopologyError(nic_id, "the network interface does not exist")
+            nics.append(nic_path_from(nic, nic_id, self._subnet, self._address))
+        if not nics:
+            raise TopologyError(vm.id, "the virtual machine has no network interface")
+        found = choose_path(
+            vm,
+            tuple(nics),
+            vm_policy,
+            self.firewall,
+            lambda ip: self.firewall_owning(vm.subscription_id, ip),
+        )
+        return confine(found, lambda vnet_id: self.body("vnet", vnet_id))
+
+
+class EstateView:
+    """PathView over a snapshot: paths of every policy VM and every grant's VM, derived in memory.
+    A VM whose subscription was not listed falls back to `fallback` (the per-VM resolver)."""
+
+    def __init__(
+        self,
+        estate: EstateSnapshot,
+        policies: Sequence[JitPolicy],
+        fallback: Callable[[VmRef, VmPolicy | None], VmPath] | None = None,
+    ) -> None:
+        self.estate = estate
+        self._policies = list(policies)
+        self._fallback = fallback
+        self.policies = self._policies
+        self._paths: dict[tuple[str, str], VmPath | None] = {}
+        self.unresolved: dict[str, str] = {}
+        policy_paths: list[tuple[VmPath, tuple[PolicyPort, ...]]] = []
+        for policy in self._policies:
+            for entry in policy.virtual_machines:
+                path = self.path(entry.vm, entry)
+                if path is not None:
+                    policy_paths.append((path, tuple(entry.ports)))
+        self.baseline_by_nsg: BaselineMap = baseline_map(policy_paths)
+        self.policy_targets: dict[str, TargetRef] = {}
+        for path, _ in policy_paths:
+            for target in path.targets:
+                self.policy_targets.setdefault(target.key, target)
+
+    def path(self, vm: VmRef, entry: VmPolicy | None) -> VmPath | None:
+        key = (
+            vm.key,
+            repr(entry.firewall if entry else None) + (entry.public_ip_address or "" if entry else ""),
+        )
+        if key not in self._paths:
+            try:
+                if self.estate.has_subscription(vm.subscription_id) or self._fallback is None:
+                    self._paths[key] = self.estate.path(vm, entry)
+                else:
+                    self._paths[key] = self._fallback(vm, entry)
+            except TopologyError as error:
+                # Logged once per pass (not per target that asks); the resolver caches per-VM failures.
+                if vm.key not in self.unresolved:
+                    log_event("topology.unresolved", logging.WARNING, vm=vm.id, error=str(error)[:300])
+                self.unresolved[vm.key] = str(error)
+                self._paths[key] = None
+            except AzureError as error:
+                log_event("topology.unresolved", logging.WARNING, vm=vm.id, error=str(error)[:300])
+                self._paths[key] = None
+        return self._paths[key]
+
+    def path_for(self, grant: Grant) -> VmPath | None:
+        return self.path(grant.vm, vm_policy_of(self._policies, grant))
+
+    def baseline(self, nsg: TargetRef) -> list[BaselineEntry]:
+        return entries_on(self.baseline_by_nsg, nsg)
+
+
+def target_subscriptions(keys: Iterable[str]) -> set[str]:
+    return {TargetRef.from_key(key).id.subscription_id for key in keys}
+
+
+def firewall_policy_ids(keys: Iterable[str]) -> list[str]:
+    return [
+        ref.id.value for key in keys if (ref := TargetRef.from_key(key)).kind is TargetKind.FIREWALL_POLICY
+    ]
