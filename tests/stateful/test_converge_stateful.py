@@ -1,9 +1,10 @@
 """Hypothesis stateful test of enforcement against the ARM emulator and Azurite (real SDKs).
 
 It interleaves requests (with supersede), revokes, clock advances, drift edits behind the app's back,
-emulator faults (409, 412, 429, 5xx, failed long-running operations), lost messages and crashes
-between any two steps of converge, then lets the safety nets run (expiry sweep + reconcile) and checks
-the invariants of ../shared/DESIGN.md:
+emulator faults (409, 412, 429, 5xx, failed long-running operations), lost messages, crashes between
+any two steps of converge, snapshot-driven reconcile passes (differing targets converged concurrently)
+and a host dying in the middle of such a pass, then lets the safety nets run (expiry sweep +
+reconcile) and checks the invariants of ../shared/DESIGN.md:
 
 1. no rule of ours without an open grant (expired/revoked rules are gone one timer period later);
 2. every open grant has its rules on every target on its path, and is Initiated only then;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -71,11 +73,14 @@ LEASE_SECONDS = 15
 class Crash:
     def __init__(self) -> None:
         self.at: str | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, step: str) -> None:
-        if self.at == step:
+        with self._lock:  # a pass converges targets on several threads: only one crashes
+            if self.at != step:
+                return
             self.at = None
-            raise enforcement.SimulatedCrash(step)
+        raise enforcement.SimulatedCrash(step)
 
 
 def build_machine(
@@ -248,6 +253,20 @@ def build_machine(
         @rule()
         def expiry_timer(self) -> None:
             self._attempt(lambda: enforcement.sweep_expired(self.deps))
+
+        @rule()
+        def reconcile_timer(self) -> None:
+            """A snapshot-driven pass at any moment (faults and stale leases included): it converges
+            only differing targets, several at once."""
+            self._attempt(lambda: enforcement.reconcile_all(self.deps))
+
+        @rule(step=st.sampled_from(CRASH_STEPS))
+        def host_dies_during_reconcile(self, step: str) -> None:
+            """The host dies while a pass converges its differing targets concurrently: the first to
+            reach `step` stops there, leaving its lease; the next pass or hint finishes the work."""
+            self.crash.at = step
+            self._attempt(lambda: enforcement.reconcile_all(self.deps))
+            self.crash.at = None
 
         @rule(step=st.sampled_from(CRASH_STEPS), index=st.integers(0, 5))
         def crash_mid_converge(self, step: str, index: int) -> None:
