@@ -4,9 +4,11 @@ rules gone and the whole network equal to its state before the grant."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,13 +18,20 @@ from demo.estate import Estate
 from demo.snapshot import ESTATE_NSGS, our_denies, ports_of, wait_for
 from localstack.emulator_client import EmulatorClient
 from localstack.stack import Stack, start_stack
-from shared import plan
+from shared import enforcement, plan
+from shared.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(tmp_path_factory.mktemp("enforcement-stack")) as running:
         yield running
+
+
+def _writes(arm: EmulatorClient, estate: Estate, since: int) -> list[dict[str, Any]]:
+    rg = f"/resourcegroups/{estate.resource_group.lower()}/"
+    log = arm.requests()["log"][since:]
+    return [r for r in log if r["method"] in ("PUT", "DELETE", "PATCH") and rg in r["path"].lower()]
 
 
 def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) -> None:
@@ -117,6 +126,28 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     assert dnat["destinationPorts"] == [str(app["mappedPort"])]
     assert (dnat["translatedAddress"], str(dnat["translatedPort"])) == ("10.1.0.4", "22")
     assert plan.RULE_COLLECTION_GROUP_NAME in snapshot.policy_groups(arm, estate)
+
+    # The reconcile timer's pass (run here in-process against the same storage and ARM): the estate
+    # is in sync, so it lists and writes nothing; after someone deletes one of our live rules, the
+    # pass writes that NSG alone (its targets converge concurrently through the bounded pool).
+    deps = enforcement.build_deps(load_settings(stack.env), now=lambda: datetime.now(UTC), sleep=time.sleep)
+    start = len(arm.requests()["log"])
+    enforcement.reconcile_all(deps)
+    assert _writes(arm, estate, start) == []
+    nic_nsg = arm.resource(estate.nsg_id("nsg-web-nic"))
+    nic_nsg["properties"]["securityRules"] = [
+        r
+        for r in nic_nsg["properties"]["securityRules"]
+        if not (plan.is_ours(r["name"]) and r["properties"]["access"] == "Allow")
+    ]
+    arm.put_resource(estate.nsg_id("nsg-web-nic"), nic_nsg)
+    start = len(arm.requests()["log"])
+    enforcement.reconcile_all(deps)
+    assert [w["path"].rsplit("/", 1)[-1] for w in _writes(arm, estate, start)] == ["nsg-web-nic"]
+    assert any(
+        plan.is_ours(r["name"]) and r["properties"]["access"] == "Allow"
+        for r in snapshot.nsg_rules(arm, estate, "nsg-web-nic")
+    )
 
     # Defender's history shows the mapped port.
     history = app_admin.ok("GET", f"{AppClient.policy_path(estate)}?api-version=2020-01-01")["properties"][
