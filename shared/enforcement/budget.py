@@ -55,6 +55,18 @@ class ArmBudget:
 
         return hook
 
+    def watch(self, client: Any, subscription_id: str) -> Any:
+        """Observe every answer `client` (an azure-mgmt client) receives, not only the list calls
+        that pass `observe` themselves: the adapters' GETs and If-Match writes report the bucket too.
+
+        azure-mgmt clients run one CustomHookPolicy whose default hook is the client-level
+        `raw_response_hook`; shared/azure_clients.py builds clients without one, so it is set here.
+        A client that already has a hook, or a pipeline without that policy, is left as it is."""
+        policy = getattr(getattr(client, "_config", None), "custom_hook_policy", None)
+        if policy is not None and getattr(policy, "_response_callback", "absent") is None:
+            policy._response_callback = self.observe(subscription_id)
+        return client
+
     def remaining(self, subscription_id: str, kind: str = "reads") -> int | None:
         with self._lock:
             return self._remaining.get((subscription_id.lower(), kind))

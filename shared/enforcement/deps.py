@@ -79,8 +79,13 @@ def build_deps(
     from shared.grants import TableGrantStore
     from shared.storage import table
 
-    network_factory = network or lru_cache(maxsize=16)(lambda sub: network_client(sub, settings))
-    compute_factory = compute or lru_cache(maxsize=16)(lambda sub: compute_client(sub, settings))
+    budget = ArmBudget(sleep)
+    network_factory = network or lru_cache(maxsize=16)(
+        lambda sub: budget.watch(network_client(sub, settings), sub)
+    )
+    compute_factory = compute or lru_cache(maxsize=16)(
+        lambda sub: budget.watch(compute_client(sub, settings), sub)
+    )
     return ConvergeDeps(
         settings=settings,
         store=store or TableGrantStore(settings),
@@ -96,7 +101,7 @@ def build_deps(
         sleep=sleep,
         enqueue_target=enqueue_target,
         compute=compute_factory,
-        budget=ArmBudget(sleep),
+        budget=budget,
     )
 
 

@@ -49,12 +49,35 @@ def _props(body: dict[str, Any]) -> dict[str, Any]:
     return props if isinstance(props, dict) else {}
 
 
-def _by_id(items: Iterable[Any]) -> dict[str, dict[str, Any]]:
+# What a pass keeps of each listed body (the rest is dropped page by page, so a pass over thousands
+# of VMs holds only what paths and plans read): top-level keys, and keys under `properties`.
+_KEEP: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "vm": (("id", "name"), ("networkProfile",)),
+    "nic": (("id", "name"), ("ipConfigurations", "networkSecurityGroup")),
+    "vnet": (("id", "name"), ("subnets", "virtualNetworkPeerings", "addressSpace")),
+    "nsg": (("id", "name", "etag"), ("securityRules",)),
+    "pip": (("id", "name"), ("ipAddress", "ipConfiguration")),
+    "firewall": (("id", "name", "etag"), None),  # few, and their NAT collections are planned
+}
+
+
+_SUBNET_KEEP = frozenset({"addressPrefix", "addressPrefixes", "networkSecurityGroup"})
+
+
+def _slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    top, props = _KEEP[kind]
+    slim = {key: body[key] for key in top if key in body}
+    properties = _props(body)
+    slim["properties"] = properties if props is None else {k: properties[k] for k in props if k in properties}
+    return slim
+
+
+def _by_id(kind: str, items: Iterable[Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for item in items:
         body: dict[str, Any] = item.as_dict() if hasattr(item, "as_dict") else dict(item)
         if body.get("id"):
-            found[_key(str(body["id"]))] = body
+            found[_key(str(body["id"]))] = _slim(kind, body)
     return found
 
 
@@ -88,21 +111,27 @@ def list_subscription(
     listing = SubscriptionListing(subscription_id)
     if deps.compute is not None:
         pace()
-        listing.vms = _by_id(deps.compute(subscription_id).virtual_machines.list_all(**hook_kwargs))
+        listing.vms = _by_id("vm", deps.compute(subscription_id).virtual_machines.list_all(**hook_kwargs))
     pace()
-    listing.nics = _by_id(network.network_interfaces.list_all(**hook_kwargs))
+    listing.nics = _by_id("nic", network.network_interfaces.list_all(**hook_kwargs))
     pace()
-    listing.vnets = _by_id(network.virtual_networks.list_all(**hook_kwargs))
+    listing.vnets = _by_id("vnet", network.virtual_networks.list_all(**hook_kwargs))
     for vnet in listing.vnets.values():
+        subnets = []
         for subnet in _props(vnet).get("subnets") or []:
+            # A subnet lists every IP configuration in it: thousands of references nobody reads here.
+            props = {k: v for k, v in _props(subnet).items() if k in _SUBNET_KEEP}
+            slim = {"id": subnet.get("id"), "name": subnet.get("name"), "properties": props}
+            subnets.append(slim)
             if subnet.get("id"):
-                listing.subnets[_key(str(subnet["id"]))] = subnet
+                listing.subnets[_key(str(subnet["id"]))] = slim
+        vnet["properties"]["subnets"] = subnets
     pace()
-    listing.nsgs = _by_id(network.network_security_groups.list_all(**hook_kwargs))
+    listing.nsgs = _by_id("nsg", network.network_security_groups.list_all(**hook_kwargs))
     pace()
-    listing.public_ips = _by_id(network.public_ip_addresses.list_all(**hook_kwargs))
+    listing.public_ips = _by_id("pip", network.public_ip_addresses.list_all(**hook_kwargs))
     pace()
-    listing.firewalls = _by_id(network.azure_firewalls.list_all(**hook_kwargs))
+    listing.firewalls = _by_id("firewall", network.azure_firewalls.list_all(**hook_kwargs))
     policies = {
         _key(policy_id): policy_id
         for firewall in listing.firewalls.values()

@@ -35,3 +35,19 @@ def test_unparseable_headers_are_ignored() -> None:
     budget = ArmBudget(lambda s: None)
     budget.observe("sub")(answer(**{READ_HEADER: "many"}))
     assert budget.remaining("sub") is None
+
+
+def test_a_client_reports_every_answer_through_its_hook() -> None:
+    """The real SDK client's hook policy: watch() makes every answer of that client observed."""
+    from azure.core.credentials import AccessToken
+    from azure.mgmt.network import NetworkManagementClient
+
+    class Token:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            return AccessToken("t", 2**31)
+
+    budget = ArmBudget(lambda s: None)
+    client = budget.watch(NetworkManagementClient(Token(), "sub"), "sub")
+    hook = client._config.custom_hook_policy._response_callback
+    hook(answer(**{WRITE_HEADER: "7"}))
+    assert budget.remaining("sub", "writes") == 7
