@@ -1,8 +1,10 @@
 """Temporary vs permanent failures (kopf's TemporaryError / PermanentError, applied to ARM).
 
-Temporary: ARM is busy, throttling, or a lease is held elsewhere; the same work succeeds later, so it
-is kept (retried or requeued after a delay). Permanent: the same request will fail again (400/403/404):
-the grants on the target say Failed and the operator is told; the timer still comes by.
+Temporary: ARM is busy, throttling, failing for a while, or another writer got in first; the same work
+succeeds later, so it is kept (the queue message is retried; a busy lease is requeued after its
+remaining time, see reconciler.requeue_after). Permanent: the same request will fail again
+(400/403/404): retrying the message cannot help, so it is not retried; the grants on the target say
+Failed, the operator is told (target.write_failed, revoke.failing), and the timer still comes by.
 """
 
 from __future__ import annotations
@@ -23,14 +25,6 @@ class TargetWriteError(RuntimeError):
     @property
     def temporary(self) -> bool:
         return is_temporary(self.refusal)
-
-
-class TemporaryError(RuntimeError):
-    """Try the same work again after `delay` seconds (controller-runtime's RequeueAfter)."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class SimulatedCrash(BaseException):

@@ -17,6 +17,7 @@ from azure.core.exceptions import AzureError
 
 from shared.enforcement import recording, transitions
 from shared.enforcement.deps import ConvergeDeps
+from shared.enforcement.errors import TargetWriteError
 from shared.enforcement.kinds import PlanContext, for_kind
 from shared.enforcement.reconciler import TargetOutcome, converge, grants_by_target
 from shared.enforcement.snapshot import EstateSnapshot, EstateView, firewall_policy_ids, target_subscriptions
@@ -107,17 +108,27 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
     except ValidationError as error:
         log_event("converge.message_invalid", logging.ERROR, error=str(error)[:500])
         return []
-    if isinstance(message, ConvergeGrant):
-        return handle_grant(deps, message.grant_id)
-    if isinstance(message, ConvergePolicy):
-        policy_changed(deps, message.vm_ids)
-        return []
     try:
-        target = TargetRef.from_key(message.target)
-    except ValueError:
-        log_event("converge.message_invalid", logging.ERROR, target=message.target[:200])
+        if isinstance(message, ConvergeGrant):
+            return handle_grant(deps, message.grant_id)
+        if isinstance(message, ConvergePolicy):
+            policy_changed(deps, message.vm_ids)
+            return []
+        try:
+            target = TargetRef.from_key(message.target)
+        except ValueError:
+            log_event("converge.message_invalid", logging.ERROR, target=message.target[:200])
+            return []
+        return [converge(deps, target)]
+    except TargetWriteError as failure:
+        if failure.temporary:
+            raise  # the runtime retries the message (then poisons it); the timer comes by anyway
+        # Permanent (400/403/404...): the same write fails again on every retry. Already recorded and
+        # reported by the reconciler; the message is done.
+        log_event(
+            "converge.permanent_failure", logging.ERROR, target=failure.target.key, code=failure.refusal.code
+        )
         return []
-    return [converge(deps, target)]
 
 
 # ---- the expiry sweep (every minute) ----

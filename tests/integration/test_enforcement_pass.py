@@ -317,3 +317,28 @@ def test_differing_targets_converge_concurrently_through_a_bounded_pool(
     targets = enforcement.reconcile_all(world.deps)  # the first pass lays the Deny baseline everywhere
     assert len([t for t in targets if t.kind is TargetKind.NSG]) >= 3
     assert len(threads) == 2 and most[0] == 2
+
+
+def test_a_permanent_refusal_is_not_retried_by_the_queue_a_temporary_one_is(
+    world_factory: Callable[..., World],
+) -> None:
+    from shared.messages import ConvergeTarget, dump_converge_message
+
+    world = world_factory()
+    nsg = TargetRef.from_key(f"nsg|{world.estate.nsg_id('nsg-web-nic')}")
+    message = dump_converge_message(ConvergeTarget(target=nsg.key))
+    world.emulator.add_fault(
+        method="PUT", path="nsg-web-nic$", status=403, code="AuthorizationFailed", count=None
+    )
+    try:
+        assert enforcement.handle_converge_message(message, world.deps) == []  # done: retrying cannot help
+    finally:
+        world.emulator.clear_faults()
+    world.emulator.add_fault(
+        method="PUT", path="nsg-web-nic$", status=503, code="ServiceUnavailable", count=None
+    )
+    try:
+        with pytest.raises(enforcement.TargetWriteError):
+            enforcement.handle_converge_message(message, world.deps)  # the runtime retries it
+    finally:
+        world.emulator.clear_faults()
