@@ -11,7 +11,7 @@ dozen list pages per subscription instead of several GETs per VM.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,13 +72,38 @@ def _slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     return slim
 
 
-def _by_id(kind: str, items: Iterable[Any]) -> dict[str, dict[str, Any]]:
+def _by_id(kind: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for item in items:
-        body: dict[str, Any] = item.as_dict() if hasattr(item, "as_dict") else dict(item)
+    for body in items:
         if body.get("id"):
             found[_key(str(body["id"]))] = _slim(kind, body)
     return found
+
+
+# The api-versions the pinned SDKs use for these lists (tests/unit/test_snapshot.py checks them against
+# the SDKs' own request builders, so an SDK upgrade that moves them fails a test, not production).
+NETWORK_API_VERSION = "2026-03-01"
+COMPUTE_API_VERSION = "2026-04-01"
+
+
+def list_json(
+    client: Any, path: str, api_version: str, hook: Callable[[Any], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every item of an ARM list, page by page (following `nextLink`), as the wire JSON ARM sent.
+
+    Through the client's own pipeline (credential, retries, transport) with `send_request`, but
+    without building SDK models: at thousands of resources, model construction and `as_dict()` cost
+    most of a pass's time and memory, and the pass only reads a few fields of each body."""
+    from azure.core.rest import HttpRequest
+
+    url: str | None = f"{path}?api-version={api_version}"
+    kwargs: dict[str, Any] = {"raw_response_hook": hook} if hook is not None else {}
+    while url:
+        response = client.send_request(HttpRequest("GET", url), **kwargs)
+        response.raise_for_status()
+        page = response.json()
+        yield from page.get("value") or []
+        url = page.get("nextLink") or None
 
 
 @dataclass
@@ -99,23 +124,25 @@ def list_subscription(
 ) -> SubscriptionListing:
     """Every page of every list the pass needs, for one subscription. Paces on ARM's read budget."""
     budget = deps.budget
-    hook_kwargs: dict[str, Any] = {}
-    if budget is not None:
-        hook_kwargs["raw_response_hook"] = budget.observe(subscription_id)
 
     def pace() -> None:
         if budget is not None:
             budget.pace(subscription_id, "reads")
 
     network = deps.network(subscription_id)
+    hook = budget.observe(subscription_id) if budget is not None else None
+    base = f"/subscriptions/{subscription_id}/providers"
+
+    def collection(kind: str, client: Any, resource_type: str, api_version: str) -> dict[str, dict[str, Any]]:
+        pace()
+        return _by_id(kind, list_json(client, f"{base}/{resource_type}", api_version, hook))
+
     listing = SubscriptionListing(subscription_id)
     if deps.compute is not None:
-        pace()
-        listing.vms = _by_id("vm", deps.compute(subscription_id).virtual_machines.list_all(**hook_kwargs))
-    pace()
-    listing.nics = _by_id("nic", network.network_interfaces.list_all(**hook_kwargs))
-    pace()
-    listing.vnets = _by_id("vnet", network.virtual_networks.list_all(**hook_kwargs))
+        compute = deps.compute(subscription_id)
+        listing.vms = collection("vm", compute, "Microsoft.Compute/virtualMachines", COMPUTE_API_VERSION)
+    listing.nics = collection("nic", network, "Microsoft.Network/networkInterfaces", NETWORK_API_VERSION)
+    listing.vnets = collection("vnet", network, "Microsoft.Network/virtualNetworks", NETWORK_API_VERSION)
     for vnet in listing.vnets.values():
         subnets = []
         for subnet in _props(vnet).get("subnets") or []:
@@ -126,12 +153,13 @@ def list_subscription(
             if subnet.get("id"):
                 listing.subnets[_key(str(subnet["id"]))] = slim
         vnet["properties"]["subnets"] = subnets
-    pace()
-    listing.nsgs = _by_id("nsg", network.network_security_groups.list_all(**hook_kwargs))
-    pace()
-    listing.public_ips = _by_id("pip", network.public_ip_addresses.list_all(**hook_kwargs))
-    pace()
-    listing.firewalls = _by_id("firewall", network.azure_firewalls.list_all(**hook_kwargs))
+    listing.nsgs = collection("nsg", network, "Microsoft.Network/networkSecurityGroups", NETWORK_API_VERSION)
+    listing.public_ips = collection(
+        "pip", network, "Microsoft.Network/publicIPAddresses", NETWORK_API_VERSION
+    )
+    listing.firewalls = collection(
+        "firewall", network, "Microsoft.Network/azureFirewalls", NETWORK_API_VERSION
+    )
     policies = {
         _key(policy_id): policy_id
         for firewall in listing.firewalls.values()
@@ -143,11 +171,12 @@ def list_subscription(
     for key, policy_id in policies.items():
         path = ArmPath.parse(policy_id)
         pace()
+        groups_path = (
+            f"/subscriptions/{path.subscription_id}/resourceGroups/{path.resource_group}"
+            f"/providers/Microsoft.Network/firewallPolicies/{path.names[0]}/ruleCollectionGroups"
+        )
         try:
-            groups = network.firewall_policy_rule_collection_groups.list(
-                path.resource_group, path.names[0], **hook_kwargs
-            )
-            listing.rule_groups[key] = [g.as_dict() for g in groups]
+            listing.rule_groups[key] = list(list_json(network, groups_path, NETWORK_API_VERSION, hook))
         except AzureError as error:
             # Not listed: a converge of that policy reads it itself (GET) rather than trusting nothing.
             log_event(
