@@ -241,6 +241,9 @@ def test_firewall_outside_the_vms_network_is_refused_at_converge(world_factory: 
     stored = world.store.get(grant.grant_id)
     assert stored is not None
     assert stored.targets[firewall_key] is TargetState.FAILED
+    # Nothing of the grant stays open on its NSG either (the allow from the firewall subnet).
+    assert not [r for r in world.nsg_rules("nsg-app-nic") if r["name"] == plan.allow_rule_name(grant)]
+    assert all(state is TargetState.FAILED for state in stored.targets.values())
     firewall = world.emulator.resource(world.estate.classic_firewall_id)
     ours = [c for c in firewall["properties"].get("natRuleCollections") or [] if plan.is_ours(c["name"])]
     assert ours == []  # our DNAT rule there is gone

@@ -33,9 +33,14 @@ class NsgKind:
     def plan(self, ctx: PlanContext, target: TargetRef, state: Any, grants: list[Grant]) -> KindPlan:
         assert isinstance(state, NsgSnapshot)
         placements: list[GrantOnNsg] = []
+        blocked: dict[str, str] = {}
         for grant in grants:
             path = ctx.view.path_for(grant)
             if path is None or not grant.is_open_at(ctx.now):
+                continue
+            if path.firewall_blocked is not None:
+                # Its firewall may not front the VM (invariant 6): nothing of it opens anywhere.
+                blocked[grant.grant_id] = path.firewall_blocked
                 continue
             subnet = path.firewall.subnet_prefix if path.firewall is not None else None
             placements.append(GrantOnNsg(grant, path.on_nsg(target.id), subnet))
@@ -57,7 +62,7 @@ class NsgKind:
             changed=plan.changed,
             write=write if deps is not None else None,
             present={g.grant.grant_id for g in placements if plan.rule_for(g.grant.grant_id) is not None},
-            refused=dict(plan.refused),
+            refused={**plan.refused, **blocked},
             holds_ours=bool(plan.desired),
             grants=grants,
             findings=list(plan.findings),
