@@ -345,3 +345,79 @@ def test_a_permanent_refusal_is_not_retried_by_the_queue_a_temporary_one_is(
             enforcement.handle_converge_message(message, world.deps)  # the runtime retries it
     finally:
         world.emulator.clear_faults()
+
+
+_KILLED_HOST = """
+import sys, time
+from datetime import datetime
+from shared import enforcement
+from shared.model import TargetRef
+from shared.settings import load_settings
+moment = datetime.fromisoformat(sys.argv[1])
+deps = enforcement.build_deps(load_settings(), now=lambda: moment, sleep=time.sleep)
+enforcement.converge(deps, TargetRef.from_key(sys.argv[2]))
+"""
+
+
+def test_host_killed_while_writing_a_firewall_closes_within_the_readme_bound(
+    world_factory: Callable[..., World],
+) -> None:
+    """Issue 16 item 10: a real process killed (SIGKILL) in the middle of a firewall write, holding
+    the lease; its successor finds the lease, keeps the work (requeue-after), and the rules close
+    within end + lease + one timer period (README), with the grant recorded as closed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    world = world_factory()
+    queued: list[tuple[str, int]] = []
+    grant = world.request(world.estate.vm_app, 22, minutes=5)
+    enforcement.handle_grant(world.deps, grant.grant_id)
+    stored = world.store.get(grant.grant_id)
+    assert stored is not None and stored.status is PortStatus.INITIATED
+    firewall = next(k for k in stored.targets if k.startswith("firewall-classic|"))
+    end = stored.end_time
+
+    start = arm_log_length(world)
+    env = {**os.environ, **world.settings_env}
+    with world.emulator.lro_seconds({"Microsoft.Network/azureFirewalls": 4}):
+        host = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_HOST, (end.replace(microsecond=0)).isoformat(), firewall],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until its PUT of the firewall is in flight
+            log = world.emulator.requests()["log"][start:]
+            if any(r["method"] == "PUT" and "azurefirewalls" in r["path"].lower() for r in log):
+                break
+            time.sleep(0.05)
+        else:
+            host.kill()
+            raise AssertionError("the host never wrote the firewall")
+        host.send_signal(signal.SIGKILL)
+        host.wait(timeout=10)
+        time.sleep(4.5)  # ARM finishes the accepted write on its own
+    world.deps.enqueue_target = lambda target, delay: queued.append((target.key, delay))
+    # The restarted host's expiry sweep at end + 1 s: the target is leased by the dead host.
+    world.clock.moment = end.replace(microsecond=0)
+    world.clock.advance(1)
+    enforcement.sweep_expired(world.deps)
+    hints, queued[:] = list(queued), []
+    outcome = [enforcement.converge(world.deps, TargetRef.from_key(key)) for key, _ in hints]
+    busy = [o for o in outcome if o.busy and o.target.key == firewall]
+    assert busy and busy[0].requeue_after is not None  # the work is kept, not dropped
+    assert (firewall, int(busy[0].requeue_after)) in queued
+    # The requeued hint runs when the dead host's lease has lapsed.
+    world.clock.advance(busy[0].requeue_after)
+    enforcement.converge(world.deps, TargetRef.from_key(firewall))
+    closed_at = world.clock.now()
+    body = world.emulator.resource(world.estate.classic_firewall_id)
+    assert not [c for c in body["properties"].get("natRuleCollections") or [] if plan.is_ours(c["name"])]
+    lease = world.settings.converge_lease_seconds
+    assert (closed_at - end).total_seconds() <= lease + 60
+    final = world.store.get(grant.grant_id)
+    assert final is not None and final.targets[firewall] is TargetState.REMOVED
