@@ -11,6 +11,7 @@ dozen list pages per subscription instead of several GETs per VM.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError
 
 from shared.enforcement.views import BaselineMap, baseline_map, entries_on, vm_policy_of
-from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetKind, TargetRef, VmPolicy, VmRef
+from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetRef, VmPolicy, VmRef
 from shared.observability import log_event
 from shared.plan import BaselineEntry
 from shared.topology import (
@@ -119,10 +120,10 @@ class SubscriptionListing:
     rule_groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def list_subscription(
-    deps: ConvergeDeps, subscription_id: str, extra_policies: Iterable[str] = ()
-) -> SubscriptionListing:
-    """Every page of every list the pass needs, for one subscription. Paces on ARM's read budget."""
+def list_subscription(deps: ConvergeDeps, subscription_id: str) -> SubscriptionListing:
+    """Every page of every subscription-wide list the pass needs. Paces on ARM's read budget. The rule
+    collection groups of a Firewall Policy are listed when a managed target asks for them
+    (`EstateSnapshot.rule_groups`): one list per managed policy, not one per policy in the subscription."""
     budget = deps.budget
 
     def pace() -> None:
@@ -160,52 +161,50 @@ def list_subscription(
     listing.firewalls = collection(
         "firewall", network, "Microsoft.Network/azureFirewalls", NETWORK_API_VERSION
     )
-    policies = {
-        _key(policy_id): policy_id
-        for firewall in listing.firewalls.values()
-        if (policy_id := (_props(firewall).get("firewallPolicy") or {}).get("id"))
-    }
-    for policy_id in extra_policies:
-        if ResourceId(policy_id).subscription_id.lower() == subscription_id.lower():
-            policies.setdefault(_key(policy_id), policy_id)
-    for key, policy_id in policies.items():
-        path = ArmPath.parse(policy_id)
-        pace()
-        groups_path = (
-            f"/subscriptions/{path.subscription_id}/resourceGroups/{path.resource_group}"
-            f"/providers/Microsoft.Network/firewallPolicies/{path.names[0]}/ruleCollectionGroups"
-        )
-        try:
-            listing.rule_groups[key] = list(list_json(network, groups_path, NETWORK_API_VERSION, hook))
-        except AzureError as error:
-            # Not listed: a converge of that policy reads it itself (GET) rather than trusting nothing.
-            log_event(
-                "snapshot.rule_groups_unlisted", logging.WARNING, policy=policy_id, error=str(error)[:300]
-            )
     return listing
+
+
+def list_rule_groups(deps: ConvergeDeps, policy_id: str) -> list[dict[str, Any]] | None:
+    path = ArmPath.parse(policy_id)
+    budget = deps.budget
+    if budget is not None:
+        budget.pace(path.subscription_id, "reads")
+    hook = budget.observe(path.subscription_id) if budget is not None else None
+    groups_path = (
+        f"/subscriptions/{path.subscription_id}/resourceGroups/{path.resource_group}"
+        f"/providers/Microsoft.Network/firewallPolicies/{path.names[0]}/ruleCollectionGroups"
+    )
+    try:
+        return list(list_json(deps.network(path.subscription_id), groups_path, NETWORK_API_VERSION, hook))
+    except AzureError as error:
+        log_event("snapshot.rule_groups_unlisted", logging.WARNING, policy=policy_id, error=str(error)[:300])
+        return None
 
 
 class EstateSnapshot:
     """The listings of a pass, by subscription; lookups by ARM id (case-folded as ARM does)."""
 
-    def __init__(self, listings: dict[str, SubscriptionListing]) -> None:
+    def __init__(
+        self,
+        listings: dict[str, SubscriptionListing],
+        load_rule_groups: Callable[[str], list[dict[str, Any]] | None] | None = None,
+    ) -> None:
         self._listings = {sub.lower(): listing for sub, listing in listings.items()}
+        self._load_rule_groups = load_rule_groups
+        self._lock = threading.Lock()
 
     @classmethod
-    def take(
-        cls, deps: ConvergeDeps, subscription_ids: Iterable[str], extra_policies: Iterable[str] = ()
-    ) -> EstateSnapshot:
+    def take(cls, deps: ConvergeDeps, subscription_ids: Iterable[str]) -> EstateSnapshot:
         listings: dict[str, SubscriptionListing] = {}
-        extra = list(extra_policies)
         for sub in sorted({s.lower(): s for s in subscription_ids if s}.values()):
             try:
-                listings[sub] = list_subscription(deps, sub, extra)
+                listings[sub] = list_subscription(deps, sub)
             except AzureError as error:
                 # This subscription's targets are converged with fresh GETs instead (no listing).
                 log_event(
                     "snapshot.subscription_unlisted", logging.ERROR, subscription=sub, error=str(error)[:300]
                 )
-        return cls(listings)
+        return cls(listings, lambda policy_id: list_rule_groups(deps, policy_id))
 
     def listing(self, resource_id: str) -> SubscriptionListing | None:
         return self._listings.get(ResourceId(resource_id).subscription_id.lower())
@@ -229,8 +228,19 @@ class EstateSnapshot:
         return table.get(_key(resource_id))
 
     def rule_groups(self, policy_id: str) -> list[dict[str, Any]] | None:
+        """The policy's rule collection groups, listed on first use in this pass; None if its
+        subscription was not listed or the list failed (the converge then reads it itself)."""
         listing = self.listing(policy_id)
-        return listing.rule_groups.get(_key(policy_id)) if listing is not None else None
+        if listing is None:
+            return None
+        key = _key(policy_id)
+        with self._lock:
+            if key not in listing.rule_groups and self._load_rule_groups is not None:
+                groups = self._load_rule_groups(policy_id)
+                if groups is None:
+                    return None
+                listing.rule_groups[key] = groups
+            return listing.rule_groups.get(key)
 
     # ---- paths, with the same pure derivation as TopologyResolver ----
 
@@ -350,9 +360,3 @@ class EstateView:
 
 def target_subscriptions(keys: Iterable[str]) -> set[str]:
     return {TargetRef.from_key(key).id.subscription_id for key in keys}
-
-
-def firewall_policy_ids(keys: Iterable[str]) -> list[str]:
-    return [
-        ref.id.value for key in keys if (ref := TargetRef.from_key(key)).kind is TargetKind.FIREWALL_POLICY
-    ]

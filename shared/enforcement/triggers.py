@@ -20,7 +20,7 @@ from shared.enforcement.deps import ConvergeDeps
 from shared.enforcement.errors import TargetWriteError
 from shared.enforcement.kinds import PlanContext, for_kind
 from shared.enforcement.reconciler import TargetOutcome, converge, grants_by_target
-from shared.enforcement.snapshot import EstateSnapshot, EstateView, firewall_policy_ids, target_subscriptions
+from shared.enforcement.snapshot import EstateSnapshot, EstateView, target_subscriptions
 from shared.enforcement.views import PathView, vm_policy_of
 from shared.model import DomainError, Grant, TargetRef, TargetState, VmRef
 from shared.observability import log_event
@@ -216,7 +216,7 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
     subscriptions = {e.vm.subscription_id for p in policies for e in p.virtual_machines}
     subscriptions |= {g.vm.subscription_id for g in grants}
     subscriptions |= target_subscriptions(registry | grant_keys)
-    estate = EstateSnapshot.take(deps, subscriptions, firewall_policy_ids(registry | grant_keys))
+    estate = EstateSnapshot.take(deps, subscriptions)
     view = EstateView(estate, policies, deps.topology.path)
 
     found: dict[str, TargetRef] = dict(view.policy_targets)
