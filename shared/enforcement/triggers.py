@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from azure.core.exceptions import AzureError
@@ -191,20 +192,14 @@ def managed_targets(deps: ConvergeDeps) -> list[TargetRef]:
     return plan_pass(deps).targets
 
 
+@dataclass
 class PassPlan:
-    """One reconcile pass, decided in memory: the snapshot, the grants, which targets differ."""
+    """One reconcile pass, decided in memory: the snapshot, the managed targets, which ones differ."""
 
-    def __init__(
-        self,
-        view: EstateView,
-        targets: list[TargetRef],
-        differing: list[TargetRef],
-        failed_planning: dict[str, str],
-    ) -> None:
-        self.view = view
-        self.targets = targets
-        self.differing = differing
-        self.failed_planning = failed_planning
+    view: EstateView
+    targets: list[TargetRef]
+    differing: list[TargetRef]
+    failed_planning: dict[str, str]
 
 
 def plan_pass(deps: ConvergeDeps) -> PassPlan:
@@ -226,14 +221,20 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
     for grant in grants:
         if grant.targets:
             resolved.append(grant)
-        elif grant.is_open_at(now):
-            # Its first hint was lost (or its path could not be read then): resolve it now.
-            grant = resolve_targets(deps, grant, view)
-            resolved.append(grant)
-            for key in grant.targets:
-                found.setdefault(key, TargetRef.from_key(key))
-        else:
-            settle_pathless(deps, grant)
+            continue
+        try:
+            if grant.is_open_at(now):
+                # Its first hint was lost (or its path could not be read then): resolve it now.
+                grant = resolve_targets(deps, grant, view)
+                resolved.append(grant)
+                for key in grant.targets:
+                    found.setdefault(key, TargetRef.from_key(key))
+            else:
+                settle_pathless(deps, grant)
+        except Exception as error:  # noqa: BLE001 - one grant must not stop the pass
+            log_event(
+                "converge.grant_failed", logging.ERROR, grant_id=grant.grant_id, error=repr(error)[:500]
+            )
     by_target = grants_by_target(resolved)
     stored_findings = _stored_findings(deps)
     differing: list[TargetRef] = []

@@ -421,3 +421,15 @@ def test_host_killed_while_writing_a_firewall_closes_within_the_readme_bound(
     assert (closed_at - end).total_seconds() <= lease + 60
     final = world.store.get(grant.grant_id)
     assert final is not None and final.targets[firewall] is TargetState.REMOVED
+
+
+def test_a_new_grant_beside_live_ones_on_a_firewall_is_no_drift(world_factory: Callable[..., World]) -> None:
+    world = world_factory()
+    first = world.request(world.estate.vm_app, 22)
+    enforcement.handle_grant(world.deps, first.grant_id)
+    second = world.request(world.estate.vm_app, 22, source="198.51.100.9")
+    enforcement.handle_grant(world.deps, second.grant_id)
+    subject = f"firewall-classic|{world.estate.classic_firewall_id}".lower()
+    events = [e.event for e in TableAuditTrail(world.settings, world.clock.now).for_subject(subject)]
+    assert "target.converged" in events
+    assert not [e for e in events if e.startswith("drift.")]

@@ -135,6 +135,7 @@ class _FirewallKind:
         plan = plan_firewall(state.our_rules, state.our_priority, placements, priority, ctx.now)
         deps = ctx.deps
         adapter = self._adapter(deps, target) if deps is not None else None
+        actual = {r.name: r for r in state.our_rules or ()}
 
         def write() -> None:
             assert adapter is not None
@@ -148,7 +149,8 @@ class _FirewallKind:
             holds_ours=bool(plan.desired),
             grants=grants,
             actual_descriptions={r.name: r.description for r in state.our_rules or ()},
-            to_put=plan.desired if plan.changed else (),
+            # Only rules that differ from what is there: an unchanged rule beside a new one is no drift.
+            to_put=tuple(r for r in plan.desired if actual.get(r.name) != r) if plan.changed else (),
         )
 
 
