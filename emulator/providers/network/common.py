@@ -3,6 +3,7 @@ resources, and the back-reference index (who points at this subnet / NSG / publi
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import uuid
@@ -213,6 +214,31 @@ def resource_guid(existing: dict[str, Any] | None) -> str:
 def kept_fields(body: dict[str, Any], *names: str) -> dict[str, Any]:
     """The top-level fields of a request body that are stored as sent (location, tags, ...)."""
     return {k: v for k, v in body.items() if k in names}
+
+
+# Fields ARM sets itself on every resource: a client's copy is never stored.
+_IDENTITY_FIELDS = frozenset({"id", "name", "type", "etag"})
+
+
+def keep_unmodelled(
+    request: dict[str, Any], answer: dict[str, Any], *, computed: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Store the fields of `request` the emulator does not model, as sent, at the top level and in
+    `properties`. They stand for properties a newer api-version of the service knows and an older SDK
+    does not: a client that writes back what it read must not lose them (issue 16 item 6), and a test
+    can only show that if the emulator keeps them. `computed` names the read-only properties the
+    emulator derives itself (back-references, `resourceGuid`, ...), which a client's copy never
+    overrides; modelled fields are already in `answer` and win."""
+    for key, value in request.items():
+        if key not in answer and key not in _IDENTITY_FIELDS and key != "properties":
+            answer[key] = copy.deepcopy(value)
+    sent = request.get("properties")
+    if isinstance(sent, dict):
+        props = answer.setdefault("properties", {})
+        for key, value in sent.items():
+            if key not in props and key not in computed and key != "provisioningState":
+                props[key] = copy.deepcopy(value)
+    return answer
 
 
 def sub_resource(parent_id: str, kind: str, name: str) -> str:
