@@ -48,7 +48,7 @@ _ENVIRONMENT_SETTINGS = (
 
 
 # azure-core retries per read (so at most READ_RETRIES + 1 HTTP attempts) and per write (none).
-READ_RETRIES = 3
+READ_RETRIES = 2
 WRITE_RETRIES = 0
 READ_METHODS = frozenset({"GET", "HEAD"})
 # Longest azure-core backoff between read retries when ARM gives no Retry-After.
