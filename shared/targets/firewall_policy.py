@@ -46,7 +46,9 @@ class FirewallPolicyTarget:
     def read(self) -> FirewallSnapshot:
         """List the policy's groups as wire JSON; our group by a direct GET when the list lacks it."""
         rg, policy = self._path.resource_group, self._path.names[0]
-        snapshot = FirewallSnapshot.from_policy_wire(list_raw(self._ops().list, rg, policy))
+        network = self._network(self._path.subscription_id)
+        groups = list_raw(network, f"{self.ref.id.value}/ruleCollectionGroups")
+        snapshot = FirewallSnapshot.from_policy_wire(groups)
         if snapshot.our_rules is None:
             # The list may lag; a direct GET is the truth for our own group.
             try:

@@ -13,7 +13,23 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    map_error,
+)
+from azure.core.rest import HttpRequest
+from azure.mgmt.core.exceptions import ARMErrorFormat
+
 WireBody = dict[str, Any]
+# The api-version azure-mgmt-network (pinned in requirements.txt) sends by default; list_raw uses it
+# so listed bodies match what the SDK's GETs answer (tests/integration/test_write_back.py checks).
+NETWORK_API_VERSION = "2026-03-01"
+_LIST_ERRORS: dict[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+}
 
 
 def _raw_body(pipeline_response: Any, deserialized: Any, headers: Any) -> WireBody:
@@ -43,32 +59,36 @@ def put_raw(begin_operation: Callable[..., Any], *args: Any, body: WireBody, hea
     begin_operation(*args, payload, headers=headers, content_type="application/json").result()
 
 
-def list_raw(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[WireBody]:
-    """Every item of an SDK list operation as the JSON ARM answered, following `nextLink`.
+def list_raw(client: Any, path: str, *, api_version: str = NETWORK_API_VERSION) -> Iterator[WireBody]:
+    """Every item of an ARM list as the JSON ARM answered, page after page, following `nextLink`.
 
     Contract:
-    - `operation` is a bound SDK list method returning `ItemPaged`, e.g.
-      `client.network_security_groups.list_all`, `client.azure_firewalls.list_all`,
-      `client.firewall_policy_rule_collection_groups.list` (then `args` = resource group, policy).
-    - Yields each element of each page's `value` array, unchanged (unknown properties, `etag`, the
-      children inside the body), in ARM's order, page after page; one HTTP GET per page, lazily as
-      the caller iterates. Nothing is cached: iterate again to list again.
-    - Errors are the SDK's (`HttpResponseError` and subclasses), raised from the iteration, possibly
-      after earlier pages were yielded: a caller that needs a complete listing must treat an error
-      as "no listing", not as a shorter one.
-    - Retries are those of the client's pipeline (reads, shared/azure_clients.py).
+    - `client` is an azure-mgmt client built by shared/azure_clients.py (`network_client(sub)`;
+      anything with the generated `send_request`), so requests go through its pipeline:
+      authentication, user agent, and the read retries (reads: 429/5xx retried, `Retry-After`
+      honoured).
+    - `path` is the collection's ARM path without query, e.g.
+      `/subscriptions/{sub}/providers/Microsoft.Network/networkSecurityGroups`
+      (`.../azureFirewalls`, `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/
+      firewallPolicies/{policy}/ruleCollectionGroups`); `api_version` defaults to the one the pinned
+      azure-mgmt-network speaks, so listed bodies have the same shape as the SDK's GETs.
+    - Yields each element of each page's `value` array unchanged (unknown properties, `etag`, the
+      children inside the body), in ARM's order; one HTTP GET per page, lazily as the caller
+      iterates. Nothing is cached: iterate again to list again.
+    - A refused page raises as the SDK's operations do (`ResourceNotFoundError` for 404,
+      `ClientAuthenticationError` for 401, else `HttpResponseError` with ARM's error code), from the
+      iteration, possibly after earlier pages were yielded: a caller that needs a complete listing
+      must treat an error as "no listing", never as a shorter one.
 
-    How: the SDK's pager still fetches and follows `nextLink`; a `raw_response_hook` keeps the last
-    HTTP answer of each page (retried attempts come first, the successful one last), and its JSON is
-    what is yielded. The SDK's own models of the page are ignored.
+    Why not the SDK's `list_all`: its pager turns every item into a model before any `cls=` hook sees
+    it, which costs about 4 ms per NSG (8 s for 2,000 NSGs, measured) and is thrown away here.
     """
-    last: list[Any] = []
-
-    def keep(pipeline_response: Any) -> None:
-        last[:] = [pipeline_response.http_response]
-
-    pages = operation(*args, raw_response_hook=keep, **kwargs).by_page()
-    for _ in pages:
-        response = last.pop()
+    url: str | None = f"{path}?api-version={api_version}"
+    while url:
+        response = client.send_request(HttpRequest("GET", url))
+        if response.status_code != 200:
+            map_error(response.status_code, response, _LIST_ERRORS)
+            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
         body = response.json() or {}
         yield from body.get("value") or []
+        url = body.get("nextLink") or None

@@ -13,13 +13,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
 from shared import converge, plan
 from shared.model import PortStatus
 from shared.plan import RULE_COLLECTION_GROUP_NAME
 from shared.targets.firewall_common import FirewallSnapshot
 from shared.targets.firewall_policy import FirewallPolicyTarget
 from shared.targets.nsg import NsgSnapshot, NsgTarget
-from shared.targets.wire import get_raw, list_raw
+from shared.targets.wire import NETWORK_API_VERSION, get_raw, list_raw
 
 from .conftest import World
 
@@ -122,11 +125,12 @@ def test_snapshots_from_a_listing_equal_snapshots_from_a_get(world_factory: Call
     world = world_factory()
     network = world.network()
     rg = world.estate.resource_group
+    sub = f"/subscriptions/{world.estate.subscription_id}"
     converge.handle_grant(world.deps, world.request(world.estate.vm_ops, 22).grant_id)
 
     listed = {
         nsg["id"].lower(): nsg
-        for nsg in list_raw(network.network_security_groups.list_all)
+        for nsg in list_raw(network, f"{sub}/providers/Microsoft.Network/networkSecurityGroups")
         if f"/resourcegroups/{rg.lower()}/" in nsg["id"].lower()
     }
     assert len(listed) == 4
@@ -135,13 +139,14 @@ def test_snapshots_from_a_listing_equal_snapshots_from_a_get(world_factory: Call
         assert NsgSnapshot.from_wire(body) == target.read(), nsg_id
 
     classic = world.estate.classic_firewall_id.lower()
-    (firewall,) = [f for f in list_raw(network.azure_firewalls.list_all) if f["id"].lower() == classic]
+    firewalls = list_raw(network, f"{sub}/providers/Microsoft.Network/azureFirewalls")
+    (firewall,) = [f for f in firewalls if f["id"].lower() == classic]
     fw_name = classic.rsplit("/", 1)[-1]
     from_get = FirewallSnapshot.from_classic_wire(_raw(world, "azure_firewalls", fw_name))
     assert FirewallSnapshot.from_classic_wire(firewall) == from_get
     assert from_get.foreign_ports == {world.estate.classic_fw_public_ip: {50000}}
 
-    groups = list(list_raw(network.firewall_policy_rule_collection_groups.list, rg, "fwpol"))
+    groups = list(list_raw(network, f"{world.estate.firewall_policy_id}/ruleCollectionGroups"))
     assert {g["name"] for g in groups} == {"iac-dnat", RULE_COLLECTION_GROUP_NAME}
     policy = FirewallPolicyTarget(
         world.target("firewall-policy", world.estate.firewall_policy_id), world.deps.network
@@ -175,7 +180,7 @@ def test_list_raw_follows_next_link_and_yields_a_retried_page_once(
     arm_emulator.add_fault(method="GET", path=f"{list_path}$", status=429, retry_after=0, count=1)
     arm_emulator.admin_ok("DELETE", "/_emulator/requests")
     try:
-        items = list(list_raw(network.network_security_groups.list_all))
+        items = list(list_raw(network, list_path))
     finally:
         arm_emulator.clear_faults()
     assert len(items) == 1001
@@ -183,3 +188,28 @@ def test_list_raw_follows_next_link_and_yields_a_retried_page_once(
     assert all(item["zzFutureTop"] == TOP["zzFutureTop"] and item["etag"] for item in items)
     gets = [r for r in arm_emulator.requests()["log"] if r["path"].lower() == list_path.lower()]
     assert len(gets) == 3  # page 1 refused, page 1 again, page 2 (nextLink)
+    # The same api-version as the SDK's own operations, so listed bodies match GET bodies.
+    network.network_security_groups.get(rg, "nsg-0000")
+    sdk_get = arm_emulator.requests()["log"][-1]
+    assert sdk_get["path"].lower().endswith("/nsg-0000")
+    assert {r["api_version"] for r in gets} == {sdk_get["api_version"]} == {NETWORK_API_VERSION}
+
+
+def test_list_raw_raises_as_the_sdk_does(world_factory: Callable[..., World]) -> None:
+    world = world_factory(policy=False)
+    missing = world.estate.firewall_policy_id.replace("fwpol", "no-such-policy")
+    with pytest.raises(ResourceNotFoundError):
+        list(list_raw(world.network(), f"{missing}/ruleCollectionGroups"))
+    world.emulator.add_fault(method="GET", path="/azureFirewalls$", status=400, code="BadThing", count=1)
+    try:
+        with pytest.raises(HttpResponseError) as refused:
+            list(
+                list_raw(
+                    world.network(),
+                    f"/subscriptions/{world.estate.subscription_id}/providers/Microsoft.Network/azureFirewalls",
+                )
+            )
+    finally:
+        world.emulator.clear_faults()
+    assert refused.value.status_code == 400 and refused.value.error is not None
+    assert refused.value.error.code == "BadThing"
