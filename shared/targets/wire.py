@@ -2,9 +2,10 @@
 
 The pinned SDK models only the properties of its api-version. A property the service added later
 (or one the SDK does not model) would be lost if we round-tripped through models; so the adapters
-read the JSON ARM answered, change only our rules in it, and PUT that JSON. The SDK still does
-everything else: URL and api-version, authentication, the pipeline's retry policy
-(shared/azure_clients.py), error mapping to `HttpResponseError`, and long-running-operation polling.
+read the JSON ARM answered, change only our rules in it, and PUT that JSON. For GET and PUT the
+SDK operation still does everything else: URL and api-version, authentication, the pipeline's retry
+policy (shared/azure_clients.py), error mapping to `HttpResponseError`, and long-running-operation
+polling. Lists go through the client's pipeline too, with a URL of our own (`list_raw` says why).
 """
 
 from __future__ import annotations
