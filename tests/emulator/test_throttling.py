@@ -4,6 +4,7 @@ turns it on through PUT /_emulator/throttle in a subscription of its own, and tu
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -159,7 +160,9 @@ def test_a_burst_beyond_the_bucket_gets_429_and_the_sdk_retry_then_succeeds(
     _, _, _, headers, text = world.seen[5]
     assert headers["Retry-After"] == "1"
     assert headers[READS] == "0"
-    assert '"code": "SubscriptionRequestsThrottled"' in text
+    error = json.loads(text)["error"]
+    assert error["code"] == "SubscriptionRequestsThrottled"
+    assert "Please try again after '1' seconds" in error["message"]
     assert arm_emulator.requests()["throttled_429s"] == before + 1
     state = world.buckets("reads")
     assert state["alice"]["throttled_429s"] == 1
