@@ -12,6 +12,10 @@ import pytest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
+from emulator.admin import seed_resources
+from emulator.engine import Call, Engine
+from emulator.providers import load_providers
+from emulator.store import Store
 from localstack.emulator_client import EmulatorClient
 from tests.emulator.test_arm_behaviour import raw
 
@@ -161,3 +165,39 @@ def test_a_skiptoken_the_server_did_not_hand_out_is_refused(
     )
     assert status == 400
     assert body["error"]["code"] == "InvalidSkipToken"
+
+
+def test_a_page_renders_only_its_own_items() -> None:
+    """Rendering (back-references, default rules) is the costly part of a list: a page of a large
+    list must not render the whole list."""
+    engine = Engine(Store(None))
+    load_providers(engine)
+    engine.page_size = 10
+    nsgs = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups"
+    seed_resources(engine, [{"id": f"{nsgs}/nsg{i}", "body": {"location": LOCATION}} for i in range(25)])
+    nsg_type = engine.types["microsoft.network/networksecuritygroups"]
+    rendered: list[str] = []
+    original = nsg_type.render
+
+    def counting(call: Any, body: dict[str, Any]) -> dict[str, Any]:
+        rendered.append(body["name"])
+        return original(call, body)
+
+    nsg_type.render = counting  # type: ignore[method-assign]
+    headers = {"authorization": "Bearer x"}
+    query = {"api-version": "2024-07-01", "$skiptoken": "20"}
+    answer = engine.handle(
+        Call(
+            engine,
+            "GET",
+            "/subscriptions/s1/providers/Microsoft.Network/networkSecurityGroups",
+            query,
+            headers,
+            b"",
+            "https://e",
+        )
+    )
+    assert answer.status == 200
+    assert [item["name"] for item in answer.body["value"]] == [f"nsg{i}" for i in range(20, 25)]
+    assert "nextLink" not in answer.body
+    assert rendered == [f"nsg{i}" for i in range(20, 25)]
