@@ -257,6 +257,7 @@ _RELATIONS = (
     "ipconfig_by_public_ip",
     "vm_by_nic",
     "firewalls_by_policy",
+    "peerings_by_remote",  # VNet -> the peerings (of other VNets) whose remoteVirtualNetwork it is
 )
 
 
@@ -290,6 +291,10 @@ def _contributions(record: Record) -> list[tuple[str, str, str, str]]:
             nsg_id = ((subnet.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
             if nsg_id:
                 found.append(("subnets_by_nsg", nsg_id, subnet["id"], subnet["id"]))
+        for peering in props.get("virtualNetworkPeerings") or []:
+            remote_id = ((peering.get("properties") or {}).get("remoteVirtualNetwork") or {}).get("id")
+            if isinstance(remote_id, str) and isinstance(peering.get("id"), str):
+                found.append(("peerings_by_remote", remote_id, peering["id"], peering["id"]))
     elif kind == VM_TYPE.lower():
         for nic_ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
             if isinstance(nic_ref, dict) and isinstance(nic_ref.get("id"), str):
