@@ -50,6 +50,10 @@ class Permission:
 class RoleReader(Protocol):
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]: ...
 
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        """Every assignment at, above or below the subscription (ARM's unfiltered list at its scope)."""
+        ...
+
     def role_permissions(self, role_definition_id: str) -> list[Permission]: ...
 
 
@@ -107,6 +111,24 @@ class Authorizer:
                 self._decisions[key] = (allowed, now + self._cache_seconds)
         return allowed
 
+    def may_somewhere(self, principal: Principal, action: str, subscription_id: str) -> bool:
+        """Does the principal hold `action` at some scope in (or above) the subscription? The check an
+        operation over a whole subscription makes before it reads anything with the app's identity
+        (the import of Defender's policies); each item is then checked at its own scope. Not cached."""
+        principal_ids = frozenset(i.lower() for i in (principal.object_id, *principal.group_ids))
+        try:
+            reader = self._reader_for(subscription_id)
+            return any(
+                assignment.principal_id.lower() in principal_ids
+                and permits(reader.role_permissions(assignment.role_definition_id), action)
+                for assignment in reader.assignments_in_subscription(subscription_id)
+            )
+        except Exception as error:  # any failure to read RBAC refuses
+            raise AuthorizationUnavailableError(
+                f"role assignments in subscription {subscription_id} cannot be read "
+                f"({type(error).__name__}); refusing"
+            ) from error
+
     def _decide(self, principal_ids: frozenset[str], action: str, scope: str) -> bool:
         subscription_id = _subscription_of(scope)
         try:
@@ -158,6 +180,12 @@ class ArmRoleReader:
         except ResourceNotFoundError:
             # The VM (or its resource group) does not exist: nothing applies to it, so refuse.
             return []
+
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        return [
+            RoleAssignment(str(item.principal_id), str(item.role_definition_id), str(item.scope))
+            for item in self._client.role_assignments.list_for_scope(f"/subscriptions/{subscription_id}")
+        ]
 
     def role_permissions(self, role_definition_id: str) -> list[Permission]:
         key = role_definition_id.lower()
