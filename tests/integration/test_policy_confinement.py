@@ -197,3 +197,73 @@ def test_a_firewall_in_the_vms_own_vnet_is_accepted_for_its_owner(world: World) 
     mine = attacker_estate(world)
     status, answer = put(world, mine.policy_body())
     assert status == 200, answer
+
+
+def arm_log_since(world: World, mark: int) -> list[dict[str, Any]]:
+    return list(world.arm.requests()["log"][mark:])
+
+
+def test_a_put_naming_many_missing_vms_reads_nothing_of_them_from_arm(world: World) -> None:
+    """Issue 15 item 13: 200 VMs that do not exist, no firewall named: the PUT reads no VM, NIC or
+    VNet (only the policy's own RBAC check reaches ARM); topology work is enforcement's."""
+    scope = f"/subscriptions/{world.subscription}/resourceGroups/{world.resource_group}"
+    body = policy(
+        *(
+            {"id": f"{scope}/providers/Microsoft.Compute/virtualMachines/ghost{i}", "ports": [port()]}
+            for i in range(200)
+        )
+    )
+    mark = len(world.arm.requests()["log"])
+
+    status, answer = put(world, body)
+
+    assert status == 200, answer
+    calls = arm_log_since(world, mark)
+    assert not [c for c in calls if "microsoft.authorization" not in c["path"].lower()], calls
+    assert len(calls) <= 3, calls
+
+
+def test_firewall_checks_read_each_vnet_and_firewall_once_per_put(world: World, victim: Estate) -> None:
+    """Two spoke VMs in one VNet behind the same hub firewall: one read of that VNet and of that
+    firewall, however many VMs name it."""
+    mine = attacker_estate(world)
+    peer(world, mine, "vnet-direct", victim.rid("virtualNetworks", "vnet-classic"))
+    world.assign(victim.classic_firewall_id, OWNER, world.admin.object_id)
+    entries = [
+        {
+            "id": mine.vm_id(name),
+            "ports": [port()],
+            "portcullis": {"firewallId": victim.classic_firewall_id},
+        }
+        for name in (mine.vm_web, mine.vm_db)
+    ]
+    mark = len(world.arm.requests()["log"])
+
+    status, answer = put(world, policy(*entries))
+
+    assert status == 200, answer
+    gets = [c["path"].lower() for c in arm_log_since(world, mark) if c["method"] == "GET"]
+    assert sum(p.endswith("/virtualnetworks/vnet-direct") for p in gets) == 1, gets
+    assert sum(p.endswith("/azurefirewalls/fw-classic") for p in gets) == 1, gets
+
+
+def test_more_vms_than_the_setting_allows_is_a_400_naming_the_field_and_reads_nothing(
+    storage_env: dict[str, str], arm_emulator: EmulatorClient
+) -> None:
+    world = World.create(app_env(storage_env, arm_emulator, PORTCULLIS_MAX_VMS_PER_POLICY="3"), arm_emulator)
+    scope = f"/subscriptions/{world.subscription}/resourceGroups/{world.resource_group}"
+    body = policy(
+        *(
+            {"id": f"{scope}/providers/Microsoft.Compute/virtualMachines/vm{i}", "ports": [port()]}
+            for i in range(4)
+        )
+    )
+    mark = len(world.arm.requests()["log"])
+
+    status, answer = put(world, body)
+
+    assert status == 400, answer
+    assert answer["error"]["target"] == "properties.virtualMachines"
+    assert "at most 3" in answer["error"]["message"]
+    assert not [c for c in arm_log_since(world, mark) if "microsoft.authorization" not in c["path"].lower()]
+    assert stored(world) == []
