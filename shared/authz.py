@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.model import Principal
+from shared.model import Principal, arm_key
 
 INITIATE_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action"
 WRITE_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/write"
@@ -78,8 +78,8 @@ def permits(permissions: Iterable[Permission], action: str) -> bool:
 
 def scope_covers(assignment_scope: str, scope: str) -> bool:
     """Is `assignment_scope` `scope` itself or one of its ancestors?"""
-    outer = assignment_scope.rstrip("/").lower()
-    inner = scope.rstrip("/").lower()
+    outer = arm_key(assignment_scope.rstrip("/"))
+    inner = arm_key(scope.rstrip("/"))
     return outer in ("", "/") or inner == outer or inner.startswith(outer + "/")
 
 
@@ -99,7 +99,9 @@ class Authorizer:
 
     def is_allowed(self, principal: Principal, action: str, scope: str) -> bool:
         principal_ids = frozenset(i.lower() for i in (principal.object_id, *principal.group_ids))
-        key = (principal_ids, action.lower(), scope.rstrip("/").lower())
+        # The exact scope: a decision for `.../resourceGroups/rg\u212a/...` must never answer for
+        # `.../rgk/...`, nor for any other spelling ARM might treat differently from us.
+        key = (principal_ids, action.lower(), scope)
         now = self._clock()
         with self._lock:
             cached = self._decisions.get(key)

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.plan import FirewallPlan, NatRule, is_ours
+from shared.plan import FirewallPlan, NatRule
+from shared.plan import is_our_collection as plan_is_our_collection
 
 
 @dataclass(frozen=True)
@@ -97,4 +98,5 @@ def nat_rule_wire(rule: NatRule, protocols_key: str) -> dict[str, Any]:
 
 
 def is_our_collection(name: str) -> bool:
-    return is_ours(name)
+    """Ours by exact name, never by prefix (shared.plan.is_our_collection)."""
+    return plan_is_our_collection(name)

@@ -45,7 +45,7 @@ class FirewallPolicyTarget:
         ours: dict[str, Any] | None = None
         for group in groups:
             props = group.get("properties") or {}
-            if str(group.get("name", "")).lower() == RULE_COLLECTION_GROUP_NAME.lower():
+            if is_our_collection(str(group.get("name", ""))):
                 ours = group
                 continue
             if isinstance(props.get("priority"), int):

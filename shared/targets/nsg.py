@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.model import TargetRef
-from shared.plan import Access, NsgPlan, NsgRule, is_ours
+from shared.plan import Access, NsgPlan, NsgRule, owns_rule
 from shared.topology import ArmPath
 
 NetworkFactory = Callable[[str], Any]
@@ -96,7 +96,11 @@ class NsgTarget:
         """One PUT of the whole NSG: foreign rules as read, ours as planned."""
         body = copy.deepcopy(snapshot.body)
         props = body.setdefault("properties", {})
-        foreign = [r for r in props.get("securityRules") or [] if not is_ours(str(r.get("name", "")))]
+        foreign = [
+            r
+            for r in props.get("securityRules") or []
+            if not owns_rule(str(r.get("name", "")), (r.get("properties") or {}).get("description"))
+        ]
         props["securityRules"] = foreign + [rule_to_wire(r) for r in plan.desired]
         # Read-only fields the service computes; sending them back is harmless but noisy.
         for key in (
