@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared.actions.refusal import Refusal
 from shared.authz import (
@@ -35,7 +35,7 @@ from shared.authz import (
     AuthorizationUnavailableError,
     Authorizer,
 )
-from shared.model import DomainError, JitPolicy, Principal, ResourceId, VmPolicy
+from shared.model import DomainError, JitPolicy, Principal, ResourceId, VmPolicy, arm_key
 from shared.reachability import connected_peers, firewall_may_front, vnet_of_subnet
 from shared.topology import TopologyError, TopologyResolver
 
@@ -103,6 +103,23 @@ class FirewallConfinement:
                         field,
                         f"cannot confirm that the firewall is on the network path of {entry.vm.id}: "
                         f"{error.subject}: {error.reason}",
+                        CODE_NOT_ON_PATH,
+                    )
+                ) from None
+            except HttpResponseError as error:
+                if error.status_code not in (401, 403):
+                    raise Refusal(
+                        503,
+                        "NetworkPathUnavailable",
+                        "the VM's network path could not be read from Azure Resource Manager "
+                        f"(HTTP {error.status_code}); nothing was changed, try again shortly",
+                    ) from None
+                field = _field(entry, f"properties.virtualMachines[{index}]")
+                raise Refusal.invalid(
+                    DomainError(
+                        field,
+                        f"Portcullis may not read the network path of {entry.vm.id} (the VM, its network "
+                        "interface, virtual network or the firewall): assign its role there first",
                         CODE_NOT_ON_PATH,
                     )
                 ) from None
@@ -174,8 +191,14 @@ class FirewallConfinement:
     ) -> FirewallFacts | None:
         """Defender's way, confined: only firewalls whose VNet may front the VM are considered."""
         reachable = (vm_vnet, *peers)
-        for subscription_id in dict.fromkeys(v.subscription_id.lower() for v in reachable):
-            for body in self._topology.firewalls_in(subscription_id):
+        for subscription_id in dict.fromkeys(arm_key(v.subscription_id) for v in reachable):
+            try:
+                firewalls = self._topology.firewalls_in(subscription_id)
+            except HttpResponseError as error:
+                if error.status_code in (401, 403):
+                    continue  # a peered hub the app may not see: no firewall of ours there
+                raise
+            for body in firewalls:
                 facts = FirewallFacts.from_wire(body)
                 if facts.vnet is None or not firewall_may_front(vm_vnet, facts.vnet, peers):
                     continue

@@ -267,3 +267,34 @@ def test_more_vms_than_the_setting_allows_is_a_400_naming_the_field_and_reads_no
     assert "at most 3" in answer["error"]["message"]
     assert not [c for c in arm_log_since(world, mark) if "microsoft.authorization" not in c["path"].lower()]
     assert stored(world) == []
+
+
+def test_a_path_the_app_may_not_read_is_a_400_in_our_words(world: World, victim: Estate) -> None:
+    """ARM's 403 carries the app identity's ids: the caller gets our text, naming the field."""
+    mine = attacker_estate(world)
+    peer(world, mine, "vnet-direct", victim.rid("virtualNetworks", "vnet-classic"))
+    world.arm.add_fault(
+        method="GET",
+        path="/azureFirewalls/fw-classic$",
+        status=403,
+        code="AuthorizationFailed",
+        message="The client 'app-identity-0000' with object id 'secret-oid' does not have authorization",
+        count=None,
+    )
+    try:
+        status, answer = put(
+            world,
+            policy(
+                {
+                    "id": mine.vm_id(mine.vm_web),
+                    "ports": [port()],
+                    "portcullis": {"firewallId": victim.classic_firewall_id},
+                }
+            ),
+        )
+    finally:
+        world.arm.clear_faults()
+    assert status == 400, answer
+    assert answer["error"]["target"] == "properties.virtualMachines[0].portcullis.firewallId"
+    assert "secret-oid" not in answer["error"]["message"]
+    assert stored(world) == []
