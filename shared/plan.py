@@ -619,6 +619,10 @@ def plan_firewall(
             )
         )
     desired.sort(key=lambda r: r.name)
+    names = [arm_key(r.name) for r in desired]
+    if len(set(names)) != len(names):
+        twice = sorted({r.name for r in desired if names.count(arm_key(r.name)) > 1})
+        raise DuplicateRuleNameError(f"DNAT rule names planned twice: {twice}; refusing rather than merging")
     if actual_ours is None:
         changed = bool(desired)
     else:

@@ -314,3 +314,13 @@ def test_our_firewall_collection_is_ours_by_exact_name_only() -> None:
     assert plan.is_our_collection("Portcullis-JIT") and plan.is_our_collection("portcullis-jit")
     assert not plan.is_our_collection("Portcullis-JIT-backup")
     assert not plan.is_our_collection("Portcullis-JI\u212a")  # KELVIN SIGN is not K to ARM
+
+
+def test_two_grants_whose_dnat_names_collide_are_refused_not_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan, "nat_rule_name", lambda grant: "Portcullis-JIT-22-same")
+    placements = [
+        GrantOnFirewall(grant(gid, mapped_port=port), "10.1.0.4", "20.0.0.1")
+        for gid, port in (("a", 50000), ("b", 50001))
+    ]
+    with pytest.raises(plan.DuplicateRuleNameError):
+        plan.plan_firewall(None, None, placements, 100, NOW)
