@@ -28,6 +28,7 @@ from shared.model import DomainError, Principal
 from shared.observability import log_event
 from shared.policy_store import check_subscription, policy_ref
 from shared.services import Services
+from shared.topology import TopologyResolver
 
 _POLICY_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Security"
@@ -83,6 +84,13 @@ class ImportDefenderPolicies:
                 f"({type(error).__name__}); nothing was imported",
             ) from None
         report = ImportReport()
+        topology: list[TopologyResolver] = []  # one reader for the whole import, made when first needed
+
+        def shared_topology() -> TopologyResolver:
+            if not topology:
+                topology.append(services.new_topology())
+            return topology[0]
+
         for item in found:
             policy_id = str(item.id or "")
             match = _POLICY_ID.match(policy_id)
@@ -103,7 +111,9 @@ class ImportDefenderPolicies:
                 )
                 continue
             try:
-                _, canonical = admit_policy(services, ref, item.serialize(keep_readonly=True), principal)
+                _, canonical = admit_policy(
+                    services, ref, item.serialize(keep_readonly=True), principal, shared_topology
+                )
             except Refusal as refusal:
                 if refusal.status >= 500:
                     raise

@@ -3,6 +3,7 @@ storage, guarded by Azure RBAC on the policy (`.../jitNetworkAccessPolicies/writ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
 from shared.model import DomainError, JitPolicy, PolicyRef, Principal
 from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
 from shared.services import Services
+from shared.topology import TopologyResolver
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,15 @@ def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
 
 
 def admit_policy(
-    services: Services, ref: PolicyRef, body: Any, principal: Principal
+    services: Services,
+    ref: PolicyRef,
+    body: Any,
+    principal: Principal,
+    topology: Callable[[], TopologyResolver] | None = None,
 ) -> tuple[JitPolicy, dict[str, Any]]:
     """Everything a policy must pass before it is stored, for PUT and import alike: its shape, the
     bound on its VMs, and every firewall it names (on the VM's path, writable by `principal`).
+    `topology` gives the reader for ARM (default: a fresh one; an import shares one across policies).
     Raises Refusal; a refusal is audited and nothing is stored."""
     try:
         policy, canonical = parse_policy_body(body, ref)
@@ -72,7 +79,7 @@ def admit_policy(
         _audit_refusal(services, ref, principal, error.field, error.reason)
         raise Refusal.invalid(error) from None
     try:
-        check_firewalls(policy, principal, services.authorizer, services.new_topology)
+        check_firewalls(policy, principal, services.authorizer, topology or services.new_topology)
     except Refusal as refusal:
         _audit_refusal(services, ref, principal, refusal.target or "", refusal.message)
         raise
