@@ -41,7 +41,7 @@ class StoredFinding:
             "targetKind": kind,
             "targetId": resource_id,
             "ruleName": self.rule,
-            "virtualMachineId": self.vm or None,
+            "virtualMachineId": self.vm,  # "" for a finding about the target as a whole
             "port": self.port,
             "detail": self.detail,
             "firstSeen": self.first_seen.isoformat(),
