@@ -517,7 +517,7 @@ class Engine:
         if parent_record is None:
             return None, -1, None
         for index, item in enumerate(self._array(parent_record.body, resource_type.embedded_in)):
-            if str(item.get("name", "")).lower() == rid.name.lower():
+            if ids.same(str(item.get("name", "")), rid.name):
                 return parent_record, index, item
         return parent_record, -1, None
 

@@ -66,6 +66,9 @@ param maxVmsPerRequest int = 10
 @minValue(1)
 @maxValue(100)
 param maxPortsPerRequest int = 10
+@minValue(1)
+@maxValue(5000)
+param maxVmsPerPolicy int = 500
 @minValue(1024)
 @maxValue(4194304)
 param maxBodyBytes int = 65536
@@ -119,6 +122,7 @@ module app 'modules/app.bicep' = {
     rbacCacheSeconds: rbacCacheSeconds
     maxVmsPerRequest: maxVmsPerRequest
     maxPortsPerRequest: maxPortsPerRequest
+    maxVmsPerPolicy: maxVmsPerPolicy
     maxBodyBytes: maxBodyBytes
     nsgAllowPriorities: nsgAllowPriorities
     nsgDenyPriorities: nsgDenyPriorities

@@ -31,6 +31,7 @@ from shared.model import (
     TransportProtocol,
     VmPolicy,
     VmRef,
+    same_arm_name,
 )
 from shared.policy import (
     AccessRequest,
@@ -154,9 +155,9 @@ def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
     for vm_index, vm_wire in enumerate(wire.properties.virtualMachines):
         path = f"properties.virtualMachines[{vm_index}]"
         vm = VmRef.parse(vm_wire.id, f"{path}.id")
-        if (vm.subscription_id.lower(), vm.resource_group.lower()) != (
-            ref.subscription_id.lower(),
-            ref.resource_group.lower(),
+        if not (
+            same_arm_name(vm.subscription_id, ref.subscription_id)
+            and same_arm_name(vm.resource_group, ref.resource_group)
         ):
             raise DomainError(
                 f"{path}.id",

@@ -1,7 +1,8 @@
 """Domain values shared by requests (intake, policy, grants) and enforcement (plan, converge).
 
-Pure: no Azure SDK, no storage. Resource ids are compared case-insensitively, as ARM does; `key`
-properties give the normalised form used in tables and dictionaries.
+Pure: no Azure SDK, no storage. Resource ids and names are compared case-insensitively the way ARM
+compares them (`arm_key`); `key` properties give that normalised form, used in tables, dictionaries
+and caches.
 
 Vocabulary on the wire stays Defender's: a port of a request is `Initiating` until its rules exist
 on every target on its path, then `Initiated`, then `Revoked` with a reason.
@@ -14,7 +15,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Protocol
+
+# ---- names compared the way ARM compares them ----
+
+# .NET's ordinal ignore-case casing table maps these two to themselves, although Unicode's simple
+# upper-case mapping sends them to ASCII 'I' and 'S' (dotnet/runtime,
+# src/native/libs/System.Globalization.Native/pal_casing.c, GlobalizationNative_InitOrdinalCasingPage:
+# "Disable Turkish I behavior on Ordinal operations", pTarget[0x31] = 0x0131 and 0x7F = 0x017F).
+_ORDINAL_CASING_KEEPS = frozenset({"\u0131", "\u017f"})
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    if char in _ORDINAL_CASING_KEEPS:
+        return char
+    upper = char.upper()
+    if len(upper) == 1:
+        return upper
+    # Python's upper() is the *full* mapping (ß -> SS); .NET uses the simple one, one character to
+    # one. Where the full mapping grows, the simple upper-case is the single-character title-case
+    # (U+1F80 -> U+1F88) or, when there is none, the character itself (ß stays ß).
+    title = char.title()
+    return title if len(title) == 1 else char
+
+
+def arm_key(name: str) -> str:
+    """The form in which two ARM names or ids are equal exactly when ARM says they are the same.
+
+    ARM compares names with .NET's `StringComparison.OrdinalIgnoreCase`: each UTF-16 unit (surrogate
+    pairs as one character) mapped by the invariant *simple* upper-case mapping, then compared
+    ordinally ([MS-UCODEREF] 3.1.5.5 "Comparing UTF-16 Strings Ordinally"; dotnet/runtime
+    System/Globalization/OrdinalCasing.Icu.cs). So, unlike Python's `lower()` or `casefold()`:
+    KELVIN SIGN U+212A is upper-case already and is not 'K'; 'ß' has no simple upper-case and is not
+    'ss' (nor 'ẞ'); dotless i U+0131 and long s U+017F are kept as they are (not 'I', 'S'); dotted
+    'İ' U+0130 is upper-case already and is not 'i'.
+
+    The folded form is then ASCII-lower-cased: no character outside ASCII folds into ASCII (the two that
+    would are the ones kept above), so this changes no equality, and the keys of ASCII names stay what
+    `lower()` made them, which keeps stored keys valid. Differences between the Unicode versions of
+    Python and of ARM's ICU are possible for characters assigned recently; names are short and Azure's
+    naming rules allow few such characters.
+    """
+    if name.isascii():
+        return name.lower()
+    return "".join(char.lower() if (char := _fold_char(c)).isascii() else char for c in name)
+
+
+def same_arm_name(a: str, b: str) -> bool:
+    """Are `a` and `b` the same name (or id) to ARM?"""
+    return arm_key(a) == arm_key(b)
 
 
 class DomainError(ValueError):
@@ -50,7 +101,7 @@ class ResourceId:
 
     @property
     def key(self) -> str:
-        return self.value.lower()
+        return arm_key(self.value)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResourceId) and self.key == other.key
@@ -99,7 +150,7 @@ class VmRef:
 
     @property
     def key(self) -> str:
-        return self.id.lower()
+        return arm_key(self.id)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VmRef) and self.key == other.key
@@ -157,7 +208,7 @@ class PolicyRef:
 
     @property
     def key(self) -> str:
-        return self.id.lower()
+        return arm_key(self.id)
 
 
 @dataclass(frozen=True)

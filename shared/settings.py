@@ -75,6 +75,7 @@ class Settings:
     rbac_cache_seconds: int
     max_vms_per_request: int
     max_ports_per_request: int
+    max_vms_per_policy: int
     max_body_bytes: int
     nsg_allow_priorities: PortRange
     nsg_deny_priorities: PortRange
@@ -220,6 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rbac_cache_seconds=_int(env, "PORTCULLIS_RBAC_CACHE_SECONDS", 60, 0, 3600),
         max_vms_per_request=_int(env, "PORTCULLIS_MAX_VMS_PER_REQUEST", 10, 1, 100),
         max_ports_per_request=_int(env, "PORTCULLIS_MAX_PORTS_PER_REQUEST", 10, 1, 100),
+        max_vms_per_policy=_int(env, "PORTCULLIS_MAX_VMS_PER_POLICY", 500, 1, 5000),
         max_body_bytes=_int(env, "PORTCULLIS_MAX_BODY_BYTES", 65536, 1024, 4 * 1024 * 1024),
         nsg_allow_priorities=allow,
         nsg_deny_priorities=deny,

@@ -18,6 +18,7 @@ param armPollingIntervalSeconds string
 param rbacCacheSeconds int
 param maxVmsPerRequest int
 param maxPortsPerRequest int
+param maxVmsPerPolicy int
 param maxBodyBytes int
 param nsgAllowPriorities string
 param nsgDenyPriorities string
@@ -228,6 +229,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_RBAC_CACHE_SECONDS', value: string(rbacCacheSeconds) }
         { name: 'PORTCULLIS_MAX_VMS_PER_REQUEST', value: string(maxVmsPerRequest) }
         { name: 'PORTCULLIS_MAX_PORTS_PER_REQUEST', value: string(maxPortsPerRequest) }
+        { name: 'PORTCULLIS_MAX_VMS_PER_POLICY', value: string(maxVmsPerPolicy) }
         { name: 'PORTCULLIS_MAX_BODY_BYTES', value: string(maxBodyBytes) }
         { name: 'PORTCULLIS_NSG_ALLOW_PRIORITIES', value: nsgAllowPriorities }
         { name: 'PORTCULLIS_NSG_DENY_PRIORITIES', value: nsgDenyPriorities }

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.plan import RULE_COLLECTION_GROUP_NAME, FirewallPlan, NatRule, is_ours
+from shared.model import same_arm_name
+from shared.plan import RULE_COLLECTION_GROUP_NAME, FirewallPlan, NatRule
+from shared.plan import is_our_collection as plan_is_our_collection
 
 CLASSIC_PROTOCOLS = "protocols"  # a classic NAT rule's protocol field
 POLICY_PROTOCOLS = "ipProtocols"  # a Firewall Policy NAT rule's protocol field
@@ -181,10 +183,11 @@ def nat_rule_wire(rule: NatRule, protocols_key: str) -> dict[str, Any]:
 
 
 def is_our_collection(name: str) -> bool:
-    """Whether a NAT rule collection is ours: the one ownership test of the firewall adapters."""
-    return is_ours(name)
+    """Whether a NAT rule collection is ours: by exact name, never by prefix (the one ownership test
+    of the firewall adapters; shared.plan.is_our_collection)."""
+    return plan_is_our_collection(name)
 
 
 def is_our_group(name: str) -> bool:
-    """Whether a Firewall Policy rule collection group is ours (ARM names compare case-insensitively)."""
-    return name.lower() == RULE_COLLECTION_GROUP_NAME.lower()
+    """Whether a Firewall Policy rule collection group is ours (names compare as ARM compares them)."""
+    return same_arm_name(name, RULE_COLLECTION_GROUP_NAME)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.model import TargetRef
-from shared.plan import Access, NsgPlan, NsgRule, is_ours
+from shared.plan import Access, NsgPlan, NsgRule, owns_rule
 from shared.targets.wire import WireBody, get_raw, put_raw
 from shared.topology import ArmPath
 
@@ -113,7 +113,11 @@ class NsgTarget:
         foreign rules untouched and ours as planned; only read-only properties are left out."""
         body = copy.deepcopy(snapshot.body)
         props = body.setdefault("properties", {})
-        foreign = [r for r in props.get("securityRules") or [] if not is_ours(str(r.get("name", "")))]
+        foreign = [
+            r
+            for r in props.get("securityRules") or []
+            if not owns_rule(str(r.get("name", "")), (r.get("properties") or {}).get("description"))
+        ]
         props["securityRules"] = foreign + [rule_to_wire(r) for r in plan.desired]
         for key in READ_ONLY_PROPERTIES:
             props.pop(key, None)

@@ -121,6 +121,9 @@ class Roles:
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]:
         return [a for a in self.assignments if scope_covers(a.scope, scope) or "managementGroups" in a.scope]
 
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        return list(self.assignments)
+
     def role_permissions(self, role_definition_id: str) -> list[Permission]:
         return self.definitions[role_definition_id]
 

@@ -151,6 +151,9 @@ class BrokenReader:
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]:
         raise ConnectionError("ARM unreachable")
 
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        raise ConnectionError("ARM unreachable")
+
     def role_permissions(self, role_definition_id: str) -> list[Permission]:
         return []
 
