@@ -25,6 +25,9 @@ INITIATE_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiat
 WRITE_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/write"
 READ_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/read"
 DELETE_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/delete"
+# What a policy's author must hold on a firewall the policy puts a VM behind (shared.actions.confine).
+FIREWALL_WRITE_ACTION = "Microsoft.Network/azureFirewalls/write"
+RULE_COLLECTION_GROUP_WRITE_ACTION = "Microsoft.Network/firewallPolicies/ruleCollectionGroups/write"
 
 
 class AuthorizationUnavailableError(RuntimeError):

@@ -1,12 +1,14 @@
-"""RevokeAccess (early revoke by the requester or an admin) and the one way a grant gets revoked
-here: status Revoked with a reason, written with the grant's ETag, audited, handed to enforcement."""
+"""RevokeAccess (early revoke by the requester, a policy admin, or the owner of a firewall the grants
+use) and the one way a grant gets revoked here: status Revoked with a reason, written with the
+grant's ETag, audited, handed to enforcement."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.actions.oversight import Oversight
 from shared.actions.refusal import Refusal
-from shared.authz import WRITE_POLICY_ACTION, AuthorizationUnavailableError
+from shared.authz import WRITE_POLICY_ACTION
 from shared.grants import StoredRequest
 from shared.model import ConcurrentUpdateError, Grant, PortStatus, Principal, StatusReason
 from shared.services import Services
@@ -45,6 +47,9 @@ def revoke_grant(
 
 
 class RevokeAccess:
+    """Revoke what the caller may revoke of a request (shared.actions.oversight): all of it for the
+    requester or whoever may write its policy; for a firewall's owner, the grants on that firewall."""
+
     def __init__(self, services: Services) -> None:
         self._services = services
 
@@ -53,27 +58,19 @@ class RevokeAccess:
         stored = services.grants.get_request(request_id)
         if stored is None:
             raise Refusal.not_found("RequestNotFound", f"request {request_id} does not exist")
-        if not self._may_revoke(stored, principal):
+        oversight = Oversight(services, principal)
+        revocable = [grant for grant in stored.grants if oversight.may_revoke(grant)]
+        if not revocable:
             services.audit.record(
                 "revoke.refused",
                 subject=request_id,
                 actor=principal.object_id,
-                reason="not requester or admin",
+                reason="not the requester, a policy writer or the owner of a firewall it uses",
             )
             raise Refusal.forbidden(
                 f"{principal.display_name} is neither the requester nor allowed '{WRITE_POLICY_ACTION}' on "
-                f"{stored.record.policy.id}"
+                f"{stored.record.policy.id}, nor may write a firewall its grants use"
             )
-        for grant in stored.grants:
+        for grant in revocable:
             revoke_grant(services, grant, StatusReason.USER_REQUESTED, actor=principal.object_id)
         return services.grants.get_request(request_id) or stored
-
-    def _may_revoke(self, stored: StoredRequest, principal: Principal) -> bool:
-        if principal.object_id.lower() == stored.record.requester.object_id.lower():
-            return True
-        try:
-            return self._services.authorizer.is_allowed(
-                principal, WRITE_POLICY_ACTION, stored.record.policy.id
-            )
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
