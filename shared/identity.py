@@ -56,7 +56,7 @@ _NAME_CLAIMS = (
 )
 _GROUP_CLAIMS = ("groups", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups")
 _LEEWAY_SECONDS = 60
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Entra ID puts at most 200 groups in a token (then an overage claim instead of the list).
 MAX_GROUPS = 200
 _MAX_NAME_CHARS = 256
@@ -64,7 +64,7 @@ ENTRA_ID_PROVIDER = "aad"
 
 
 def is_guid(value: object) -> bool:
-    return isinstance(value, str) and bool(_GUID.match(value))
+    return isinstance(value, str) and bool(_GUID.fullmatch(value))
 
 
 def check_principal(
