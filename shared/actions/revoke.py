@@ -4,13 +4,17 @@ grant's ETag, audited, handed to enforcement."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+
+from azure.core.exceptions import AzureError
 
 from shared.actions.oversight import Oversight
 from shared.actions.refusal import Refusal
 from shared.authz import WRITE_POLICY_ACTION
 from shared.grants import StoredRequest
 from shared.model import ConcurrentUpdateError, Grant, PortStatus, Principal, StatusReason
+from shared.observability import log_event
 from shared.services import Services
 
 _ATTEMPTS = 5
@@ -21,9 +25,16 @@ def revoke_grant(
 ) -> Grant | None:
     """Mark `grant` Revoked for `reason` (re-reading on a concurrent update); None if already closed."""
     current: Grant | None = grant
+    intent_recorded = False
     for _ in range(_ATTEMPTS):
         if current is None or current.status is PortStatus.REVOKED:
             return None
+        if not intent_recorded:
+            # Audited before the write: if this fails, nothing was changed and the caller may say so.
+            services.audit.record(
+                "grant.revoking", subject=grant.grant_id, actor=actor, reason=reason.value, **details
+            )
+            intent_recorded = True
         try:
             revoked = services.grants.update(
                 replace(current, status=PortStatus.REVOKED, status_reason=reason)
@@ -31,17 +42,30 @@ def revoke_grant(
         except ConcurrentUpdateError:
             current = services.grants.get(grant.grant_id)
             continue
-        services.audit.record(
-            "grant.revoked",
-            subject=grant.grant_id,
-            actor=actor,
-            reason=reason.value,
-            request=grant.request_id,
-            vm=grant.vm.id,
-            port=grant.port,
-            **details,
-        )
-        services.converge.notify(grant.grant_id)
+        # The grant is revoked from here on, so a storage failure below must not be answered as
+        # "nothing was changed": it is logged, and enforcement's timers close the rules regardless
+        # (they read the grant's status, not the message).
+        try:
+            services.audit.record(
+                "grant.revoked",
+                subject=grant.grant_id,
+                actor=actor,
+                reason=reason.value,
+                request=grant.request_id,
+                vm=grant.vm.id,
+                port=grant.port,
+                **details,
+            )
+            services.converge.notify(grant.grant_id)
+        except AzureError as error:
+            log_event(
+                "grant.revoke_followup_failed",
+                logging.ERROR,
+                grant=grant.grant_id,
+                reason=reason.value,
+                actor=actor,
+                error=str(error)[:500],
+            )
         return revoked
     raise ConcurrentUpdateError(f"grant {grant.grant_id} kept changing; revoke it again")
 
@@ -71,6 +95,16 @@ class RevokeAccess:
                 f"{principal.display_name} is neither the requester nor allowed '{WRITE_POLICY_ACTION}' on "
                 f"{stored.record.policy.id}, nor may write a firewall its grants use"
             )
-        for grant in revocable:
-            revoke_grant(services, grant, StatusReason.USER_REQUESTED, actor=principal.object_id)
-        return services.grants.get_request(request_id) or stored
+        try:
+            for grant in revocable:
+                revoke_grant(services, grant, StatusReason.USER_REQUESTED, actor=principal.object_id)
+            return services.grants.get_request(request_id) or stored
+        except AzureError as error:
+            # Some grants may be revoked already: say so, never "nothing was changed". Revoking again
+            # is harmless, so the caller's retry finishes the job.
+            log_event("revoke.storage_failed", logging.ERROR, request=request_id, error=str(error)[:500])
+            raise Refusal(
+                503,
+                "ServiceUnavailable",
+                f"storage is unavailable; request {request_id} may be partly revoked: send the DELETE again",
+            ) from None

@@ -253,14 +253,20 @@ class _Switch:
 
 
 class _GrantsTable:
-    """The real grants TableClient; after the request's transaction, storage 'goes down'."""
+    """The real grants TableClient; after the request's transaction (or a grant's update, when
+    `after_update`), storage 'goes down'."""
 
-    def __init__(self, real: Any, switch: _Switch) -> None:
-        self._real, self._switch = real, switch
+    def __init__(self, real: Any, switch: _Switch, *, after_update: bool = False) -> None:
+        self._real, self._switch, self._after_update = real, switch, after_update
 
     def submit_transaction(self, *args: Any, **kwargs: Any) -> Any:
         result = self._real.submit_transaction(*args, **kwargs)
-        self._switch.failing = True
+        self._switch.failing = not self._after_update
+        return result
+
+    def update_entity(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._real.update_entity(*args, **kwargs)
+        self._switch.failing = self._after_update or self._switch.failing
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -282,10 +288,10 @@ class _AuditTable:
         return getattr(self._real, name)
 
 
-def _fail_audit_after_grant_write(world: World) -> _Switch:
+def _fail_audit_after_grant_write(world: World, *, after_update: bool = False) -> _Switch:
     switch = _Switch()
     grants, audit = world.services.grants, world.services.audit
-    grants._grants = _GrantsTable(grants._grants, switch)  # type: ignore[assignment]
+    grants._grants = _GrantsTable(grants._grants, switch, after_update=after_update)  # type: ignore[assignment]
     audit._by_day = _AuditTable(audit._by_day, switch)  # type: ignore[assignment]
     audit._by_subject = _AuditTable(audit._by_subject, switch)  # type: ignore[assignment]
     return switch
@@ -323,6 +329,23 @@ def test_a_queued_request_whose_audit_failed_after_the_write_is_audited_on_redel
     events = [e.event for e in world.services.audit.for_subject(outcome.request_id)]
     assert events[:2] == ["request.accepting", "request.accepted"]
     assert len(world.services.grants.list_for_vm(grant_vm(world), open_only=False)) == 1
+
+
+def test_storage_failing_after_a_revoke_is_written_never_answers_nothing_changed(
+    world: World, policy: dict
+) -> None:
+    _, body, _ = initiate(world, world.alice, world.initiate_body())
+    request_id = body["requestId"]
+    switch = _fail_audit_after_grant_write(world, after_update=True)
+    status, answer, _ = world.call(
+        records.revoke_request, "DELETE", "/x", world.alice, route={"requestId": request_id}
+    )
+    assert status == 202, answer  # before the fix: 503 "nothing was changed" with the grant revoked
+    switch.failing = False
+    revoked = grant_of(world, request_id)
+    assert (revoked.status, revoked.status_reason) == (PortStatus.REVOKED, StatusReason.USER_REQUESTED)
+    events = [e.event for e in world.services.audit.for_subject(revoked.grant_id)]
+    assert "grant.revoking" in events  # the decision was audited before the write
 
 
 # ---- item 8: ids follow Azure's naming rules before they reach an ARM URL ----
