@@ -51,9 +51,8 @@ API_VERSION = "2020-01-01"
 POLICY_TYPE = "Microsoft.Security/locations/jitNetworkAccessPolicies"
 
 _FIREWALL_ID = re.compile(
-    rf"/subscriptions/{SUBSCRIPTION_PATTERN}/resourceGroups/{RESOURCE_GROUP_PATTERN}"
-    rf"/providers/Microsoft\.Network/azureFirewalls/{FIREWALL_NAME_PATTERN}",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/){SUBSCRIPTION_PATTERN}(?i:/resourceGroups/){RESOURCE_GROUP_PATTERN}"
+    rf"(?i:/providers/Microsoft\.Network/azureFirewalls/){FIREWALL_NAME_PATTERN}"
 )
 
 

@@ -45,10 +45,11 @@ SUBSCRIPTION_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 RESOURCE_GROUP_PATTERN = r"[-\w.()]{0,89}[-\w()]"
 VM_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,62}[A-Za-z0-9_])?"
 FIREWALL_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,78}[A-Za-z0-9_])?"
+# The fixed words of an id are case-insensitive, the names are not matched with IGNORECASE: under it
+# Python's [A-Za-z] also matches KELVIN SIGN and three other non-ASCII letters.
 _VM_ID = re.compile(
-    rf"^/subscriptions/(?P<sub>{SUBSCRIPTION_PATTERN})/resourceGroups/(?P<rg>{RESOURCE_GROUP_PATTERN})"
-    rf"/providers/Microsoft\.Compute/virtualMachines/(?P<name>{VM_NAME_PATTERN})$",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/)(?P<sub>{SUBSCRIPTION_PATTERN})(?i:/resourceGroups/)(?P<rg>{RESOURCE_GROUP_PATTERN})"
+    rf"(?i:/providers/Microsoft\.Compute/virtualMachines/)(?P<name>{VM_NAME_PATTERN})"
 )
 
 

@@ -48,9 +48,8 @@ _FIREWALL_ACTIONS = {
 
 
 _FIREWALL_ID = re.compile(
-    rf"/subscriptions/{SUBSCRIPTION_PATTERN}/resourceGroups/{RESOURCE_GROUP_PATTERN}/providers/"
-    rf"Microsoft\.Network/(?P<type>azureFirewalls|firewallPolicies)/{FIREWALL_NAME_PATTERN}",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/){SUBSCRIPTION_PATTERN}(?i:/resourceGroups/){RESOURCE_GROUP_PATTERN}"
+    rf"(?i:/providers/Microsoft\.Network/(?P<type>azureFirewalls|firewallPolicies)/){FIREWALL_NAME_PATTERN}"
 )
 
 

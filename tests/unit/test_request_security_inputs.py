@@ -108,6 +108,7 @@ def test_security_settings_default_to_today_and_to_distrust() -> None:
         VM.replace("rg-a", "rg."),
         VM.replace("rg-a", "r" * 91),
         VM + "/extensions/x",
+        VM.replace("vm-web", "vm-\u212a"),  # KELVIN SIGN: [A-Za-z] matches it under IGNORECASE
     ],
 )
 def test_a_vm_id_outside_azures_naming_rules_is_refused_naming_the_field(vm_id: str) -> None:
@@ -119,6 +120,8 @@ def test_a_vm_id_outside_azures_naming_rules_is_refused_naming_the_field(vm_id: 
 @pytest.mark.parametrize("name", ["vm-web", "VM_01", "a", "web.prod-1", "v" * 64])
 def test_valid_vm_names_still_parse(name: str) -> None:
     assert VmRef.parse(VM.replace("vm-web", name)).name == name
+    shouted = VM.replace("vm-web", name).replace("/subscriptions/", "/SUBSCRIPTIONS/")
+    assert VmRef.parse(shouted.replace("virtualMachines", "VIRTUALMACHINES")).name == name
 
 
 def test_resource_group_names_may_use_unicode_letters_and_parentheses() -> None:
