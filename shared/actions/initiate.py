@@ -305,6 +305,7 @@ class InitiateAccess:
                 older,
                 StatusReason.NEWER_REQUEST_INITIATED,
                 actor=newer.requester.object_id,
+                audit_first=False,  # `request.accepting` already records this request's decision
                 by_request=newer.request_id,
             )
 

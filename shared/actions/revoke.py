@@ -21,11 +21,20 @@ _ATTEMPTS = 5
 
 
 def revoke_grant(
-    services: Services, grant: Grant, reason: StatusReason, *, actor: str, **details: object
+    services: Services,
+    grant: Grant,
+    reason: StatusReason,
+    *,
+    actor: str,
+    audit_first: bool = True,
+    **details: object,
 ) -> Grant | None:
-    """Mark `grant` Revoked for `reason` (re-reading on a concurrent update); None if already closed."""
+    """Mark `grant` Revoked for `reason` (re-reading on a concurrent update); None if already closed.
+    With `audit_first`, the decision is audited before the write (`grant.revoking`), so a caller
+    whose answer depends on it can say "nothing was changed" when that audit fails; a caller whose
+    own decision is already on record (a superseding request) skips it."""
     current: Grant | None = grant
-    intent_recorded = False
+    intent_recorded = not audit_first
     for _ in range(_ATTEMPTS):
         if current is None or current.status is PortStatus.REVOKED:
             return None
