@@ -84,6 +84,12 @@ param mappedPorts string = '50000-50999'
 @minValue(15)
 @maxValue(3600)
 param convergeLeaseSeconds int = 30
+@description('Proxies (Front Door, API Management) in front of the app: the caller is that many X-Forwarded-For entries left of the last.')
+@minValue(0)
+@maxValue(10)
+param trustedProxyHops int = 0
+@description('Whether senders to the requests queue may assert the requester\'s group memberships (groupIds).')
+param queueTrustsGroupClaims bool = false
 
 var tags = { 'azd-env-name': environmentName, application: 'portcullis' }
 var managedSubscriptionIds = empty(managedSubscriptions) ? [] : split(replace(managedSubscriptions, ' ', ''), ',')
@@ -130,6 +136,8 @@ module app 'modules/app.bicep' = {
     firewallPolicyRuleCollectionGroupPriority: firewallPolicyRuleCollectionGroupPriority
     mappedPorts: mappedPorts
     convergeLeaseSeconds: convergeLeaseSeconds
+    trustedProxyHops: trustedProxyHops
+    queueTrustsGroupClaims: queueTrustsGroupClaims
     zoneRedundant: zoneRedundant
     storageSku: storageSku
   }

@@ -86,10 +86,21 @@ class TransportProtocol(StrEnum):
     ANY = "*"
 
 
+# Azure's naming rules, checked wherever an id enters (requests, policies, queries, the queue), so a
+# name can never smuggle `?`, `#`, `%`, `/` or spaces into an ARM URL built from it.
+# Subscription: a GUID. Resource group: 1-90 letters, digits, `_ - . ( )`, not ending in `.`.
+# Virtual machine: 1-64 letters, digits, `_ - .`, starting with a letter or digit, not ending in `.`
+# or `-`. Azure Firewall / Firewall Policy: 1-80 letters, digits, `_ - .`, starting with a letter or
+# digit, ending with a letter, digit or `_`.
+SUBSCRIPTION_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+RESOURCE_GROUP_PATTERN = r"[-\w.()]{0,89}[-\w()]"
+VM_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,62}[A-Za-z0-9_])?"
+FIREWALL_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,78}[A-Za-z0-9_])?"
+# The fixed words of an id are case-insensitive, the names are not matched with IGNORECASE: under it
+# Python's [A-Za-z] also matches KELVIN SIGN and three other non-ASCII letters.
 _VM_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)$",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/)(?P<sub>{SUBSCRIPTION_PATTERN})(?i:/resourceGroups/)(?P<rg>{RESOURCE_GROUP_PATTERN})"
+    rf"(?i:/providers/Microsoft\.Compute/virtualMachines/)(?P<name>{VM_NAME_PATTERN})"
 )
 
 
@@ -132,12 +143,13 @@ class VmRef:
 
     @classmethod
     def parse(cls, vm_id: str, field_path: str = "id") -> VmRef:
-        match = _VM_ID.match(vm_id.strip())
+        match = _VM_ID.fullmatch(vm_id.strip())
         if not match:
             raise DomainError(
                 field_path,
-                f"{vm_id!r} is not a virtual machine id "
-                "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name})",
+                f"{vm_id[:300]!r} is not a virtual machine id "
+                "(/subscriptions/{subscription GUID}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                "virtualMachines/{name}, names as Azure allows them)",
             )
         return cls(match["sub"], match["rg"], match["name"])
 

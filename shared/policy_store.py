@@ -29,7 +29,7 @@ from shared.table_keys import PREFIX_END, odata_quote
 
 _CHUNK = 30000
 _MAX_CHUNKS = 30
-_SUBSCRIPTION = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_SUBSCRIPTION = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\Z")
 _RESOURCE_GROUP = re.compile(r"^[-\w.()]{1,90}$")
 _LOCATION = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][-\w.]{0,259}$")

@@ -83,6 +83,11 @@ class Settings:
     firewall_policy_rule_collection_group_priority: int
     mapped_ports: PortRange
     converge_lease_seconds: int
+    # Proxies (Front Door, API Management) between the caller and the platform's front end: each one
+    # appends an X-Forwarded-For entry, so the caller is that many entries left of the last.
+    trusted_proxy_hops: int
+    # May whoever writes to the requests queue assert the requester's group memberships (groupIds)?
+    queue_trusts_group_claims: bool
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -233,6 +238,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         mapped_ports=_range(env, "PORTCULLIS_MAPPED_PORTS", "50000-50999", 1, 63999),
         converge_lease_seconds=_int(env, "PORTCULLIS_CONVERGE_LEASE_SECONDS", 30, 15, 3600),
+        trusted_proxy_hops=_int(env, "PORTCULLIS_TRUSTED_PROXY_HOPS", 0, 0, 10),
+        queue_trusts_group_claims=_bool(env, "PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS", False),
     )
 
 

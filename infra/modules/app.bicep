@@ -26,6 +26,8 @@ param firewallNatCollectionPriority int
 param firewallPolicyRuleCollectionGroupPriority int
 param mappedPorts string
 param convergeLeaseSeconds int
+param trustedProxyHops int
+param queueTrustsGroupClaims bool
 param zoneRedundant bool
 param storageSku string
 
@@ -237,6 +239,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_FIREWALL_POLICY_RCG_PRIORITY', value: string(firewallPolicyRuleCollectionGroupPriority) }
         { name: 'PORTCULLIS_MAPPED_PORTS', value: mappedPorts }
         { name: 'PORTCULLIS_CONVERGE_LEASE_SECONDS', value: string(convergeLeaseSeconds) }
+        { name: 'PORTCULLIS_TRUSTED_PROXY_HOPS', value: string(trustedProxyHops) }
+        { name: 'PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS', value: string(queueTrustsGroupClaims) }
       ]
     }
     functionAppConfig: {
