@@ -237,7 +237,33 @@ def throttle_config(emulator: EmulatorClient) -> dict[str, Any]:
     if status >= 400:
         return {"available": False, "status": status}
     config = answer if isinstance(answer, dict) else {"answer": answer}
+    config = {k: v for k, v in config.items() if k != "buckets"}  # per caller: see throttle_buckets
     return {"available": True, **config}
+
+
+def throttle_buckets(emulator: EmulatorClient, subscription_id: str) -> list[dict[str, Any]]:
+    """The throttle's buckets for one subscription now (tokens remaining, taken, 429s), if any."""
+    status, answer = emulator.admin("GET", "/_emulator/throttle")
+    if status >= 400 or not isinstance(answer, dict):
+        return []
+    return [
+        {k: v for k, v in bucket.items() if k != "subscription"}
+        for bucket in answer.get("buckets") or []
+        if str(bucket.get("subscription", "")).lower() == subscription_id.lower()
+    ]
+
+
+def refill_throttle(emulator: EmulatorClient, config: dict[str, Any]) -> float:
+    """Full buckets before a measured phase: the throttle's reset switch (`PUT /_emulator/throttle
+    {"reset": true}`), else waiting for them to refill. Returns the seconds waited."""
+    if not config.get("available") or config.get("enabled") is False:
+        return 0.0
+    status, _ = emulator.admin("PUT", "/_emulator/throttle", {"reset": True})
+    if status < 400:
+        return 0.0
+    wait = throttle_refill_seconds(config)
+    time.sleep(wait)
+    return wait
 
 
 CAPACITY_KEYS = ("capacity", "burst", "size", "tokens")
