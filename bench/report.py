@@ -181,6 +181,24 @@ def _revocation(r: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+    for mode in r["modes"]:
+        if mode["mode"] != "during_full_pass":
+            continue
+        estate, run = mode.get("estate") or {}, mode.get("pass") or {}
+        state = (
+            "still running when the revocations were measured (then stopped)"
+            if run.get("still_running_when_measured")
+            else f"finished in {_s(run.get('wall_s'))}"
+            if run.get("finished")
+            else "stopped"
+        )
+        lines += [
+            "",
+            f"During a full pass over {_n(estate.get('vms'))} VMs and {_n(estate.get('grants'))} grants "
+            f"({estate.get('fraction_of_full', 0):.0%} of the estate): target lag p99 ≤ "
+            f"{mode.get('target_p99_seconds', 5.0):g} s **{'met' if mode.get('target_met') else 'missed'}**; "
+            f"the pass was {state}; answers 429 to the pass: {_n(run.get('throttled_429s'))}.",
+        ]
     lines += ["", r.get("note", "")]
     return lines
 

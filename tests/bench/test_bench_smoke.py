@@ -52,6 +52,17 @@ def test_quick_estate_pass_is_in_sync_then_writes_exactly_the_drifted_nsgs(tmp_p
     assert markdown == report.markdown(document)
 
 
+def test_quick_revocation_measures_lag_while_a_full_pass_runs(tmp_path: Path) -> None:
+    assert main(["--quick", "--only", "revocation", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "latest.json").read_text())["scenarios"]["revocation"]
+    assert result["status"] == "ok", result
+    during = {m["mode"]: m for m in result["modes"]}["during_full_pass"]
+    assert during["grants"] == 3 and during["missed"] == 0 and during["rules_still_open_at_end"] == 0
+    assert during["lag_seconds"]["p99"] is not None and during["target_p99_seconds"] == 5.0
+    assert during["estate"]["vms"] == 20 and "still_running_when_measured" in during["pass"]
+    assert "During a full pass over 20 VMs" in (tmp_path / "latest.md").read_text()
+
+
 def test_the_verdict_shows_a_missed_target_and_an_unfinished_pass() -> None:
     measured = {
         "finished": True,
