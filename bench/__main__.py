@@ -8,7 +8,7 @@ run the scenarios of issue 6 on the local stack and write `bench/results/<date>-
           burst at 200 grants (an hour or more).
 --estate-scale F  the estate pass (and revocation during a pass) on a fraction F of the 2,000-VM
           estate instead of the whole (default: whole; --quick: 0.01).
---budget  hard limit on the scenarios' time (default 400 s; --full: none; 0 = none). Scenarios skip
+--budget  hard limit on the scenarios' time (default 600 s; --full: none; 0 = none). Scenarios skip
           their optional parts when the rest of the budget cannot hold them, and one still running
           at the limit is stopped; either way the report says what was cut short. Exit status is
           non-zero only when a scenario crashed.
@@ -38,7 +38,9 @@ from bench.harness import BudgetSpent, Services, git_commit, log, machine, servi
 # the shared estate, which the estate pass must not count.
 SCENARIOS = ("cold_start", "request_overhead", "burst", "estate_pass", "revocation")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_BUDGET_SECONDS = 400.0  # `make bench` must write its report within 7 minutes on 2 cores
+# `make bench` must write its report within 10 minutes on 2 cores; the whole-estate pass (issue 16:
+# seeding 2,000 VMs and 10,000 grants, then two passes) needs about 3 of them.
+DEFAULT_BUDGET_SECONDS = 600.0
 MIN_SCENARIO_SECONDS = 15.0  # below this, a scenario is not started at all
 
 

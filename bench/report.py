@@ -252,7 +252,9 @@ def _estate_pass(r: dict[str, Any]) -> list[str]:
         if p is None:
             continue
         label = name + (f" ({p['drifted_nsgs']} NSGs)" if "drifted_nsgs" in p else "")
-        if not p.get("finished", True):
+        if p.get("skipped"):
+            label += " — **not run** (the pass before it did not finish)"
+        elif not p.get("finished", True):
             label += f" — **stopped unfinished after {_s(p.get('stopped_after_s'))}**"
         rows.append(
             [

@@ -143,7 +143,7 @@ def _during_pass_mode(
 
     fraction = fraction_for(ctx)
     seeded = f"full_estate:{fraction:g}" in running.extra
-    estimate = DURING_PASS_SECONDS * (fraction if not seeded else 0.0) + 45.0
+    estimate = DURING_PASS_SECONDS * (fraction if not seeded else 0.0) + 50.0
     if not ctx.fits(estimate, "revocation during a full estate pass"):
         return None
     full = full_estate.ensure(running, fraction)
@@ -164,7 +164,13 @@ def _during_pass_mode(
     pass_result: dict[str, Any] = {}
     with app.host(running, settings, "host-revocation-pass", disabled=("jit_reconcile",)) as base_url:
         client = app.ApiClient(base_url)
+        warm = time.perf_counter()
         client.put_policies(estate, admin)
+        # The policy's Deny baseline reaching the VMs' NSGs means the host has resolved the estate's
+        # topology (a cold instance reads it whole): only then do the grants' short lives start, so
+        # the lag measured is revocation's, not a cold start's.
+        warmed = _wait_deny_baseline(running, list(estate.vms()), 60.0 + 240.0 * fraction)
+        warm_seconds = round(time.perf_counter() - warm, 1)
         start = _window_start(aligned=False)
         refill_throttle(running.arm, throttle_config(running.arm))
         # Spawned now, it imports and builds its clients, then begins the pass at the first end time.
@@ -205,6 +211,8 @@ def _during_pass_mode(
         "target_p99_seconds": DURING_PASS_TARGET_P99_SECONDS,
         "target_met": p99 is not None and p99 <= DURING_PASS_TARGET_P99_SECONDS and len(lags) == len(ends),
         "estate": full.size(),
+        "host_warm_up_seconds": warm_seconds,
+        "host_warmed_up": warmed,
         "pass": {
             "still_running_when_measured": still_running,
             "finished": pass_result.get("finished", False),
@@ -214,6 +222,23 @@ def _during_pass_mode(
             "throttled_429s": (pass_result.get("arm_answers") or {}).get("throttled_429s"),
         },
     }
+
+
+def _wait_deny_baseline(running: Any, vms: list[VmInfo], limit: float) -> bool:
+    """Wait (at most `limit` seconds) until every VM's NIC NSG holds a Deny rule; whether they do."""
+    deadline = time.perf_counter() + limit
+    pending = [vm for vm in vms if vm.nic_nsg_id]
+    while pending and time.perf_counter() < deadline:
+        pending = [vm for vm in pending if not _rule_present(running, vm.nic_nsg_id, "Deny")]
+        if pending:
+            time.sleep(0.5)
+    return not pending
+
+
+def _rule_present(running: Any, nsg_id: str | None, access: str) -> bool:
+    body = running.arm.admin_ok("GET", f"/_emulator/resources{nsg_id}")
+    rules = body.get("properties", {}).get("securityRules") or []
+    return any((r.get("properties") or {}).get("access") == access for r in rules)
 
 
 def _window_start(*, aligned: bool) -> datetime:
@@ -322,9 +347,7 @@ def _removals(running: Any, ends: dict[str, datetime], grant_vm: dict[str, VmInf
 
 
 def _allow_rule_present(running: Any, nsg_id: str | None) -> bool:
-    body = running.arm.admin_ok("GET", f"/_emulator/resources{nsg_id}")
-    rules = body.get("properties", {}).get("securityRules") or []
-    return any((r.get("properties") or {}).get("access") == "Allow" for r in rules)
+    return _rule_present(running, nsg_id, "Allow")
 
 
 def _wait_applied(
