@@ -203,10 +203,60 @@ def _revocation(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _estate_pass_legacy(r: dict[str, Any]) -> list[str]:
+    """Result files written before the estate pass measured the whole estate (a fraction, extrapolated)."""
+    rows = []
+    for p in r["passes"]:
+        rows.append(
+            [
+                p["name"],
+                _s(p["seconds"]),
+                _n(p["rss_peak_mib"]),
+                p["arm"]["reads"],
+                p["arm"]["writes"],
+                p["storage"].get("table_reads", 0),
+                p["storage"].get("table_writes", 0),
+                p.get("targets", "-"),
+            ]
+        )
+    scale = r["scale"]
+    lines = [
+        f"Measured scale: {scale['vms']} VMs, {scale['nsgs']} NSGs, {scale['firewalls']} firewalls, "
+        f"{scale['grants']} active grants ({scale['fraction_of_target']:.0%} of the issue's estate).",
+        "",
+    ]
+    lines += _table(
+        ["pass", "wall", "peak RSS MiB", "ARM reads", "ARM writes", "Table reads", "Table writes", "targets"],
+        rows,
+    )
+    if r.get("extrapolated"):
+        lines += ["", "Extrapolated to the full estate (2,000 VMs, 10,000 grants):", ""]
+        extrapolated = r["extrapolated"]
+        lines += _table(
+            ["pass", "wall (extrapolated)", "ARM reads", "ARM writes", "Table reads", "Table writes"],
+            [
+                [
+                    e["name"],
+                    _s(e["seconds"]),
+                    _n(e["arm_reads"]),
+                    _n(e.get("arm_writes")),
+                    _n(e["table_reads"]),
+                    _n(e.get("table_writes")),
+                ]
+                for e in extrapolated
+            ],
+        )
+        lines += ["", f"Method: {extrapolated[0]['method']}."]
+    lines += ["", r.get("note", "")]
+    return lines
+
+
 PASS_NAMES = {"in_sync": "in sync", "drift_1pct": "1 % of NSGs drifted"}
 
 
 def _estate_pass(r: dict[str, Any]) -> list[str]:
+    if "passes" in r:
+        return _estate_pass_legacy(r)
     measured = r.get("full") or r.get("at_scale")
     if measured is None:
         return ["(no estate measured; see the JSON)"]
@@ -322,7 +372,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "request_overhead": ("1. Request overhead (`initiate`, ARM operations take no time)", _request_overhead),
     "burst": ("2. Burst behind one firewall", _burst),
     "revocation": ("3. Revocation lag", _revocation),
-    "estate_pass": ("4. Estate pass (one full reconcile, measured)", _estate_pass),
+    "estate_pass": ("4. Estate pass (one full reconcile)", _estate_pass),
     "cold_start": ("5. Cold start", _cold_start),
 }
 

@@ -124,3 +124,10 @@ def test_parts_beyond_the_budget_are_recorded_as_cut_short(tmp_path: Path) -> No
     assert ctx.fits(5, "a small part") and not ctx.cut_short
     assert not ctx.fits(60, "a big part")
     assert ctx.cut_short == [ctx.cut_short[0]] and ctx.cut_short[0].startswith("a big part skipped")
+
+
+def test_result_files_from_before_the_whole_estate_still_render() -> None:
+    """`python -m bench.report` re-renders older result files (a fraction of the estate, extrapolated)."""
+    document = json.loads((Path(report.RESULTS_DIR) / "2026-11-25-832aeb265914.json").read_text())
+    text = report.figures(document)
+    assert "Extrapolated to the full estate" in text and "could not render" not in text
