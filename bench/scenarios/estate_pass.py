@@ -55,6 +55,7 @@ DRIFT_SHARE = 0.01
 QUICK_FRACTION = 0.01
 PASS_LIMIT_SECONDS = 900.0  # without a time budget (--full, --budget 0)
 BUDGETED_LIMIT_FACTOR = 4.0  # with one: this many times the pass's wall-time target
+STARTUP_SECONDS = 10.0  # the pass process's imports and clients, before the pass starts
 KEYS = ("wall_s", "arm_reads", "arm_writes", "table_reads", "table_writes", "peak_rss_mib", "throttled_429s")
 TARGETS = {
     "in_sync": {
@@ -128,8 +129,12 @@ def run(ctx: Any) -> dict[str, Any]:
         cases[case] = result
         log(
             f"estate pass {case} ({fraction:g}): "
-            + ("finished" if result["finished"] else "STOPPED UNFINISHED")
-            + f" {result['wall_s']} s, ARM r/w {result['arm_reads']}/{result['arm_writes']}, "
+            + (
+                f"finished in {result['wall_s']} s"
+                if result["finished"]
+                else f"STOPPED UNFINISHED after {result['stopped_after_s']} s"
+            )
+            + f", ARM r/w {result['arm_reads']}/{result['arm_writes']}, "
             f"Table r/w {result['table_reads']}/{result['table_writes']}, "
             f"peak RSS {result['peak_rss_mib']} MiB, 429s {result['throttled_429s']}"
         )
@@ -232,8 +237,9 @@ class PassProcess:
             self.process.kill()
             self.process.wait()
             progress = self.progress()
-            stopped = round(time.perf_counter() - self.started, 1)
-            return {"finished": False, "stopped_after_s": stopped, **progress}
+            # Seconds of the pass itself (its last progress report), else since the process started.
+            stopped = progress.get("elapsed_s") or round(time.perf_counter() - self.started, 1)
+            return {"finished": False, **progress, "stopped_after_s": stopped}
         self._stdout.seek(0)
         self._stderr.seek(0)
         out, err = self._stdout.read(), self._stderr.read()
@@ -256,7 +262,7 @@ def measure_pass(
 ) -> dict[str, Any]:
     clear_arm_log(running.arm)
     child = PassProcess(running, full)
-    raw = child.wait(limit)
+    raw = child.wait(limit + STARTUP_SECONDS)
     arm = arm_counts(running.arm, user_agent_mark="portcullis/")
     log_entries = running.arm.admin_ok("GET", "/_emulator/requests")["log"]
     written = sorted(
