@@ -354,7 +354,8 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     stop.set()
     return {
         "seconds": round(seconds, 2),
-        "targets": len(targets),
+        # Today reconcile_all returns the targets it visited; count them if it still does.
+        "targets": len(targets) if isinstance(targets, list | tuple | set | dict) else None,
         "storage": storage.snapshot(),
         "arm_answers": answers.snapshot(),
         **memory.as_dict(),
