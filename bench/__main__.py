@@ -1,12 +1,14 @@
-"""`python -m bench [--quick] [--only NAME[,NAME]] [--out DIR] [--full] [--budget SECONDS]`: run the
-scenarios of issue 6 on the local stack and write `bench/results/<date>-<commit>.md|.json` and
+"""`python -m bench [--quick] [--only NAME[,NAME]] [--out DIR] [--full] [--budget S] [--estate-scale F]`:
+run the scenarios of issue 6 on the local stack and write `bench/results/<date>-<commit>.md|.json` and
 `bench/results/latest.md`.
 
 --quick   scaled-down scenarios (seconds, not minutes): the smoke test's mode; results go to a
           temporary directory unless --out is given, so quick runs never replace real figures.
 --full    the big versions: the naive strategy measured at every burst size, the Firewall Policy
-          burst at 200 grants, the whole estate (an hour or more).
---budget  hard limit on the scenarios' time (default 400 s; --full: none; 0 = none). Scenarios skip
+          burst at 200 grants (an hour or more).
+--estate-scale F  the estate pass (and revocation during a pass) on a fraction F of the 2,000-VM
+          estate instead of the whole (default: whole; --quick: 0.01).
+--budget  hard limit on the scenarios' time (default 600 s; --full: none; 0 = none). Scenarios skip
           their optional parts when the rest of the budget cannot hold them, and one still running
           at the limit is stopped; either way the report says what was cut short. Exit status is
           non-zero only when a scenario crashed.
@@ -32,9 +34,13 @@ from typing import Any
 from bench import report
 from bench.harness import BudgetSpent, Services, git_commit, log, machine, services, utc_now
 
-SCENARIOS = ("cold_start", "request_overhead", "burst", "revocation", "estate_pass")
+# estate_pass before revocation: revocation's "during a full pass" mode adds a few VMs and grants to
+# the shared estate, which the estate pass must not count.
+SCENARIOS = ("cold_start", "request_overhead", "burst", "estate_pass", "revocation")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_BUDGET_SECONDS = 400.0  # `make bench` must write its report within 7 minutes on 2 cores
+# `make bench` must write its report within 10 minutes on 2 cores; the whole-estate pass (issue 16:
+# seeding 2,000 VMs and 10,000 grants, then two passes) needs about 3 of them.
+DEFAULT_BUDGET_SECONDS = 600.0
 MIN_SCENARIO_SECONDS = 15.0  # below this, a scenario is not started at all
 
 
@@ -47,6 +53,7 @@ class Context:
     quick: bool
     full: bool
     work_dir: Path
+    estate_scale: float | None = None  # fraction of the issue's estate; None = whole (quick: 1 %)
     deadline: float = math.inf  # time.perf_counter() value when the budget ends
     cut_short: list[str] = field(default_factory=list)  # what the current scenario skipped, and why
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -92,7 +99,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"seconds for all scenarios (default {DEFAULT_BUDGET_SECONDS:g}; --full: none; 0 = none)",
     )
+    parser.add_argument(
+        "--estate-scale",
+        type=float,
+        default=None,
+        help="fraction of the 2,000-VM estate for estate_pass and revocation's during-pass mode "
+        "(default 1 = the whole estate; --quick: 0.01)",
+    )
     args = parser.parse_args(argv)
+    if args.estate_scale is not None and not 0 < args.estate_scale <= 1:
+        parser.error("--estate-scale: a fraction in (0, 1]")
     if args.budget is None:
         args.budget = 0.0 if args.full else DEFAULT_BUDGET_SECONDS
     chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(SCENARIOS)
@@ -120,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     failures = 0
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
-        ctx = Context(quick=args.quick, full=args.full, work_dir=Path(work))
+        ctx = Context(quick=args.quick, full=args.full, work_dir=Path(work), estate_scale=args.estate_scale)
         alarm = False
         if args.budget:
             ctx.deadline = time.perf_counter() + args.budget

@@ -73,6 +73,11 @@ class BenchEstate:
     def firewall_public_ip(self, index: int) -> str:
         return f"{self.ip_octet}.{index // 250}.{index % 250}.10"
 
+    def firewall_subnet_prefix(self, group_index: int) -> str:
+        """The AzureFirewallSubnet of the index-th firewall group's VNet (NSG rules behind a firewall
+        allow this source)."""
+        return f"10.{group_index + 1}.200.0/26"
+
     def subnet_id(self, vnet: str, subnet: str) -> str:
         return f"{self.rid('virtualNetworks', vnet)}/subnets/{subnet}"
 
@@ -134,7 +139,7 @@ class BenchEstate:
 
         def vnet(
             name: str, network_index: int, vm_count: int, subnet_nsg: str | None, firewall: bool
-        ) -> None:
+        ) -> None:  # network_index 0 = the direct VMs' VNet, g + 1 = firewall group g
             subnets = []
             for s in range(max(1, -(-vm_count // SUBNET_SIZE))):
                 subnet: dict[str, Any] = {"addressPrefix": f"10.{network_index}.{4 * s}.0/22"}
@@ -145,7 +150,7 @@ class BenchEstate:
                 subnets.append(
                     {
                         "name": "AzureFirewallSubnet",
-                        "properties": {"addressPrefix": f"10.{network_index}.200.0/26"},
+                        "properties": {"addressPrefix": self.firewall_subnet_prefix(network_index - 1)},
                     }
                 )
             add(

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from localstack.azurite import Azurite, start_azurite
 from localstack.emulator import Emulator, start_emulator
@@ -189,8 +189,12 @@ def arm_counts(
     if path_marks is not None:
         log = [entry for entry in log if any(mark in entry["path"].lower() for mark in path_marks)]
     by_kind: Counter[str] = Counter()
-    reads = writes = polls = 0
+    reads = writes = polls = throttled = 0
     for entry in log:
+        if entry.get("status") == 429:
+            # Refused by the throttle: not work done, counted apart (and ARM does not charge it).
+            throttled += 1
+            continue
         kind = f"{entry['method']} {entry['type']}"
         by_kind[kind] += 1
         if entry["type"] == "operations" or "/operations/" in entry["path"].lower():
@@ -203,8 +207,89 @@ def arm_counts(
         "reads": reads,
         "writes": writes,
         "operation_polls": polls,
+        "throttled_429s": throttled,
+        "emulator_throttle_stats": throttle_stats(answer),
         "by_kind": dict(sorted(by_kind.items())),
     }
+
+
+def throttle_stats(requests_answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The emulator's own throttling figures in its `/_emulator/requests` answer, whatever they are
+    called (the throttle is new: any top-level or `stats` key naming 429s or throttling); None when
+    this emulator reports none."""
+    found: dict[str, Any] = {}
+    for source in (requests_answer, requests_answer.get("stats") or {}):
+        if not isinstance(source, dict):
+            continue
+        for key, value in source.items():
+            if key in ("log", "counts"):
+                continue
+            if "429" in key or "throttl" in key.lower():
+                found[key] = value
+    return found or None
+
+
+def throttle_config(emulator: EmulatorClient) -> dict[str, Any]:
+    """What the emulator says about its ARM throttle (`GET /_emulator/throttle`), or that it has none."""
+    status, answer = emulator.admin("GET", "/_emulator/throttle")
+    if status == 404 and not (isinstance(answer, dict) and "enabled" in answer):
+        return {"available": False}
+    if status >= 400:
+        return {"available": False, "status": status}
+    config = answer if isinstance(answer, dict) else {"answer": answer}
+    config = {k: v for k, v in config.items() if k != "buckets"}  # per caller: see throttle_buckets
+    return {"available": True, **config}
+
+
+def throttle_buckets(emulator: EmulatorClient, subscription_id: str) -> list[dict[str, Any]]:
+    """The throttle's buckets for one subscription now (tokens remaining, taken, 429s), if any."""
+    status, answer = emulator.admin("GET", "/_emulator/throttle")
+    if status >= 400 or not isinstance(answer, dict):
+        return []
+    return [
+        {k: v for k, v in bucket.items() if k != "subscription"}
+        for bucket in answer.get("buckets") or []
+        if str(bucket.get("subscription", "")).lower() == subscription_id.lower()
+    ]
+
+
+def refill_throttle(emulator: EmulatorClient, config: dict[str, Any]) -> float:
+    """Full buckets before a measured phase: the throttle's reset switch (`PUT /_emulator/throttle
+    {"reset": true}`), else waiting for them to refill. Returns the seconds waited."""
+    if not config.get("available") or config.get("enabled") is False:
+        return 0.0
+    status, _ = emulator.admin("PUT", "/_emulator/throttle", {"reset": True})
+    if status < 400:
+        return 0.0
+    wait = throttle_refill_seconds(config)
+    time.sleep(wait)
+    return wait
+
+
+CAPACITY_KEYS = ("capacity", "burst", "size", "tokens")
+RATE_KEYS = ("rate", "refill_per_second", "per_second", "refill")
+
+
+def throttle_refill_seconds(config: dict[str, Any]) -> float:
+    """How long an idle caller waits for full read and write buckets: the largest capacity / rate the
+    throttle's config names, else ARM's (reads 250 at 25/s, writes 200 at 10/s: 20 s); 0 without a
+    throttle."""
+    if not config.get("available") or config.get("enabled") is False:
+        return 0.0
+    longest = 0.0
+
+    def walk(node: Any) -> None:
+        nonlocal longest
+        if isinstance(node, dict):
+            capacity = next((node[k] for k in CAPACITY_KEYS if k in node), None)
+            rate = next((node[k] for k in RATE_KEYS if k in node), None)
+            if isinstance(capacity, int | float) and isinstance(rate, int | float) and rate > 0:
+                longest = max(longest, float(capacity) / float(rate))
+            for value in node.values():
+                walk(value)
+
+    walk(config)
+    return longest or 20.0
 
 
 def _by_app(entry: dict[str, Any], user_agent_mark: str) -> bool:
@@ -217,6 +302,75 @@ def _by_app(entry: dict[str, Any], user_agent_mark: str) -> bool:
 
 def clear_arm_log(emulator: EmulatorClient) -> None:
     emulator.admin_ok("DELETE", "/_emulator/requests")
+
+
+class ArmAnswerCounter:
+    """What ARM (the emulator) answered this process, seen from the client: answers 429 (azure-core
+    retries them below the app, so the app never sees them) and the lowest remaining budget in the
+    `x-ms-ratelimit-remaining-subscription-reads` / `-writes` headers. Wraps RequestsTransport.send
+    like StorageRequestCounter; instrumentation only."""
+
+    HEADERS: ClassVar[dict[str, str]] = {
+        "x-ms-ratelimit-remaining-subscription-reads": "min_remaining_reads",
+        "x-ms-ratelimit-remaining-subscription-writes": "min_remaining_writes",
+    }
+
+    def __init__(self, arm_port: int) -> None:
+        self._port = arm_port
+        self._lock = threading.Lock()
+        self.answers = 0
+        self.throttled = 0
+        self.minimum: dict[str, int] = {}
+        self._original: Any = None
+
+    def install(self) -> None:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        original = RequestsTransport.send
+        counter = self
+
+        def send(transport: Any, request: Any, **kwargs: Any) -> Any:
+            response = original(transport, request, **kwargs)
+            counter._count(request, response)
+            return response
+
+        self._original = original
+        RequestsTransport.send = send
+
+    def uninstall(self) -> None:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        if self._original is not None:
+            RequestsTransport.send = self._original
+
+    def _count(self, request: Any, response: Any) -> None:
+        from urllib.parse import urlsplit
+
+        if (urlsplit(request.url).port or 443) != self._port:
+            return
+        headers = getattr(response, "headers", {}) or {}
+        with self._lock:
+            self.answers += 1
+            if getattr(response, "status_code", None) == 429:
+                self.throttled += 1
+            for header, name in self.HEADERS.items():
+                value = headers.get(header)
+                if value is None:
+                    continue
+                try:
+                    number = int(value)
+                except ValueError:
+                    continue
+                self.minimum[name] = min(self.minimum.get(name, number), number)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.answers = self.throttled = 0
+            self.minimum.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"answers": self.answers, "throttled_429s": self.throttled, **self.minimum}
 
 
 class StorageRequestCounter:

@@ -43,14 +43,14 @@ def show_rules(arm: EmulatorClient, estate: Estate) -> None:
         say(f"   NSG {nsg}:")
         for rule in sorted(snapshot.nsg_rules(arm, estate, nsg), key=lambda r: r["properties"]["priority"]):
             p = rule["properties"]
-            owner = "ours   " if plan.is_ours(rule["name"]) else "foreign"
+            owner = "ours   " if plan.owns_rule(rule["name"], p.get("description")) else "foreign"
             source = p.get("sourceAddressPrefix") or ",".join(p.get("sourceAddressPrefixes", []))
             dest = p.get("destinationAddressPrefix") or ",".join(p.get("destinationAddressPrefixes", []))
             port = p.get("destinationPortRange")
             head = f"     [{owner}] {p['priority']:>4} {p['access']:<5}"
             say(f"{head} {source:>15} -> {dest}:{port}  {rule['name']}")
     for collection in snapshot.classic_nat(arm, estate):
-        owner = "ours   " if plan.is_ours(collection["name"]) else "foreign"
+        owner = "ours   " if plan.is_our_collection(collection["name"]) else "foreign"
         props = collection["properties"]
         name, priority = collection["name"], props["priority"]
         say(f"   firewall fw-classic NAT collection [{owner}] {name} (priority {priority}):")

@@ -75,7 +75,8 @@ def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, 
     return [
         rule
         for rule in nsg_rules(arm, estate, nsg)
-        if rule["properties"]["access"] == "Deny" and plan.is_ours(rule["name"])
+        if rule["properties"]["access"] == "Deny"
+        and plan.owns_rule(rule["name"], rule["properties"].get("description"))
     ]
 
 

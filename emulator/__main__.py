@@ -1,4 +1,5 @@
-"""`python -m emulator --port PORT --data-dir DIR [--host 127.0.0.1] [--seed FILE] [--lro-seconds TYPE=S]`"""
+"""`python -m emulator --port PORT --data-dir DIR [--host 127.0.0.1] [--seed FILE] [--lro-seconds TYPE=S]
+[--throttle on|off|reads=250/25,writes=200/10,deletes=200/10]`"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from emulator.engine import Engine
 from emulator.providers import load_providers
 from emulator.server import make_server
 from emulator.store import Store
+from emulator.throttle import Limit, Throttle, parse_limits
 
 log = logging.getLogger("emulator")
 
@@ -28,6 +30,13 @@ def _duration(text: str) -> tuple[str, float]:
     if not type_key or value < 0:
         raise argparse.ArgumentTypeError(f"expected TYPE=SECONDS with SECONDS >= 0, got {text!r}")
     return type_key, value
+
+
+def _throttle(text: str) -> dict[str, Limit] | None:
+    try:
+        return parse_limits(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TYPE=SECONDS",
         help="duration of long-running operations, e.g. Microsoft.Network/azureFirewalls=2 or default=0",
     )
+    parser.add_argument(
+        "--throttle",
+        type=_throttle,
+        default="on",
+        metavar="on|off|reads=SIZE/REFILL,...",
+        help="ARM's token buckets per subscription and caller (default on: reads=250/25,writes=200/10,"
+        "deletes=200/10, global 15x); `off` disables them; change at run time with PUT /_emulator/throttle",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="items per page of list answers before a nextLink (default 1000)",
+    )
     parser.add_argument("--no-persist", action="store_true", help="keep state in memory only")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -51,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(None if args.no_persist else args.data_dir / "state.json")
-    engine = Engine(store, lro_seconds=dict(args.lro_seconds))
+    throttle = Throttle(args.throttle, enabled=args.throttle is not None)
+    engine = Engine(store, lro_seconds=dict(args.lro_seconds), throttle=throttle)
+    if args.page_size is not None:
+        if args.page_size < 1:
+            parser.error("--page-size must be >= 1")
+        engine.page_size = args.page_size
     providers = load_providers(engine)
     if args.seed:
         count = seed_file(engine, args.seed)
@@ -65,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    log.info("emulator.serving url=https://%s:%d providers=%s", args.host, args.port, ",".join(providers))
+    log.info(
+        "emulator.serving url=https://%s:%d providers=%s throttle=%s",
+        args.host,
+        args.port,
+        ",".join(providers),
+        throttle.state()["limits"] if throttle.enabled else "off",
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

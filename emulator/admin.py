@@ -14,6 +14,7 @@ from emulator import ids
 from emulator.engine import RESOURCE_GROUP_TYPE, Call, Engine, Response
 from emulator.errors import ArmError
 from emulator.faults import parse_fault
+from emulator.throttle import KINDS, Limit, parse_limits
 
 log = logging.getLogger("emulator.admin")
 
@@ -159,18 +160,95 @@ def clear_faults(engine: Engine, call: Call, match: re.Match[str]) -> Response:
 
 def requests(engine: Engine, call: Call, match: re.Match[str]) -> Response:
     with engine.lock:
-        return Response(200, {"counts": dict(engine.request_counts), "log": list(engine.request_log)})
+        return Response(
+            200,
+            {
+                "counts": dict(engine.request_counts),
+                "throttled_429s": engine.throttled_429s,
+                "log": list(engine.request_log),
+            },
+        )
 
 
 def clear_requests(engine: Engine, call: Call, match: re.Match[str]) -> Response:
     with engine.lock:
         engine.request_counts.clear()
         engine.request_log.clear()
+        engine.throttled_429s = 0
     return Response(204)
 
 
+def get_throttle(engine: Engine, call: Call, match: re.Match[str]) -> Response:
+    return Response(200, engine.throttle.state())
+
+
+def _limits_from(value: Any) -> dict[str, Limit]:
+    """`"reads=5/1,writes=..."` or `{"reads": {"size": 5, "refill_per_second": 1}, ...}`."""
+    if isinstance(value, str):
+        parsed = parse_limits(value)
+        if parsed is None:
+            raise ValueError('limits cannot be "off"; send {"enabled": false}')
+        return parsed
+    if not isinstance(value, dict):
+        raise ValueError("limits must be a string like reads=250/25 or an object per kind")
+    limits: dict[str, Limit] = {}
+    for kind, spec in value.items():
+        if kind not in KINDS or not isinstance(spec, dict):
+            raise ValueError(
+                f"limits.{kind}: expected one of {', '.join(KINDS)} with {{size, refill_per_second}}"
+            )
+        size, refill = spec.get("size"), spec.get("refill_per_second")
+        if (
+            isinstance(size, bool)
+            or isinstance(refill, bool)
+            or not isinstance(size, int | float)
+            or not isinstance(refill, int | float)
+            or size < 1
+            or refill <= 0
+        ):
+            raise ValueError(f"limits.{kind}: size >= 1 and refill_per_second > 0 are required")
+        limits[kind] = Limit(float(size), float(refill))
+    return limits
+
+
+def set_throttle(engine: Engine, call: Call, match: re.Match[str]) -> Response:
+    """Switch throttling on/off, change sizes, reset the buckets, or move the throttle's clock."""
+    data = _json(call)
+    allowed = {"enabled", "limits", "global_factor", "reset", "advance_seconds"}
+    if not isinstance(data, dict) or not data or set(data) - allowed:
+        return _error(400, f"throttle takes an object with some of: {', '.join(sorted(allowed))}")
+    enabled, reset, advance = data.get("enabled"), data.get("reset", False), data.get("advance_seconds")
+    factor = data.get("global_factor")
+    if enabled is not None and not isinstance(enabled, bool):
+        return _error(400, "enabled must be true or false")
+    if not isinstance(reset, bool):
+        return _error(400, "reset must be true or false")
+    if advance is not None and (
+        isinstance(advance, bool) or not isinstance(advance, int | float) or advance < 0
+    ):
+        return _error(400, "advance_seconds must be a number of seconds >= 0")
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1):
+        return _error(400, "global_factor must be a number >= 1")
+    try:
+        limits = _limits_from(data["limits"]) if "limits" in data else None
+    except ValueError as error:
+        return _error(400, str(error))
+    engine.throttle.configure(
+        enabled=enabled,
+        limits=limits,
+        global_factor=None if factor is None else float(factor),
+        reset=reset,
+    )
+    if advance:
+        engine.throttle.advance(float(advance))
+    return Response(200, engine.throttle.state())
+
+
 def _config_view(engine: Engine) -> dict[str, Any]:
-    return {"lro_seconds": {"default": engine.default_lro_seconds, **engine.lro_seconds}}
+    return {
+        "lro_seconds": {"default": engine.default_lro_seconds, **engine.lro_seconds},
+        "page_size": engine.page_size,
+    }
 
 
 def get_config(engine: Engine, call: Call, match: re.Match[str]) -> Response:
@@ -179,8 +257,13 @@ def get_config(engine: Engine, call: Call, match: re.Match[str]) -> Response:
 
 def set_config(engine: Engine, call: Call, match: re.Match[str]) -> Response:
     data = _json(call)
-    if not isinstance(data, dict) or set(data) - {"lro_seconds"}:
-        return _error(400, 'config takes {"lro_seconds": {"<type or default>": seconds}}')
+    if not isinstance(data, dict) or set(data) - {"lro_seconds", "page_size"}:
+        return _error(400, 'config takes {"lro_seconds": {"<type or default>": seconds}, "page_size": n}')
+    page_size = data.get("page_size")
+    if page_size is not None and (
+        isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+    ):
+        return _error(400, "page_size must be an integer >= 1")
     durations = data.get("lro_seconds") or {}
     if not isinstance(durations, dict):
         return _error(400, "lro_seconds must be an object of type -> seconds")
@@ -189,6 +272,8 @@ def set_config(engine: Engine, call: Call, match: re.Match[str]) -> Response:
             return _error(400, f"lro_seconds['{type_key}'] must be a number of seconds >= 0")
     for type_key, seconds in durations.items():
         engine.set_lro_seconds(type_key, float(seconds))
+    if page_size is not None:
+        engine.page_size = page_size
     return Response(200, _config_view(engine))
 
 
@@ -200,6 +285,8 @@ def reset(engine: Engine, call: Call, match: re.Match[str]) -> Response:
         engine.faults.clear()
         engine.request_counts.clear()
         engine.request_log.clear()
+        engine.throttled_429s = 0
+        engine.throttle.configure(reset=True)
     return Response(204)
 
 
@@ -215,6 +302,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], AdminHandler]] = [
     ("GET", re.compile(r"/_emulator/config"), get_config),
     ("POST", re.compile(r"/_emulator/config"), set_config),
     ("POST", re.compile(r"/_emulator/reset"), reset),
+    ("GET", re.compile(r"/_emulator/throttle"), get_throttle),
+    ("PUT", re.compile(r"/_emulator/throttle"), set_throttle),
     ("PUT", re.compile(r"/_emulator/resources(?P<id>/.+)"), resource),
     ("GET", re.compile(r"/_emulator/resources(?P<id>/.+)"), resource),
     ("DELETE", re.compile(r"/_emulator/resources(?P<id>/.+)"), resource),

@@ -40,6 +40,7 @@ from emulator.faults import FaultRules
 from emulator.ids import ResourceId
 from emulator.resource import ResourceType
 from emulator.store import Record, Store
+from emulator.throttle import Throttle, throttled_error_message
 
 log = logging.getLogger("emulator.engine")
 
@@ -51,6 +52,10 @@ DEFAULT_LRO_SECONDS: dict[str, float] = {
     "microsoft.network/firewallpolicies/rulecollectiongroups": 2.0,
 }
 DEFAULT_REGION = "westeurope"
+# Items per page of a list answer before a `nextLink`. Microsoft documents no fixed size for the
+# Network and Compute lists (only that long lists carry `nextLink`); 1000 is a common ARM page size.
+# Configurable (`--page-size`, POST /_emulator/config) so tests can make small estates page.
+DEFAULT_PAGE_SIZE = 1000
 _KEEP_FINISHED_OPERATIONS = 20_000
 
 
@@ -209,14 +214,24 @@ def _append_call_log(call: Call) -> None:
 
 
 class Engine:
-    def __init__(self, store: Store, *, lro_seconds: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lro_seconds: dict[str, float] | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.store = store
+        # ARM's token buckets; off unless given (`python -m emulator` turns them on by default).
+        self.throttle = throttle or Throttle(enabled=False)
+        self.throttled_429s = 0  # 429 answers of the throttle since the request stats were cleared
         self.lock = store.lock
         self.types: dict[str, ResourceType] = {}
         self._routes: list[_Route] = []
         self.faults = FaultRules()
         self.lro_seconds: dict[str, float] = dict(DEFAULT_LRO_SECONDS)
         self.default_lro_seconds = 0.0
+        self.page_size = DEFAULT_PAGE_SIZE
         for type_key, seconds in (lro_seconds or {}).items():
             self.set_lro_seconds(type_key, seconds)
         self._secret = secrets.token_bytes(16)
@@ -260,13 +275,46 @@ class Engine:
     # --- dispatch ----------------------------------------------------------------------------------
 
     def handle(self, call: Call) -> Response:
-        """Answer one ARM request (not the admin endpoints): faults, auth, routing, errors."""
-        fault = self.faults.take(call.method, call.path)
-        if fault is not None and fault.latency_ms:
-            time.sleep(fault.latency_ms / 1000)
+        """Answer one ARM request (not the admin endpoints): throttling, faults, auth, routing, errors.
+
+        The throttle comes first because ARM's front door spends (or refuses) the token before any
+        resource provider sees the request; its remaining-budget headers go on every answer."""
         if call.headers.get("authorization"):
             call.caller = _token_caller(call.headers["authorization"])
         logged = self._record_request(call)
+        decision = None
+        if call.headers.get("authorization", "").lower().startswith("bearer "):
+            decision = self.throttle.take(call.method, call.path, call.caller)
+        if decision is not None and not decision.allowed:
+            # ARM's front door refuses before any resource provider (or injected fault) sees it.
+            with self.lock:
+                self.throttled_429s += 1
+            logged["status"] = 429
+            logged["throttled"] = True
+            error = ArmError(
+                429, "SubscriptionRequestsThrottled", throttled_error_message(decision, call.caller)
+            )
+            response = self.error_response(error)
+            response.headers.update(decision.headers)
+            response.headers["Retry-After"] = str(decision.retry_after)
+            log.info(
+                "engine.throttled method=%s path=%s caller=%s kind=%s retry_after=%d",
+                call.method,
+                call.path,
+                call.caller,
+                decision.kind,
+                decision.retry_after,
+            )
+            return response
+        response = self._serve(call, logged)
+        if decision is not None:
+            response.headers.update(decision.headers)
+        return response
+
+    def _serve(self, call: Call, logged: dict[str, Any]) -> Response:
+        fault = self.faults.take(call.method, call.path)
+        if fault is not None and fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000)
         if fault is not None:
             if fault.drop_connection:
                 return Response(0, drop=True)
@@ -469,7 +517,7 @@ class Engine:
         if parent_record is None:
             return None, -1, None
         for index, item in enumerate(self._array(parent_record.body, resource_type.embedded_in)):
-            if str(item.get("name", "")).lower() == rid.name.lower():
+            if ids.same(str(item.get("name", "")), rid.name):
                 return parent_record, index, item
         return parent_record, -1, None
 
@@ -726,7 +774,9 @@ class Engine:
         if match.group(2) and self.store.get(scope) is None:
             raise resource_group_not_found(match.group(2))
         records = self.store.list(resource_type.type_key, under=scope)
-        return self._page(call, [resource_type.render(call, r.body) for r in records])
+        return self._page(
+            call, [r.body for r in records], render=lambda body: resource_type.render(call, body)
+        )
 
     def list_children(self, call: Call, resource_type: ResourceType, parent: ResourceId) -> Response:
         self.require_scope(parent)
@@ -737,12 +787,28 @@ class Engine:
             items = self._array(parent_record.body, resource_type.embedded_in)
         else:
             items = [r.body for r in self.store.list(resource_type.type_key, under=str(parent))]
-        return self._page(call, [resource_type.render(call, item) for item in items])
+        return self._page(call, items, render=lambda body: resource_type.render(call, body))
 
-    def _page(self, call: Call, items: list[dict[str, Any]], page_size: int = 1000) -> Response:
-        """`{"value": [...], "nextLink"?}`: long lists come in pages, as ARM does."""
-        skip = int(call.query_value("$skiptoken") or 0)
+    def _page(
+        self,
+        call: Call,
+        items: list[dict[str, Any]],
+        page_size: int | None = None,
+        render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Response:
+        """`{"value": [...], "nextLink"?}`: long lists come in pages, as ARM does (`page_size`, default
+        the engine's). Only the page's items go through `render`, so reading a large list page by page
+        costs each resource's rendering once, not once per page."""
+        page_size = page_size or self.page_size
+        try:
+            skip = max(0, int(call.query_value("$skiptoken") or 0))
+        except ValueError:
+            raise bad_request(
+                "InvalidSkipToken", "The $skiptoken is not one this server handed out."
+            ) from None
         page = items[skip : skip + page_size]
+        if render is not None:
+            page = [render(item) for item in page]
         body: dict[str, Any] = {"value": page}
         if skip + page_size < len(items):
             query = {k: v for k, v in call.query.items() if k.lower() != "$skiptoken"}

@@ -4,13 +4,45 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?", re.IGNORECASE)
 
 
+# .NET's ordinal casing table keeps dotless i and long s (dotnet/runtime pal_casing.c,
+# GlobalizationNative_InitOrdinalCasingPage), although Unicode upper-cases them to 'I' and 'S'.
+_ORDINAL_CASING_KEEPS = frozenset({"\u0131", "\u017f"})
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    if char in _ORDINAL_CASING_KEEPS:
+        return char
+    upper = char.upper()
+    if len(upper) == 1:
+        return upper
+    title = char.title()  # the simple mapping where the full one grows (U+1F80), else itself (ß)
+    return title if len(title) == 1 else char
+
+
+def fold(name: str) -> str:
+    """A name as ARM compares it: .NET `OrdinalIgnoreCase`, i.e. the invariant *simple* upper-case
+    mapping per character, not Python's `lower()` (which makes KELVIN SIGN U+212A a 'k'). 'ß' stays
+    'ß' (not 'SS'), dotless i U+0131 and dotted İ U+0130 are letters of their own. ASCII letters come
+    out lower-case (nothing outside ASCII folds into ASCII), so ASCII ids key as they always did."""
+    if name.isascii():
+        return name.lower()
+    return "".join(c.lower() if (c := _fold_char(ch)).isascii() else c for ch in name)
+
+
+def same(a: str, b: str) -> bool:
+    """Are these the same name or id to ARM?"""
+    return fold(a) == fold(b)
+
+
 def key(resource_id: str) -> str:
-    """The store key: ARM ids are case-insensitive."""
-    return resource_id.rstrip("/").lower()
+    """The store key: ARM ids are case-insensitive, the way ARM is (`fold`)."""
+    return fold(resource_id.rstrip("/"))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emulator.errors import ArmError
+from emulator.ids import fold, same
 
 POLICY_TYPE = "Microsoft.Security/locations/jitNetworkAccessPolicies"
 PROTOCOLS = ("TCP", "UDP", "*")
@@ -183,16 +184,16 @@ def validate_policy(body: Any, *, subscription: str, resource_group: str) -> dic
         if not isinstance(vm, dict):
             raise bad_request(f"'{where}' must be an object.", where)
         parts = _vm_id_parts(vm.get("id"), f"{where}.id")
-        if parts["sub"].lower() != subscription.lower() or parts["rg"].lower() != resource_group.lower():
+        if not same(parts["sub"], subscription) or not same(parts["rg"], resource_group):
             raise bad_request(
                 f"'{where}.id' names a virtual machine in resource group '{parts['rg']}' of subscription "
                 f"'{parts['sub']}'; a policy covers only virtual machines of its own resource group "
                 f"'{resource_group}'.",
                 f"{where}.id",
             )
-        if vm["id"].lower() in seen_vms:
+        if fold(vm["id"]) in seen_vms:
             raise bad_request(f"'{where}.id': virtual machine '{vm['id']}' is listed twice.", f"{where}.id")
-        seen_vms.add(vm["id"].lower())
+        seen_vms.add(fold(vm["id"]))
         ports = vm.get("ports")
         if not isinstance(ports, list) or not ports:
             raise bad_request(f"'{where}.ports' must be a non-empty array.", f"{where}.ports")
@@ -247,7 +248,7 @@ def validate_history(requests: Any) -> list[dict[str, Any]]:
 
 def _policy_vm(policy_properties: dict[str, Any], vm_id: str) -> dict[str, Any] | None:
     vms: list[dict[str, Any]] = policy_properties.get("virtualMachines", [])
-    return next((vm for vm in vms if str(vm.get("id", "")).lower() == vm_id.lower()), None)
+    return next((vm for vm in vms if same(str(vm.get("id", "")), vm_id)), None)
 
 
 def _allowed(rule: dict[str, Any]) -> list[str]:
@@ -411,7 +412,7 @@ def _initiate_port(
 def record_request(history: list[dict[str, Any]], request: dict[str, Any]) -> list[dict[str, Any]]:
     """The policy's new `requests[]`: older active requests for the same VM and port are revoked
     as NewerRequestInitiated; the new one is stored with status Initiated."""
-    opened = {(vm["id"].lower(), port["number"]) for vm in request["virtualMachines"] for port in vm["ports"]}
+    opened = {(fold(vm["id"]), port["number"]) for vm in request["virtualMachines"] for port in vm["ports"]}
     updated: list[dict[str, Any]] = []
     for old in history:
         old = {**old, "virtualMachines": [dict(vm) for vm in old.get("virtualMachines", [])]}
@@ -419,7 +420,7 @@ def record_request(history: list[dict[str, Any]], request: dict[str, Any]) -> li
             vm["ports"] = [
                 {**port, "status": "Revoked", "statusReason": "NewerRequestInitiated"}
                 if port.get("status") == "Initiated"
-                and (str(vm.get("id", "")).lower(), port.get("number")) in opened
+                and (fold(str(vm.get("id", ""))), port.get("number")) in opened
                 else dict(port)
                 for port in vm.get("ports", [])
             ]

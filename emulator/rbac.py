@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.errors import ArmError, bad_request
+from emulator.ids import fold, same
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
@@ -73,7 +74,7 @@ def normalize_scope(scope: str) -> str:
 
 
 def _keys(scopes: Iterable[str]) -> set[str]:
-    return {s.rstrip("/").lower() for s in scopes}
+    return {fold(s.rstrip("/")) for s in scopes}
 
 
 def is_at_or_above(candidate: str, scope: str) -> bool:
@@ -81,7 +82,7 @@ def is_at_or_above(candidate: str, scope: str) -> bool:
     if normalize_scope(candidate) == "/":
         return True
     try:
-        return normalize_scope(candidate).lower() in _keys(scope_chain(scope))
+        return fold(normalize_scope(candidate)) in _keys(scope_chain(scope))
     except ValueError:
         return False
 
@@ -517,7 +518,7 @@ def validate_assignment(
             "properties.principalType",
         )
     body_scope = props.get("scope")
-    if body_scope is not None and normalize_scope(str(body_scope)).lower() != normalize_scope(scope).lower():
+    if body_scope is not None and not same(normalize_scope(str(body_scope)), normalize_scope(scope)):
         raise bad_request(
             "InvalidRequestFormat",
             f"'properties.scope' ('{body_scope}') does not match the scope in the URL ('{scope}').",
@@ -555,7 +556,7 @@ def same_assignment(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (
         a["principalId"].lower() == b["principalId"].lower()
         and role_definition_guid(a["roleDefinitionId"]) == role_definition_guid(b["roleDefinitionId"])
-        and normalize_scope(a["scope"]).lower() == normalize_scope(b["scope"]).lower()
+        and same(normalize_scope(a["scope"]), normalize_scope(b["scope"]))
     )
 
 

@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif response.body is None:
             payload = b""
         else:
-            payload = json.dumps(response.body).encode()
+            payload = json.dumps(response.body, separators=(",", ":")).encode()  # compact, as ARM sends
         self.send_response(response.status)
         if payload:
             self.send_header("Content-Type", "application/json; charset=utf-8")

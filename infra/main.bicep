@@ -66,6 +66,9 @@ param maxVmsPerRequest int = 10
 @minValue(1)
 @maxValue(100)
 param maxPortsPerRequest int = 10
+@minValue(1)
+@maxValue(5000)
+param maxVmsPerPolicy int = 500
 @minValue(1024)
 @maxValue(4194304)
 param maxBodyBytes int = 65536
@@ -85,6 +88,12 @@ param convergeLeaseSeconds int = 30
 @minValue(1)
 @maxValue(32)
 param reconcileConcurrency int = 4
+@description('Proxies (Front Door, API Management) in front of the app: the caller is that many X-Forwarded-For entries left of the last.')
+@minValue(0)
+@maxValue(10)
+param trustedProxyHops int = 0
+@description('Whether senders to the requests queue may assert the requester\'s group memberships (groupIds).')
+param queueTrustsGroupClaims bool = false
 
 var tags = { 'azd-env-name': environmentName, application: 'portcullis' }
 var managedSubscriptionIds = empty(managedSubscriptions) ? [] : split(replace(managedSubscriptions, ' ', ''), ',')
@@ -123,6 +132,7 @@ module app 'modules/app.bicep' = {
     rbacCacheSeconds: rbacCacheSeconds
     maxVmsPerRequest: maxVmsPerRequest
     maxPortsPerRequest: maxPortsPerRequest
+    maxVmsPerPolicy: maxVmsPerPolicy
     maxBodyBytes: maxBodyBytes
     nsgAllowPriorities: nsgAllowPriorities
     nsgDenyPriorities: nsgDenyPriorities
@@ -131,6 +141,8 @@ module app 'modules/app.bicep' = {
     mappedPorts: mappedPorts
     convergeLeaseSeconds: convergeLeaseSeconds
     reconcileConcurrency: reconcileConcurrency
+    trustedProxyHops: trustedProxyHops
+    queueTrustsGroupClaims: queueTrustsGroupClaims
     zoneRedundant: zoneRedundant
     storageSku: storageSku
   }

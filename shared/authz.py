@@ -19,12 +19,15 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.model import Principal
+from shared.model import Principal, arm_key
 
 INITIATE_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action"
 WRITE_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/write"
 READ_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/read"
 DELETE_POLICY_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/delete"
+# What a policy's author must hold on a firewall the policy puts a VM behind (shared.actions.confine).
+FIREWALL_WRITE_ACTION = "Microsoft.Network/azureFirewalls/write"
+RULE_COLLECTION_GROUP_WRITE_ACTION = "Microsoft.Network/firewallPolicies/ruleCollectionGroups/write"
 
 
 class AuthorizationUnavailableError(RuntimeError):
@@ -46,6 +49,10 @@ class Permission:
 
 class RoleReader(Protocol):
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]: ...
+
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        """Every assignment at, above or below the subscription (ARM's unfiltered list at its scope)."""
+        ...
 
     def role_permissions(self, role_definition_id: str) -> list[Permission]: ...
 
@@ -71,8 +78,8 @@ def permits(permissions: Iterable[Permission], action: str) -> bool:
 
 def scope_covers(assignment_scope: str, scope: str) -> bool:
     """Is `assignment_scope` `scope` itself or one of its ancestors?"""
-    outer = assignment_scope.rstrip("/").lower()
-    inner = scope.rstrip("/").lower()
+    outer = arm_key(assignment_scope.rstrip("/"))
+    inner = arm_key(scope.rstrip("/"))
     return outer in ("", "/") or inner == outer or inner.startswith(outer + "/")
 
 
@@ -92,7 +99,9 @@ class Authorizer:
 
     def is_allowed(self, principal: Principal, action: str, scope: str) -> bool:
         principal_ids = frozenset(i.lower() for i in (principal.object_id, *principal.group_ids))
-        key = (principal_ids, action.lower(), scope.rstrip("/").lower())
+        # The exact scope: a decision for `.../resourceGroups/rg\u212a/...` must never answer for
+        # `.../rgk/...`, nor for any other spelling ARM might treat differently from us.
+        key = (principal_ids, action.lower(), scope)
         now = self._clock()
         with self._lock:
             cached = self._decisions.get(key)
@@ -103,6 +112,24 @@ class Authorizer:
             with self._lock:
                 self._decisions[key] = (allowed, now + self._cache_seconds)
         return allowed
+
+    def may_somewhere(self, principal: Principal, action: str, subscription_id: str) -> bool:
+        """Does the principal hold `action` at some scope in (or above) the subscription? The check an
+        operation over a whole subscription makes before it reads anything with the app's identity
+        (the import of Defender's policies); each item is then checked at its own scope. Not cached."""
+        principal_ids = frozenset(i.lower() for i in (principal.object_id, *principal.group_ids))
+        try:
+            reader = self._reader_for(subscription_id)
+            return any(
+                assignment.principal_id.lower() in principal_ids
+                and permits(reader.role_permissions(assignment.role_definition_id), action)
+                for assignment in reader.assignments_in_subscription(subscription_id)
+            )
+        except Exception as error:  # any failure to read RBAC refuses
+            raise AuthorizationUnavailableError(
+                f"role assignments in subscription {subscription_id} cannot be read "
+                f"({type(error).__name__}); refusing"
+            ) from error
 
     def _decide(self, principal_ids: frozenset[str], action: str, scope: str) -> bool:
         subscription_id = _subscription_of(scope)
@@ -155,6 +182,12 @@ class ArmRoleReader:
         except ResourceNotFoundError:
             # The VM (or its resource group) does not exist: nothing applies to it, so refuse.
             return []
+
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        return [
+            RoleAssignment(str(item.principal_id), str(item.role_definition_id), str(item.scope))
+            for item in self._client.role_assignments.list_for_scope(f"/subscriptions/{subscription_id}")
+        ]
 
     def role_permissions(self, role_definition_id: str) -> list[Permission]:
         key = role_definition_id.lower()

@@ -1,5 +1,20 @@
 """Azure Resource Manager clients built from settings: the one place that knows the endpoint,
-the credential and the CA bundle, so the same code talks to Azure or to the local emulator."""
+the credential, the CA bundle and the retry policy, so the same code talks to Azure or to the local
+emulator.
+
+Who retries (issue 16 item 4): one owner per kind of request, never two stacked.
+- **Writes** (PUT, PATCH, DELETE, POST) are retried only by enforcement's own bounded loop
+  (`shared/enforcement/reconciler.py` `write_loop`: re-read on 412, back off honouring
+  `Retry-After` on 409/429, give up after its attempts and record the failure). azure-core sends a
+  write exactly once (`WRITE_RETRIES` = 0): a retry underneath would repeat a PUT whose `If-Match`
+  is already stale, hide ARM's `Retry-After` from the loop that must honour it, and multiply the
+  worst case (azure-core's default of 10 retries under 6 loop attempts is 66 PUTs against one busy
+  target).
+- **Reads** (GET, HEAD: resource reads, list pages, long-running-operation polling) keep a small
+  azure-core retry (`READ_RETRIES`) on 408/429/5xx and dropped connections, honouring `Retry-After`:
+  a read is idempotent, nothing above it retries a single page, and a poll that fails once must not
+  fail a write that ARM already accepted.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +24,8 @@ from functools import lru_cache
 from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
 
 from shared.settings import ArmCredentialKind, Settings, get_settings
 
@@ -29,6 +46,33 @@ _ENVIRONMENT_SETTINGS = (
     "CURL_CA_BUNDLE",
     "NETRC",
 )
+
+
+# azure-core retries per read (so at most READ_RETRIES + 1 HTTP attempts) and per write (none).
+READ_RETRIES = 2
+WRITE_RETRIES = 0
+READ_METHODS = frozenset({"GET", "HEAD"})
+# Longest azure-core backoff between read retries when ARM gives no Retry-After.
+READ_BACKOFF_MAX_SECONDS = 10
+
+
+class ArmRetryPolicy(RetryPolicy[Any, Any]):
+    """azure-core's RetryPolicy with the split above: reads as configured, writes sent once.
+
+    azure-core retries any method on an answer that carries `Retry-After` (a 429 on a PUT included),
+    so its method allow-list cannot keep writes out; only the per-request retry budget can, and this
+    policy sets it to `WRITE_RETRIES` for every method that is not a read, whatever the call asked.
+    """
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        if request.http_request.method.upper() not in READ_METHODS:
+            request.context.options["retry_total"] = WRITE_RETRIES
+        return super().send(request)
+
+
+def retry_policy() -> ArmRetryPolicy:
+    """The retry policy of every ARM client (one instance per client; it holds no state)."""
+    return ArmRetryPolicy(retry_total=READ_RETRIES, retry_backoff_max=READ_BACKOFF_MAX_SECONDS)
 
 
 class StaticTokenCredential:
@@ -90,6 +134,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         "base_url": settings.arm_endpoint,
         "user_agent": USER_AGENT,
         "polling_interval": settings.arm_polling_interval_seconds,
+        "retry_policy": retry_policy(),
         "credential_scopes": [f"{settings.arm_endpoint}/.default"]
         if settings.arm_endpoint != "https://management.azure.com"
         else ["https://management.azure.com/.default"],

@@ -1,5 +1,6 @@
 """Compliance findings: what converge saw but must not touch (a foreign rule opening a protected port
-to the Internet ahead of our Deny, a full priority band). Stored per target, replaced on every pass,
+to the Internet ahead of our Deny, a full priority band, a foreign rule carrying our name prefix
+without our marker, which is never ours and never deleted). Stored per target, replaced on every pass,
 served at GET /api/compliance.
 
 Table `findings`: PK sha256(target key), RK sha256(kind|rule|vm|port): one row per live finding;
@@ -40,7 +41,7 @@ class StoredFinding:
             "targetKind": kind,
             "targetId": resource_id,
             "ruleName": self.rule,
-            "virtualMachineId": self.vm,
+            "virtualMachineId": self.vm,  # "" for a finding about the target as a whole
             "port": self.port,
             "detail": self.detail,
             "firstSeen": self.first_seen.isoformat(),
@@ -49,7 +50,8 @@ class StoredFinding:
 
 
 def _row(finding: Finding) -> str:
-    return hashed_key(f"{finding.kind}|{finding.rule_name}|{finding.vm.key}|{finding.port}")
+    vm = finding.vm.key if finding.vm is not None else ""
+    return hashed_key(f"{finding.kind}|{finding.rule_name}|{vm}|{finding.port}")
 
 
 def _utc(value: Any) -> datetime:
@@ -81,7 +83,7 @@ class FindingStore:
                     "Target": target.key,
                     "Kind": finding.kind.value,
                     "Rule": finding.rule_name,
-                    "Vm": finding.vm.id,
+                    "Vm": finding.vm.id if finding.vm is not None else "",
                     "Port": finding.port,
                     "Detail": finding.detail,
                     "FirstSeen": first_seen,

@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from shared.model import (
+    FIREWALL_NAME_PATTERN,
+    RESOURCE_GROUP_PATTERN,
+    SUBSCRIPTION_PATTERN,
     DomainError,
     FirewallRef,
     Grant,
@@ -31,6 +34,7 @@ from shared.model import (
     TransportProtocol,
     VmPolicy,
     VmRef,
+    same_arm_name,
 )
 from shared.policy import (
     AccessRequest,
@@ -48,8 +52,8 @@ API_VERSION = "2020-01-01"
 POLICY_TYPE = "Microsoft.Security/locations/jitNetworkAccessPolicies"
 
 _FIREWALL_ID = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/){SUBSCRIPTION_PATTERN}(?i:/resourceGroups/){RESOURCE_GROUP_PATTERN}"
+    rf"(?i:/providers/Microsoft\.Network/azureFirewalls/){FIREWALL_NAME_PATTERN}"
 )
 
 
@@ -111,6 +115,31 @@ class InitiateWire(_Wire):
     justification: StrictStr | None = Field(default=None, max_length=1024)
 
 
+# Defender's bodies nest at most about 7 levels (policy -> virtualMachines -> ports -> prefixes). A body
+# nested far deeper is hostile: json.loads accepts ~1000 levels, but json.dumps, pydantic and the
+# audit would then recurse to a crash. Refused up front, on every channel.
+MAX_JSON_DEPTH = 32
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH, field: str = "body") -> None:
+    """Raise DomainError naming `field` when `value` nests deeper than `limit` (iterative: the check
+    itself cannot overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            reason = f"the JSON is nested more than {limit} levels deep"
+            raise DomainError(field, reason, "InvalidRequestContent")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def field_path(location: Sequence[int | str]) -> str:
     """pydantic's error location as the dotted path a client reads: `properties.virtualMachines[0].id`."""
     text = ""
@@ -154,9 +183,9 @@ def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
     for vm_index, vm_wire in enumerate(wire.properties.virtualMachines):
         path = f"properties.virtualMachines[{vm_index}]"
         vm = VmRef.parse(vm_wire.id, f"{path}.id")
-        if (vm.subscription_id.lower(), vm.resource_group.lower()) != (
-            ref.subscription_id.lower(),
-            ref.resource_group.lower(),
+        if not (
+            same_arm_name(vm.subscription_id, ref.subscription_id)
+            and same_arm_name(vm.resource_group, ref.resource_group)
         ):
             raise DomainError(
                 f"{path}.id",
@@ -184,7 +213,7 @@ def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
         firewall = None
         if vm_wire.portcullis is not None and vm_wire.portcullis.firewallId is not None:
             firewall_id = vm_wire.portcullis.firewallId.strip()
-            if not _FIREWALL_ID.match(firewall_id):
+            if not _FIREWALL_ID.fullmatch(firewall_id):
                 raise DomainError(
                     f"{path}.portcullis.firewallId",
                     f"{firewall_id!r} is not an Azure Firewall id "

@@ -24,6 +24,7 @@ names its partition.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -68,8 +69,10 @@ def new_request_id() -> str:
 
 
 def request_id_for_ticket(ticket_id: str) -> str:
-    """A resend of the same ticket maps to the same request, so it cannot create a second one."""
-    return hashed_key(f"ticket|{ticket_id}")[:32]
+    """A resend of the same ticket maps to the same request, so it cannot create a second one.
+    Ticket ids are opaque and case-sensitive (`RT-1` and `rt-1` are two tickets): hashed exactly as
+    given, not folded or trimmed as resource-id keys are."""
+    return hashlib.sha256(f"ticket|{ticket_id}".encode()).hexdigest()[:32]
 
 
 def grant_id(request_id: str, index: int) -> str:

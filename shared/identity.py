@@ -11,9 +11,17 @@ The caller is, in this order:
 The local stack stands in for App Service, so Easy Auth counts as enabled there and local clients
 send the principal headers themselves: that is for local development only.
 
+With Easy Auth, only Entra ID sign-ins are accepted (`auth_typ` `aad`): another provider's user id
+(a Google or GitHub account) is not an Entra object id and must never be matched against Azure role
+assignments. A principal's object id must be a GUID, as Entra ID's are, and its groups are the GUIDs
+among its group claims (at most 200: beyond that Entra ID sends an overage claim instead); anything
+else is a malformed principal and answered 401, before it reaches RBAC, the audit or storage.
+
 The caller's address is the last entry of `X-Forwarded-For`, the one the platform's front end appended
 (App Service appends `client-ip:port` after whatever the client sent; the local host does the same
-from the socket peer). Entries to its left are the client's own claims and are ignored.
+from the socket peer). Entries to its left are the client's own claims and are ignored, except when
+PORTCULLIS_TRUSTED_PROXY_HOPS says that many proxies of yours (Front Door, API Management) stand in
+front of the platform: each appended one entry, so the caller is that many entries further left.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import base64
 import binascii
 import ipaddress
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +56,41 @@ _NAME_CLAIMS = (
 )
 _GROUP_CLAIMS = ("groups", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups")
 _LEEWAY_SECONDS = 60
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Entra ID puts at most 200 groups in a token (then an overage claim instead of the list).
+MAX_GROUPS = 200
+_MAX_NAME_CHARS = 256
+ENTRA_ID_PROVIDER = "aad"
+
+
+def is_guid(value: object) -> bool:
+    return isinstance(value, str) and bool(_GUID.fullmatch(value))
+
+
+def check_principal(
+    object_id: object,
+    display_name: object,
+    groups: Iterable[object],
+    source: PrincipalSource,
+    tenant_id: object = None,
+) -> Principal:
+    """A principal from claims, or AuthenticationError: the object id must be a GUID, the name is
+    cut to a sane length, groups are the GUIDs among the group claims (a bounded number)."""
+    if not is_guid(object_id):
+        shown = repr(object_id)[:60]
+        raise AuthenticationError(f"the principal's object id {shown} is not an Entra ID object id (a GUID)")
+    assert isinstance(object_id, str)
+    group_ids = frozenset(g for g in groups if isinstance(g, str) and is_guid(g))
+    if len(group_ids) > MAX_GROUPS:
+        raise AuthenticationError(f"the principal carries more than {MAX_GROUPS} group ids")
+    name = display_name if isinstance(display_name, str) and display_name else object_id
+    return Principal(
+        object_id=object_id,
+        display_name=name[:_MAX_NAME_CHARS],
+        source=source,
+        tenant_id=tenant_id if isinstance(tenant_id, str) and is_guid(tenant_id) else None,
+        group_ids=group_ids,
+    )
 
 
 class AuthenticationError(Exception):
@@ -104,16 +148,17 @@ class Authenticator:
             raise AuthenticationError(f"the token's signing key cannot be found: {error}") from None
         except jwt.InvalidTokenError as error:
             raise AuthenticationError(f"the bearer token is not valid: {error}") from None
-        object_id = claims.get("oid") or claims.get("sub")
-        if not isinstance(object_id, str) or not object_id:
+        # `oid` only: `sub` is a per-application pairwise id, not an object id RBAC knows.
+        object_id = claims.get("oid")
+        if object_id is None:
             raise AuthenticationError("the bearer token carries no 'oid' claim")
         groups = claims.get("groups") or []
-        return Principal(
-            object_id=object_id,
-            display_name=_first_text(claims, _NAME_CLAIMS) or object_id,
-            source=PrincipalSource.JWT,
+        return check_principal(
+            object_id,
+            _first_text(claims, _NAME_CLAIMS),
+            groups if isinstance(groups, list) else [],
+            PrincipalSource.JWT,
             tenant_id=claims.get("tid") if isinstance(claims.get("tid"), str) else None,
-            group_ids=frozenset(g for g in groups if isinstance(g, str)),
         )
 
 
@@ -135,6 +180,12 @@ def _easy_auth_principal(headers: Mapping[str, str]) -> Principal:
         raise AuthenticationError("X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON") from None
     if not isinstance(document, dict):
         raise AuthenticationError("X-MS-CLIENT-PRINCIPAL is not a JSON object")
+    provider = document.get("auth_typ")
+    if provider != ENTRA_ID_PROVIDER:
+        # Another provider's id is not an Entra object id: never match it against role assignments.
+        raise AuthenticationError(
+            f"sign in with Microsoft Entra ID: the identity provider {str(provider)[:40]!r} is not accepted"
+        )
     claims: dict[str, Any] = {}
     groups: set[str] = set()
     for claim in document.get("claims") or []:
@@ -147,17 +198,20 @@ def _easy_auth_principal(headers: Mapping[str, str]) -> Principal:
             groups.add(value)
         else:
             claims.setdefault(kind, value)
+    # For Entra ID, X-MS-CLIENT-PRINCIPAL-ID is the object id; the claim wins when both are present.
     object_id = _first_text(claims, _OBJECT_ID_CLAIMS) or headers.get(EASY_AUTH_PRINCIPAL_ID)
     if not object_id:
         raise AuthenticationError("the authenticated principal carries no object id")
-    name = headers.get(EASY_AUTH_PRINCIPAL_NAME) or _first_text(claims, _NAME_CLAIMS) or object_id
-    return Principal(
-        object_id=object_id,
-        display_name=name,
-        source=PrincipalSource.EASY_AUTH,
-        tenant_id=_first_text(claims, _TENANT_CLAIMS),
-        group_ids=frozenset(groups),
+    name = headers.get(EASY_AUTH_PRINCIPAL_NAME) or _first_text(claims, _NAME_CLAIMS)
+    return check_principal(
+        object_id, name, groups, PrincipalSource.EASY_AUTH, tenant_id=_first_text(claims, _TENANT_CLAIMS)
     )
+
+
+def same_principal(first: Principal, second: Principal) -> bool:
+    """Are these the same person? Object ids are GUIDs (checked where a principal enters), compared
+    without regard to the case of their hex digits."""
+    return first.object_id.lower() == second.object_id.lower()
 
 
 def easy_auth_header(object_id: str, name: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
@@ -175,13 +229,15 @@ def easy_auth_header(object_id: str, name: str, groups: tuple[str, ...] = ()) ->
     }
 
 
-def caller_address(headers: Mapping[str, str]) -> str | None:
-    """The caller's IP as the platform reports it: the last X-Forwarded-For entry, port removed."""
-    forwarded = next((v for k, v in headers.items() if k.lower() == "x-forwarded-for"), "")
+def caller_address(headers: Mapping[str, str], trusted_proxy_hops: int = 0) -> str | None:
+    """The caller's IP as the platform reports it: the last X-Forwarded-For entry, or with N trusted
+    proxies in front of the platform the entry N places left of it; port removed. None when there
+    are fewer entries than that (the caller's address is then unknown, never a guess)."""
+    forwarded = ",".join(v for k, v in headers.items() if k.lower() == "x-forwarded-for")
     entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
-    if not entries:
+    if len(entries) <= trusted_proxy_hops:
         return None
-    return _strip_port(entries[-1])
+    return _strip_port(entries[-1 - trusted_proxy_hops])
 
 
 def _strip_port(entry: str) -> str | None:

@@ -1,7 +1,8 @@
 """Domain values shared by requests (intake, policy, grants) and enforcement (plan, converge).
 
-Pure: no Azure SDK, no storage. Resource ids are compared case-insensitively, as ARM does; `key`
-properties give the normalised form used in tables and dictionaries.
+Pure: no Azure SDK, no storage. Resource ids and names are compared case-insensitively the way ARM
+compares them (`arm_key`); `key` properties give that normalised form, used in tables, dictionaries
+and caches.
 
 Vocabulary on the wire stays Defender's: a port of a request is `Initiating` until its rules exist
 on every target on its path, then `Initiated`, then `Revoked` with a reason.
@@ -14,7 +15,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Protocol
+
+# ---- names compared the way ARM compares them ----
+
+# .NET's ordinal ignore-case casing table maps these two to themselves, although Unicode's simple
+# upper-case mapping sends them to ASCII 'I' and 'S' (dotnet/runtime,
+# src/native/libs/System.Globalization.Native/pal_casing.c, GlobalizationNative_InitOrdinalCasingPage:
+# "Disable Turkish I behavior on Ordinal operations", pTarget[0x31] = 0x0131 and 0x7F = 0x017F).
+_ORDINAL_CASING_KEEPS = frozenset({"\u0131", "\u017f"})
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    if char in _ORDINAL_CASING_KEEPS:
+        return char
+    upper = char.upper()
+    if len(upper) == 1:
+        return upper
+    # Python's upper() is the *full* mapping (ß -> SS); .NET uses the simple one, one character to
+    # one. Where the full mapping grows, the simple upper-case is the single-character title-case
+    # (U+1F80 -> U+1F88) or, when there is none, the character itself (ß stays ß).
+    title = char.title()
+    return title if len(title) == 1 else char
+
+
+def arm_key(name: str) -> str:
+    """The form in which two ARM names or ids are equal exactly when ARM says they are the same.
+
+    ARM compares names with .NET's `StringComparison.OrdinalIgnoreCase`: each UTF-16 unit (surrogate
+    pairs as one character) mapped by the invariant *simple* upper-case mapping, then compared
+    ordinally ([MS-UCODEREF] 3.1.5.5 "Comparing UTF-16 Strings Ordinally"; dotnet/runtime
+    System/Globalization/OrdinalCasing.Icu.cs). So, unlike Python's `lower()` or `casefold()`:
+    KELVIN SIGN U+212A is upper-case already and is not 'K'; 'ß' has no simple upper-case and is not
+    'ss' (nor 'ẞ'); dotless i U+0131 and long s U+017F are kept as they are (not 'I', 'S'); dotted
+    'İ' U+0130 is upper-case already and is not 'i'.
+
+    The folded form is then ASCII-lower-cased: no character outside ASCII folds into ASCII (the two that
+    would are the ones kept above), so this changes no equality, and the keys of ASCII names stay what
+    `lower()` made them, which keeps stored keys valid. Differences between the Unicode versions of
+    Python and of ARM's ICU are possible for characters assigned recently; names are short and Azure's
+    naming rules allow few such characters.
+    """
+    if name.isascii():
+        return name.lower()
+    return "".join(char.lower() if (char := _fold_char(c)).isascii() else char for c in name)
+
+
+def same_arm_name(a: str, b: str) -> bool:
+    """Are `a` and `b` the same name (or id) to ARM?"""
+    return arm_key(a) == arm_key(b)
 
 
 class DomainError(ValueError):
@@ -35,10 +86,21 @@ class TransportProtocol(StrEnum):
     ANY = "*"
 
 
+# Azure's naming rules, checked wherever an id enters (requests, policies, queries, the queue), so a
+# name can never smuggle `?`, `#`, `%`, `/` or spaces into an ARM URL built from it.
+# Subscription: a GUID. Resource group: 1-90 letters, digits, `_ - . ( )`, not ending in `.`.
+# Virtual machine: 1-64 letters, digits, `_ - .`, starting with a letter or digit, not ending in `.`
+# or `-`. Azure Firewall / Firewall Policy: 1-80 letters, digits, `_ - .`, starting with a letter or
+# digit, ending with a letter, digit or `_`.
+SUBSCRIPTION_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+RESOURCE_GROUP_PATTERN = r"[-\w.()]{0,89}[-\w()]"
+VM_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,62}[A-Za-z0-9_])?"
+FIREWALL_NAME_PATTERN = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,78}[A-Za-z0-9_])?"
+# The fixed words of an id are case-insensitive, the names are not matched with IGNORECASE: under it
+# Python's [A-Za-z] also matches KELVIN SIGN and three other non-ASCII letters.
 _VM_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)$",
-    re.IGNORECASE,
+    rf"(?i:/subscriptions/)(?P<sub>{SUBSCRIPTION_PATTERN})(?i:/resourceGroups/)(?P<rg>{RESOURCE_GROUP_PATTERN})"
+    rf"(?i:/providers/Microsoft\.Compute/virtualMachines/)(?P<name>{VM_NAME_PATTERN})"
 )
 
 
@@ -50,7 +112,7 @@ class ResourceId:
 
     @property
     def key(self) -> str:
-        return self.value.lower()
+        return arm_key(self.value)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResourceId) and self.key == other.key
@@ -81,12 +143,13 @@ class VmRef:
 
     @classmethod
     def parse(cls, vm_id: str, field_path: str = "id") -> VmRef:
-        match = _VM_ID.match(vm_id.strip())
+        match = _VM_ID.fullmatch(vm_id.strip())
         if not match:
             raise DomainError(
                 field_path,
-                f"{vm_id!r} is not a virtual machine id "
-                "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name})",
+                f"{vm_id[:300]!r} is not a virtual machine id "
+                "(/subscriptions/{subscription GUID}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                "virtualMachines/{name}, names as Azure allows them)",
             )
         return cls(match["sub"], match["rg"], match["name"])
 
@@ -99,7 +162,7 @@ class VmRef:
 
     @property
     def key(self) -> str:
-        return self.id.lower()
+        return arm_key(self.id)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VmRef) and self.key == other.key
@@ -157,7 +220,7 @@ class PolicyRef:
 
     @property
     def key(self) -> str:
-        return self.id.lower()
+        return arm_key(self.id)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """Desired rules per target and the difference from what is there (pure: no SDK, no storage).
 
-Ownership: every rule, collection and group we write has a name starting with `NAME_PREFIX` and a
-description marker (`portcullis:grant=<id>;exp=<iso>` on grant rules, `portcullis:baseline;...` on the
-Deny baseline), so a sweep without the Table can still tell what is ours and when it expires. Rules
-with any other name (people, IaC, Defender's `SecurityCenter-JITRule*`,
+Ownership: every rule we write has a name starting with `NAME_PREFIX` *and* a description marker
+(`portcullis:grant=<id>;exp=<iso>` on grant rules, `portcullis:baseline;...` on the Deny baseline), so
+a sweep without the Table can still tell what is ours and when it expires; a rule is ours only with
+both (`owns_rule`). A rule with our prefix and no marker is someone else's (a person copying our
+naming, `portcullis-jit-backup-exception`): kept byte for byte, never deleted, and reported as a
+compliance finding. Our firewall collection and rule collection group are ours by their exact names.
+Rules with any other name (people, IaC, Defender's `SecurityCenter-JITRule*`,
 `MicrosoftDefenderForCloud-JITRule*`, `ASC-JIT`, `MDC-JIT`) are never in a plan's output: adapters
-keep them byte for byte.
+keep them byte for byte. Names are compared as ARM compares them (`shared.model.arm_key`).
 
 One rule per grant: a newer request for the same VM and port supersedes the older one, so grants on
 the same VM/port/protocol overlap only briefly and merging them would buy nothing but longer markers.
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from shared.model import Grant, PolicyPort, TransportProtocol, VmRef
+from shared.model import Grant, PolicyPort, TransportProtocol, VmRef, arm_key, same_arm_name
 
 NAME_PREFIX = "Portcullis-JIT-"
 # Our classic-firewall NAT collection, our Firewall Policy rule collection group and its collection.
@@ -45,13 +48,30 @@ INTERNET_SOURCES = frozenset({"*", "internet", "0.0.0.0/0", "any", "0.0.0.0"})  
 
 
 def is_ours(name: str) -> bool:
-    """Rules, collections and groups we own; Defender's names never match."""
-    lowered = name.lower()
-    return lowered.startswith(NAME_PREFIX.lower()) or lowered == COLLECTION_NAME.lower()
+    """Names in our namespace (our prefix, or our collection's name). A name alone does not make a
+    rule ours: see `owns_rule`; collections and groups are ours by exact name (`is_our_collection`)."""
+    folded = arm_key(name)
+    return folded.startswith(arm_key(NAME_PREFIX)) or folded == arm_key(COLLECTION_NAME)
+
+
+def owns_rule(name: str, description: str | None) -> bool:
+    """A rule is ours when it has our name prefix *and* our description marker; a rule with only the
+    prefix is foreign (kept, never deleted, reported)."""
+    return is_ours(name) and parse_marker(description) is not None
+
+
+def is_our_collection(name: str) -> bool:
+    """Our classic NAT collection / Firewall Policy rule collection group / the DNAT collection inside
+    that group: by exact name, never by prefix (`Portcullis-JIT-backup` is someone else's)."""
+    return (
+        same_arm_name(name, COLLECTION_NAME)
+        or same_arm_name(name, RULE_COLLECTION_GROUP_NAME)
+        or same_arm_name(name, POLICY_NAT_COLLECTION_NAME)
+    )
 
 
 def is_defender(name: str) -> bool:
-    return name.lower().startswith(DEFENDER_NAME_PREFIXES)
+    return arm_key(name).startswith(DEFENDER_NAME_PREFIXES)
 
 
 # ---- markers ----
@@ -131,10 +151,26 @@ def allow_rule_name(grant: Grant) -> str:
     return _safe_name("Allow", str(grant.port), grant.grant_id)
 
 
+# Bits of sha256 in a Deny name: 80 bits make an accidental collision among the Deny rules of one
+# NSG (at most 1000 rules) about 1000^2 / 2^81, i.e. never; a duplicate is still refused by the
+# planner (DuplicateRuleNameError), never merged.
+DENY_HASH_HEX = 20
+
+
 def deny_rule_name(vm: VmRef, port: PolicyPort) -> str:
+    """`Portcullis-JIT-Deny-<port>-<proto>-<start of VM name>-<20 hex of sha256(vm key|port|proto)>`:
+    at most 80 characters by construction (never cut afterwards, so the hash always survives), the
+    hash over the VM's whole id as ARM keys it, the port and the protocol."""
     proto = "Any" if port.protocol is TransportProtocol.ANY else port.protocol.value
-    vm_part = vm.name[:30]
-    return _safe_name("Deny", vm_part, str(port.number), proto, _short_hash(vm.key, 6))
+    digest = _short_hash(f"{vm.key}|{port.number}|{proto}", DENY_HASH_HEX)
+    head = f"{NAME_PREFIX}Deny-{port.number}-{proto}-"
+    room = MAX_RULE_NAME - len(head) - 1 - len(digest)
+    vm_part = _NAME_UNSAFE.sub("_", vm.name)[:room].rstrip(".-_") or "vm"
+    return f"{head}{vm_part}-{digest}"
+
+
+class DuplicateRuleNameError(ValueError):
+    """Two different rules of a plan got the same name: refuse the plan rather than drop one."""
 
 
 def nat_rule_name(grant: Grant) -> str:
@@ -220,13 +256,17 @@ class GrantOnNsg:
 class FindingKind(StrEnum):
     PORT_OPEN_AHEAD_OF_DENY = "PortOpenToInternetAheadOfDeny"
     DENY_BAND_FULL = "DenyBandFull"
+    # A rule named like ours without our marker: someone else's, kept, but worth a look.
+    FOREIGN_RULE_WITH_OUR_PREFIX = "ForeignRuleWithOurPrefix"
+    # A foreign rule already has the name one of ours needs: ours is not written there.
+    RULE_NAME_TAKEN = "RuleNameTakenByForeignRule"
 
 
 @dataclass(frozen=True)
 class Finding:
     kind: FindingKind
     rule_name: str
-    vm: VmRef
+    vm: VmRef | None  # None: about the target as a whole (a foreign rule with our prefix)
     port: int
     detail: str
 
@@ -286,7 +326,7 @@ def _place(
     placed: dict[str, NsgRule] = {}
     waiting: list[NsgRule] = []
     for spec in specs:
-        current = actual_ours.get(spec.name.lower())
+        current = actual_ours.get(arm_key(spec.name))
         if current is not None and allocator.keep(current.priority):
             placed[spec.name] = _with_priority(spec, current.priority)
         else:
@@ -325,9 +365,22 @@ def plan_nsg(
 ) -> NsgPlan:
     """Our rules for one NSG: Deny per policy port, Allow per open grant; foreign rules untouched."""
     actual_rules = list(actual)
-    foreign = [r for r in actual_rules if not is_ours(r.name)]
-    actual_ours = {r.name.lower(): r for r in actual_rules if is_ours(r.name)}
+    foreign = [r for r in actual_rules if not owns_rule(r.name, r.description)]
+    actual_ours = {arm_key(r.name): r for r in actual_rules if owns_rule(r.name, r.description)}
+    foreign_names = {arm_key(r.name) for r in foreign}
     used_inbound = {r.priority for r in foreign if r.direction.lower() == "inbound"}
+    findings: list[Finding] = [
+        Finding(
+            FindingKind.FOREIGN_RULE_WITH_OUR_PREFIX,
+            r.name,
+            None,
+            0,
+            f"rule {r.name!r} carries our name prefix {NAME_PREFIX!r} but not our description marker: it "
+            "is not ours, so it is left as it is",
+        )
+        for r in foreign
+        if is_ours(r.name)
+    ]
 
     deny_specs: dict[str, NsgRule] = {}
     deny_subjects: dict[str, tuple[VmRef, int]] = {}
@@ -336,7 +389,27 @@ def plan_nsg(
             continue
         for port in entry.ports:
             name = deny_rule_name(entry.nic.vm, port)
-            deny_specs[name] = NsgRule(
+            if deny_subjects.get(arm_key(name)) == (entry.nic.vm, port.number):
+                continue  # the same VM and port again (listed by two policies): one rule, the same rule
+            if arm_key(name) in deny_specs:
+                raise DuplicateRuleNameError(
+                    f"Deny rule name {name!r} is planned twice (for {deny_subjects[arm_key(name)][0].id} "
+                    f"and {entry.nic.vm.id}, port {port.number}); refusing rather than dropping one"
+                )
+            if arm_key(name) in foreign_names:
+                findings.append(
+                    Finding(
+                        FindingKind.RULE_NAME_TAKEN,
+                        name,
+                        entry.nic.vm,
+                        port.number,
+                        f"a foreign rule is named {name!r}, the name of our Deny rule for this VM and "
+                        "port; it is left as it is and our Deny is not written",
+                    )
+                )
+                continue
+            deny_subjects[arm_key(name)] = (entry.nic.vm, port.number)
+            deny_specs[arm_key(name)] = NsgRule(
                 name=name,
                 priority=0,
                 access=Access.DENY,
@@ -346,15 +419,23 @@ def plan_nsg(
                 destination_ports=(str(port.number),),
                 description=baseline_marker(entry.nic.vm, port.number),
             )
-            deny_subjects[name] = (entry.nic.vm, port.number)
 
     allow_specs: list[NsgRule] = []
     grant_of_rule: dict[str, str] = {}
+    name_taken: dict[str, str] = {}
     for placement in sorted(grants, key=lambda g: (g.grant.start_time, g.grant.grant_id)):
         grant = placement.grant
         if not grant.is_open_at(now) or not placement.nic.private_ips:
             continue
         name = allow_rule_name(grant)
+        if arm_key(name) in grant_of_rule:
+            raise DuplicateRuleNameError(
+                f"Allow rule name {name!r} is planned twice (grants {grant_of_rule[arm_key(name)]} and "
+                f"{grant.grant_id}); refusing rather than dropping one"
+            )
+        if arm_key(name) in foreign_names:
+            name_taken[grant.grant_id] = f"a foreign rule on this NSG is already named {name!r}"
+            continue
         allow_specs.append(
             NsgRule(
                 name=name,
@@ -367,7 +448,7 @@ def plan_nsg(
                 description=grant_marker(grant.grant_id, grant.end_time),
             )
         )
-        grant_of_rule[name] = grant.grant_id
+        grant_of_rule[arm_key(name)] = grant.grant_id
 
     allow_placed, allow_unplaced = _place(
         allow_specs, actual_ours, _PriorityAllocator(set(used_inbound), bands.allow_first, bands.allow_last)
@@ -378,25 +459,28 @@ def plan_nsg(
         _PriorityAllocator(set(used_inbound), bands.deny_first, bands.deny_last),
     )
     refused = {
-        grant_of_rule[r.name]: (
-            f"the NSG's allow priority band {bands.allow_first}-{bands.allow_last} is full"
-        )
-        for r in allow_unplaced
+        **name_taken,
+        **{
+            grant_of_rule[arm_key(r.name)]: (
+                f"the NSG's allow priority band {bands.allow_first}-{bands.allow_last} is full"
+            )
+            for r in allow_unplaced
+        },
     }
-    findings = [
+    findings.extend(
         Finding(
             FindingKind.DENY_BAND_FULL,
             r.name,
-            deny_subjects[r.name][0],
-            deny_subjects[r.name][1],
+            deny_subjects[arm_key(r.name)][0],
+            deny_subjects[arm_key(r.name)][1],
             f"no free priority in the deny band {bands.deny_first}-{bands.deny_last}",
         )
         for r in deny_unplaced
-    ]
+    )
     desired = tuple(allow_placed + deny_placed)
-    desired_by_name = {r.name.lower(): r for r in desired}
+    desired_by_name = {arm_key(r.name): r for r in desired}
     to_remove = tuple(sorted(name for name in actual_ours if name not in desired_by_name))
-    to_put = tuple(r for r in desired if actual_ours.get(r.name.lower()) != r)
+    to_put = tuple(r for r in desired if actual_ours.get(arm_key(r.name)) != r)
     to_remove = tuple(actual_ours[name].name for name in to_remove)
     findings.extend(compliance_findings(foreign, deny_placed, deny_subjects))
     return NsgPlan(desired, to_remove, to_put, refused, tuple(findings))
@@ -445,7 +529,7 @@ def compliance_findings(
 ) -> list[Finding]:
     findings: list[Finding] = []
     for deny in our_denies:
-        vm, port = subjects[deny.name]
+        vm, port = subjects[arm_key(deny.name)]
         for rule in foreign:
             if (
                 rule.direction.lower() == "inbound"
@@ -539,6 +623,10 @@ def plan_firewall(
             )
         )
     desired.sort(key=lambda r: r.name)
+    names = [arm_key(r.name) for r in desired]
+    if len(set(names)) != len(names):
+        twice = sorted({r.name for r in desired if names.count(arm_key(r.name)) > 1})
+        raise DuplicateRuleNameError(f"DNAT rule names planned twice: {twice}; refusing rather than merging")
     if actual_ours is None:
         changed = bool(desired)
     else:

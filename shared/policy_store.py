@@ -1,6 +1,7 @@
 """JIT policies on Table storage, in Defender's JSON.
 
-Table `policies`: PK subscription id (lower case), RK `rg|location|name` (lower case). Get is a point
+Table `policies`: PK subscription id, RK `rg|location|name`, both folded as ARM compares names
+(`arm_key`: a look-alike resource group such as `rg\u212a` is not `rgk`). Get is a point
 read, list by subscription one partition, list by resource group a RowKey prefix range, by location a
 filter within those; the queue finds a VM's policy among its resource group's policies.
 
@@ -21,14 +22,14 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.defender import parse_policy_body
-from shared.model import DomainError, JitPolicy, PolicyRef, VmRef
+from shared.model import DomainError, JitPolicy, PolicyRef, VmRef, arm_key, same_arm_name
 from shared.settings import Settings
 from shared.storage import table
 from shared.table_keys import PREFIX_END, odata_quote
 
 _CHUNK = 30000
 _MAX_CHUNKS = 30
-_SUBSCRIPTION = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_SUBSCRIPTION = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\Z")
 _RESOURCE_GROUP = re.compile(r"^[-\w.()]{1,90}$")
 _LOCATION = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][-\w.]{0,259}$")
@@ -81,7 +82,7 @@ class StoredPolicy:
 
 
 def _row_key(ref: PolicyRef) -> str:
-    return f"{ref.resource_group}|{ref.location}|{ref.name}".lower()
+    return arm_key(f"{ref.resource_group}|{ref.location}|{ref.name}")
 
 
 class TablePolicyStore:
@@ -99,7 +100,7 @@ class TablePolicyStore:
             raise DomainError("properties.virtualMachines", "the policy is too large to store")
         created = self._get_entity(ref) is None
         entity: dict[str, Any] = {
-            "PartitionKey": ref.subscription_id.lower(),
+            "PartitionKey": arm_key(ref.subscription_id),
             "RowKey": _row_key(ref),
             "Subscription": ref.subscription_id,
             "ResourceGroup": ref.resource_group,
@@ -120,21 +121,21 @@ class TablePolicyStore:
         """True if there was a policy to delete."""
         if self._get_entity(ref) is None:
             return False
-        self._table.delete_entity(ref.subscription_id.lower(), _row_key(ref))
+        self._table.delete_entity(arm_key(ref.subscription_id), _row_key(ref))
         return True
 
     def list_in(
         self, subscription_id: str, resource_group: str | None = None, location: str | None = None
     ) -> list[StoredPolicy]:
-        query = f"PartitionKey eq {odata_quote(subscription_id.lower())}"
+        query = f"PartitionKey eq {odata_quote(arm_key(subscription_id))}"
         if resource_group is not None:
-            start = f"{resource_group.lower()}|"
+            start = f"{arm_key(resource_group)}|"
             query += (
                 f" and RowKey ge {odata_quote(start)} and RowKey lt {odata_quote(start[:-1] + PREFIX_END)}"
             )
         policies = [_from_entity(entity) for entity in self._table.query_entities(query)]
         if location is not None:
-            policies = [p for p in policies if p.ref.location.lower() == location.lower()]
+            policies = [p for p in policies if same_arm_name(p.ref.location, location)]
         return policies
 
     def list_all(self) -> list[StoredPolicy]:
@@ -160,7 +161,7 @@ class TablePolicyStore:
 
     def _get_entity(self, ref: PolicyRef) -> Any:
         try:
-            return self._table.get_entity(ref.subscription_id.lower(), _row_key(ref))
+            return self._table.get_entity(arm_key(ref.subscription_id), _row_key(ref))
         except ResourceNotFoundError:
             return None
 

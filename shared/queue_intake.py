@@ -7,9 +7,14 @@ route plus the requester's identity and a ticket id.
                           "allowedSourceAddressPrefix": "203.0.113.7"}]}],
      "justification": "..."}
 
-Messages are base64 text on the wire (what the Functions queue trigger decodes by default). Whoever may
-write to the queue vouches for the requester (storage RBAC guards it); the requester's own Azure RBAC
-is still checked. With no caller address, each port must name its source prefix.
+Messages are base64 text on the wire (what the Functions queue trigger decodes by default).
+
+Trust boundary: whoever may send to this queue (Storage Queue Data Message Sender on it, granted in
+infra/ to the `requestSenders` only) vouches for the requester: the requester's object id is the
+sender's word, not a sign-in. The requester's own Azure RBAC on every VM is still checked, so a
+sender can obtain only what the named person may request. Group memberships are a claim too: a
+message carrying `groupIds` is refused unless PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS says the sender
+is trusted to assert them. With no caller address, each port must name its source prefix.
 
 A resend or redelivery with the same ticket id gives one request. A malformed or refused message is
 audited with the reason and moved to `<queue>-poison` at once (retrying cannot help it); only a
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +34,22 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from shared.actions.initiate import InitiateAccess, InitiateCommand
 from shared.actions.refusal import Refusal
-from shared.defender import field_path
-from shared.model import DomainError, Principal, PrincipalSource
+from shared.defender import check_json_depth, field_path
+from shared.identity import AuthenticationError, check_principal, is_guid
+from shared.model import DomainError, PolicyRef, Principal, PrincipalSource
 from shared.observability import log_event
 from shared.policy_store import policy_ref
 from shared.services import Services
 from shared.storage import queue, send
 
 QUEUE_ACTOR = "queue"
+
+
+_POLICY_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Security"
+    r"/locations/(?P<location>[^/]+)/jitNetworkAccessPolicies/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
 
 
 class QueuedRequester(BaseModel):
@@ -76,6 +90,10 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
         return _poison(services, raw, None, "body", f"not valid JSON: {error}")
     except RecursionError:
         return _poison(services, raw, None, "body", "the JSON is nested too deeply")
+    try:
+        check_json_depth(document)
+    except DomainError as error:
+        return _poison(services, raw, None, error.field, error.reason)
     if not isinstance(document, dict):
         return _poison(services, raw, None, "body", "must be a JSON object")
     try:
@@ -90,13 +108,28 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
             policy = _policy_ref_from_id(envelope.policyId)
         except DomainError as error:
             return _poison(services, raw, envelope.ticketId, error.field, error.reason)
-    requester = Principal(
-        object_id=envelope.requester.objectId,
-        display_name=envelope.requester.displayName or envelope.requester.objectId,
-        source=PrincipalSource.QUEUE,
-        tenant_id=envelope.requester.tenantId,
-        group_ids=frozenset(envelope.requester.groupIds),
-    )
+    groups = envelope.requester.groupIds
+    if groups and not services.settings.queue_trusts_group_claims:
+        return _poison(
+            services,
+            raw,
+            envelope.ticketId,
+            "requester.groupIds",
+            "the queue's senders are not trusted to assert group memberships "
+            "(PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS is false): send the requester without groupIds",
+        )
+    if not all(is_guid(g) for g in groups):
+        return _poison(services, raw, envelope.ticketId, "requester.groupIds", "each group id must be a GUID")
+    try:
+        requester: Principal = check_principal(
+            envelope.requester.objectId,
+            envelope.requester.displayName,
+            groups,
+            PrincipalSource.QUEUE,
+            tenant_id=envelope.requester.tenantId,
+        )
+    except AuthenticationError as error:
+        return _poison(services, raw, envelope.ticketId, "requester", str(error))
     body = {key: value for key, value in document.items() if key not in ("ticketId", "requester", "policyId")}
     command = InitiateCommand(
         body=body, requester=requester, channel="queue", policy=policy, ticket_id=envelope.ticketId
@@ -111,15 +144,21 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
     return QueueOutcome(True, request_id=result.request.record.request_id)
 
 
-def _policy_ref_from_id(policy_id: str) -> Any:
-    parts = [p for p in policy_id.split("/") if p]
-    names = [p.lower() for p in parts[0::2]]
-    expected = ["subscriptions", "resourcegroups", "providers", "locations", "jitnetworkaccesspolicies"]
-    if len(parts) != 11 or names[:3] != expected[:3] or parts[5].lower() != "microsoft.security":
-        raise DomainError("policyId", f"{policy_id!r} is not a JIT network access policy id")
-    if [parts[6].lower(), parts[8].lower()] != expected[3:]:
-        raise DomainError("policyId", f"{policy_id!r} is not a JIT network access policy id")
-    return policy_ref(parts[1], parts[3], parts[7], parts[9])
+def _policy_ref_from_id(policy_id: str) -> PolicyRef:
+    """`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/
+    jitNetworkAccessPolicies/{name}`, each name checked as the HTTP route checks it."""
+    match = _POLICY_ID.match(policy_id)
+    if not match:
+        raise DomainError(
+            "policyId",
+            f"{policy_id[:300]!r} is not a JIT network access policy id (/subscriptions/{{sub}}/"
+            "resourceGroups/{rg}/providers/Microsoft.Security/locations/{location}/"
+            "jitNetworkAccessPolicies/{name})",
+        )
+    try:
+        return policy_ref(match["sub"], match["rg"], match["location"], match["name"])
+    except DomainError as error:
+        raise DomainError("policyId", f"{error.field}: {error.reason}") from None
 
 
 def _poison(services: Services, raw: str, ticket: Any, field: str, reason: str) -> QueueOutcome:

@@ -22,6 +22,7 @@ from shared.policy import Limits
 from shared.policy_store import TablePolicyStore
 from shared.settings import Settings, get_settings
 from shared.storage import queue, send
+from shared.topology import TopologyResolver
 
 
 def _utc_now() -> datetime:
@@ -58,6 +59,19 @@ class Services:
     authorizer: Authorizer
     converge: ConvergeNotifier
     clock: Callable[[], datetime] = field(default=_utc_now)
+    # A fresh topology reader per request (the policy API's firewall check): nothing stale, each
+    # resource read once per request.
+    topology_for: Callable[[], TopologyResolver] | None = None
+
+    def new_topology(self) -> TopologyResolver:
+        if self.topology_for is not None:
+            return self.topology_for()
+        from shared.azure_clients import compute_client, network_client
+
+        settings = self.settings
+        network = lru_cache(maxsize=8)(lambda sub: network_client(sub, settings))
+        compute = lru_cache(maxsize=8)(lambda sub: compute_client(sub, settings))
+        return TopologyResolver(network, compute)
 
     @property
     def limits(self) -> Limits:

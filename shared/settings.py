@@ -75,6 +75,7 @@ class Settings:
     rbac_cache_seconds: int
     max_vms_per_request: int
     max_ports_per_request: int
+    max_vms_per_policy: int
     max_body_bytes: int
     nsg_allow_priorities: PortRange
     nsg_deny_priorities: PortRange
@@ -83,7 +84,12 @@ class Settings:
     mapped_ports: PortRange
     converge_lease_seconds: int
     # Differing targets a reconcile pass converges at once (ARM writes are 10/s per subscription).
-    reconcile_concurrency: int = 4
+    reconcile_concurrency: int
+    # Proxies (Front Door, API Management) between the caller and the platform's front end: each one
+    # appends an X-Forwarded-For entry, so the caller is that many entries left of the last.
+    trusted_proxy_hops: int
+    # May whoever writes to the requests queue assert the requester's group memberships (groupIds)?
+    queue_trusts_group_claims: bool
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -222,6 +228,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rbac_cache_seconds=_int(env, "PORTCULLIS_RBAC_CACHE_SECONDS", 60, 0, 3600),
         max_vms_per_request=_int(env, "PORTCULLIS_MAX_VMS_PER_REQUEST", 10, 1, 100),
         max_ports_per_request=_int(env, "PORTCULLIS_MAX_PORTS_PER_REQUEST", 10, 1, 100),
+        max_vms_per_policy=_int(env, "PORTCULLIS_MAX_VMS_PER_POLICY", 500, 1, 5000),
         max_body_bytes=_int(env, "PORTCULLIS_MAX_BODY_BYTES", 65536, 1024, 4 * 1024 * 1024),
         nsg_allow_priorities=allow,
         nsg_deny_priorities=deny,
@@ -234,6 +241,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mapped_ports=_range(env, "PORTCULLIS_MAPPED_PORTS", "50000-50999", 1, 63999),
         converge_lease_seconds=_int(env, "PORTCULLIS_CONVERGE_LEASE_SECONDS", 30, 15, 3600),
         reconcile_concurrency=_int(env, "PORTCULLIS_RECONCILE_CONCURRENCY", 4, 1, 32),
+        trusted_proxy_hops=_int(env, "PORTCULLIS_TRUSTED_PROXY_HOPS", 0, 0, 10),
+        queue_trusts_group_claims=_bool(env, "PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS", False),
     )
 
 

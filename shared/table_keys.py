@@ -1,6 +1,7 @@
 """Table storage keys from values that may contain characters keys forbid (`/ \\ # ?`, controls).
 
-Resource ids are full of `/`: their key is the sha256 hex of the lower-cased id, and every entity keeps
+Resource ids are full of `/`: their key is the sha256 hex of the id folded as ARM compares ids
+(`shared.model.arm_key`: `lower()` would make `rg\u212a` and `rgk` one key), and every entity keeps
 the id itself as a property, so a key never has to be decoded.
 """
 
@@ -10,13 +11,15 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
+from shared.model import arm_key
+
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._\-|:]{1,512}$")
 # Upper bound of a RowKey prefix range: `|` (0x7C) is followed by `}` (0x7D).
 PREFIX_END = "}"
 
 
 def hashed_key(value: str) -> str:
-    return hashlib.sha256(value.strip().lower().encode()).hexdigest()
+    return hashlib.sha256(arm_key(value.strip()).encode()).hexdigest()
 
 
 def is_safe_key(value: str) -> bool:

@@ -445,6 +445,53 @@ class TopologyResolver:
         )
         return confine(found, self._vnet)
 
+    # ---- confinement reads (the policy API's firewall check, DESIGN.md invariant 6) ----
+
+    def virtual_network(self, vnet_id: str) -> dict[str, Any]:
+        """A VNet's wire JSON, with its `virtualNetworkPeerings` (see shared.reachability)."""
+
+        def load() -> dict[str, Any]:
+            path = ArmPath.parse(vnet_id)
+            try:
+                body: dict[str, Any] = (
+                    self._network(path.subscription_id)
+                    .virtual_networks.get(path.resource_group, path.names[0])
+                    .as_dict()
+                )
+            except ResourceNotFoundError:
+                raise TopologyError(vnet_id, "the virtual network does not exist") from None
+            return body
+
+        vnet: dict[str, Any] = self._cached(f"vnet|{ResourceId(vnet_id).key}", load)
+        return vnet
+
+    def firewall_body(self, firewall_id: str) -> dict[str, Any]:
+        """An Azure Firewall's wire JSON (its subnet, Firewall Policy and public IP references)."""
+
+        def load() -> dict[str, Any]:
+            path = ArmPath.parse(firewall_id)
+            try:
+                body: dict[str, Any] = (
+                    self._network(path.subscription_id)
+                    .azure_firewalls.get(path.resource_group, path.names[0])
+                    .as_dict()
+                )
+            except ResourceNotFoundError:
+                raise TopologyError(firewall_id, "the Azure Firewall does not exist") from None
+            return body
+
+        firewall: dict[str, Any] = self._cached(f"fwbody|{ResourceId(firewall_id).key}", load)
+        return firewall
+
+    def firewalls_in(self, subscription_id: str) -> tuple[dict[str, Any], ...]:
+        """Every Azure Firewall of a subscription (wire JSON), one list call."""
+
+        def load() -> tuple[dict[str, Any], ...]:
+            return tuple(f.as_dict() for f in self._network(subscription_id).azure_firewalls.list_all())
+
+        firewalls: tuple[dict[str, Any], ...] = self._cached(f"fwlist|{subscription_id.lower()}", load)
+        return firewalls
+
 
 def vm_policy_for(policies: list[JitPolicy], vm: VmRef) -> VmPolicy | None:
     for policy in policies:

@@ -54,8 +54,11 @@ def storage_settings(storage_env: dict[str, str]) -> Settings:
 
 
 # Long-running operations finish at once in tests; a test that needs them slow uses
-# `arm_emulator.lro_seconds({...})`.
+# `arm_emulator.lro_seconds({...})`. ARM throttling (on by default in `python -m emulator`) is off so
+# the suite's bursts never wait on a bucket; tests of throttling turn it on with PUT /_emulator/throttle.
 _FAST_LRO = [
+    "--throttle",
+    "off",
     "--lro-seconds",
     "default=0",
     "--lro-seconds",

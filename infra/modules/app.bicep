@@ -18,6 +18,7 @@ param armPollingIntervalSeconds string
 param rbacCacheSeconds int
 param maxVmsPerRequest int
 param maxPortsPerRequest int
+param maxVmsPerPolicy int
 param maxBodyBytes int
 param nsgAllowPriorities string
 param nsgDenyPriorities string
@@ -26,6 +27,8 @@ param firewallPolicyRuleCollectionGroupPriority int
 param mappedPorts string
 param convergeLeaseSeconds int
 param reconcileConcurrency int
+param trustedProxyHops int
+param queueTrustsGroupClaims bool
 param zoneRedundant bool
 param storageSku string
 
@@ -229,6 +232,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_RBAC_CACHE_SECONDS', value: string(rbacCacheSeconds) }
         { name: 'PORTCULLIS_MAX_VMS_PER_REQUEST', value: string(maxVmsPerRequest) }
         { name: 'PORTCULLIS_MAX_PORTS_PER_REQUEST', value: string(maxPortsPerRequest) }
+        { name: 'PORTCULLIS_MAX_VMS_PER_POLICY', value: string(maxVmsPerPolicy) }
         { name: 'PORTCULLIS_MAX_BODY_BYTES', value: string(maxBodyBytes) }
         { name: 'PORTCULLIS_NSG_ALLOW_PRIORITIES', value: nsgAllowPriorities }
         { name: 'PORTCULLIS_NSG_DENY_PRIORITIES', value: nsgDenyPriorities }
@@ -237,6 +241,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_MAPPED_PORTS', value: mappedPorts }
         { name: 'PORTCULLIS_CONVERGE_LEASE_SECONDS', value: string(convergeLeaseSeconds) }
         { name: 'PORTCULLIS_RECONCILE_CONCURRENCY', value: string(reconcileConcurrency) }
+        { name: 'PORTCULLIS_TRUSTED_PROXY_HOPS', value: string(trustedProxyHops) }
+        { name: 'PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS', value: string(queueTrustsGroupClaims) }
       ]
     }
     functionAppConfig: {

@@ -1,7 +1,11 @@
 """ImportDefenderPolicies: adopt a subscription's existing Defender JIT policies.
 
-Reads them with azure-mgmt-security (Azure, or the emulator locally), validates each as a PUT would,
-and stores those the caller may write. Reports every policy the caller may read: adopted, unchanged, or
+Checks first, reads after: a caller who may write JIT policies nowhere in the subscription is refused
+(403) before the app reads anything with its own identity. Then reads them with azure-mgmt-security
+(Azure, or the emulator locally), admits each as a PUT would (shape, size, and every firewall it names:
+on the VM's path and writable by the caller, see shared.actions.confine), and stores those the caller
+may write. ARM's error text is never passed on: it carries the app identity's ids.
+Reports every policy the caller may read: adopted, unchanged, or
 skipped and why; policies the caller may not even read are left out, as Azure's lists leave them out.
 Defender's request history is not copied: it describes rules Defender opened, not ours.
 """
@@ -16,14 +20,15 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from shared.actions.policies import admit_policy
 from shared.actions.refusal import Refusal
 from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION, AuthorizationUnavailableError
 from shared.azure_clients import security_client
-from shared.defender import parse_policy_body
 from shared.model import DomainError, Principal
 from shared.observability import log_event
 from shared.policy_store import check_subscription, policy_ref
 from shared.services import Services
+from shared.topology import TopologyResolver
 
 _POLICY_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Security"
@@ -54,12 +59,38 @@ class ImportDefenderPolicies:
         except DomainError as error:
             raise Refusal.invalid(error) from None
         try:
+            may_write = services.authorizer.may_somewhere(principal, WRITE_POLICY_ACTION, subscription_id)
+        except AuthorizationUnavailableError as error:
+            raise Refusal.unavailable(str(error)) from None
+        if not may_write:
+            services.audit.record(
+                "policy.import_refused",
+                subject=f"/subscriptions/{subscription_id}",
+                actor=principal.object_id,
+                reason=f"caller lacks {WRITE_POLICY_ACTION} in the subscription",
+            )
+            raise Refusal.forbidden(
+                f"{principal.display_name} ({principal.object_id}) does not have authorization to perform "
+                f"action '{WRITE_POLICY_ACTION}' at any scope in subscription '{subscription_id}'"
+            )
+        try:
             found = list(self._client_for(subscription_id).jit_network_access_policies.list())
         except AzureError as error:
+            log_event("import.defender_unreadable", logging.ERROR, error=str(error)[:500])
             raise Refusal(
-                502, "DefenderUnavailable", f"Defender's JIT policies could not be read: {error}"
+                502,
+                "DefenderUnavailable",
+                f"Defender's JIT policies in subscription {subscription_id} could not be read "
+                f"({type(error).__name__}); nothing was imported",
             ) from None
         report = ImportReport()
+        topology: list[TopologyResolver] = []  # one reader for the whole import, made when first needed
+
+        def shared_topology() -> TopologyResolver:
+            if not topology:
+                topology.append(services.new_topology())
+            return topology[0]
+
         for item in found:
             policy_id = str(item.id or "")
             match = _POLICY_ID.match(policy_id)
@@ -80,9 +111,13 @@ class ImportDefenderPolicies:
                 )
                 continue
             try:
-                _, canonical = parse_policy_body(item.serialize(keep_readonly=True), ref)
-            except DomainError as error:
-                report.skipped.append({"id": policy_id, "reason": f"{error.field}: {error.reason}"})
+                _, canonical = admit_policy(
+                    services, ref, item.serialize(keep_readonly=True), principal, shared_topology
+                )
+            except Refusal as refusal:
+                if refusal.status >= 500:
+                    raise
+                report.skipped.append({"id": policy_id, "reason": refusal.message})
                 continue
             existing = services.policies.get(ref)
             if existing is not None and existing.body == canonical:

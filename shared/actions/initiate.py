@@ -1,8 +1,16 @@
 """InitiateAccess: a Defender initiate body, from HTTP or the queue, becomes grants or a refusal.
 
-parse -> policy -> RBAC on every VM -> fits the policy -> write the request and its grants (Initiating,
-no targets: enforcement resolves them) -> audit -> supersede older grants on the same VM and port
+parse -> policy -> RBAC on every VM -> fits the policy -> audit the decision (`request.accepting`,
+before anything is written) -> write the request and its grants (Initiating, no targets: enforcement
+resolves them) -> audit -> supersede the same requester's older grants on the same VM and port
 -> ConvergeGrant now and at the end time. Refusals are audited with their reason.
+
+An answer is always true. Until the grants are written, a storage failure is a 503 "nothing was
+changed" (the intent record may exist; no grant does). Once they are written, the request stands:
+HTTP answers 202 with its id even if the audit rows after the write cannot be written (retried a few
+times here; the intent record already names the request and every grant), and the queue raises so
+that redelivery finds the request by its ticket and writes whatever audit is missing.
+
 A ticket id makes the request id deterministic, so a resend finds the first request instead of
 creating a second; the steps after the write are idempotent and are repeated for a resend, so a
 crash between them is repaired by redelivery.
@@ -13,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +30,7 @@ from azure.core.exceptions import AzureError
 from shared.actions.refusal import Refusal, TransientFailureError
 from shared.actions.revoke import revoke_grant
 from shared.authz import INITIATE_ACTION, AuthorizationUnavailableError
-from shared.defender import InitiateWire, access_request_from_wire, parse_model
+from shared.defender import InitiateWire, access_request_from_wire, check_json_depth, parse_model
 from shared.grants import (
     MAX_GRANTS_PER_REQUEST,
     RequestExistsError,
@@ -31,6 +40,7 @@ from shared.grants import (
     new_request_id,
     request_id_for_ticket,
 )
+from shared.identity import same_principal
 from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
 from shared.observability import log_event
 from shared.policy import ApprovedPort, evaluate
@@ -38,6 +48,11 @@ from shared.policy_store import StoredPolicy
 from shared.services import Services
 
 Channel = Literal["http", "queue"]
+
+# Audit rows written after the grants: tries and the pause between them (the intent record is already
+# written, so this only decides how hard we try before answering 202 anyway).
+_AUDIT_ATTEMPTS = 3
+_AUDIT_PAUSE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class InitiateAccess:
         services = self._services
         now = services.clock()
         try:
+            # Before anything serialises the body (the fingerprint): a deep body is refused, not a crash.
+            check_json_depth(command.body)
             wire = parse_model(InitiateWire, command.body)
             request = access_request_from_wire(wire, command.caller_address)
         except DomainError as error:
@@ -114,12 +131,9 @@ class InitiateAccess:
             caller_address=command.caller_address,
         )
         grants = [_grant(record, index, approved) for index, approved in enumerate(decision.approved)]
-        try:
-            services.grants.create_request(record, grants)
-        except RequestExistsError as raced:
-            return self._resend(raced.existing, command, fingerprint)
+        # The decision is audited before anything is written: if this fails, nothing was changed.
         services.audit.record(
-            "request.accepted",
+            "request.accepting",
             subject=request_id,
             actor=command.requester.object_id,
             requester=command.requester.display_name,
@@ -127,21 +141,25 @@ class InitiateAccess:
             policy=stored_policy.ref.id,
             ticket=command.ticket_id,
             grants=[g.grant_id for g in grants],
-            justification=request.justification,
         )
-        for grant in grants:
-            services.audit.record(
-                "grant.initiating",
-                subject=grant.grant_id,
-                actor=command.requester.object_id,
-                request=request_id,
-                vm=grant.vm.id,
-                port=grant.port,
-                protocol=grant.protocol.value,
-                sources=list(grant.source_prefixes),
-                end=grant.end_time.isoformat(),
-            )
+        try:
+            services.grants.create_request(record, grants)
+        except RequestExistsError as raced:
+            return self._resend(raced.existing, command, fingerprint)
         stored = StoredRequest(record, grants)
+        # From here on the request stands: a failure is reported as such, never as "nothing changed".
+        try:
+            self._audit_accepted(stored, command.channel)
+        except AzureError as error:
+            log_event(
+                "request.audit_deferred",
+                logging.ERROR,
+                request=request_id,
+                grants=[g.grant_id for g in grants],
+                error=str(error)[:500],
+            )
+            if command.channel == "queue":
+                raise  # redelivery finds the request by its ticket and writes the missing audit rows
         try:
             self._hand_over(stored)
         except AzureError as error:
@@ -159,6 +177,44 @@ class InitiateAccess:
             )
         # The request as written (no re-read): its progress is what GET /api/requests/{id} reports.
         return InitiateResult(stored, created=True)
+
+    def _audit_accepted(self, stored: StoredRequest, channel: Channel) -> None:
+        """`request.accepted` and one `grant.initiating` per grant, with a few quick retries."""
+        for attempt in range(_AUDIT_ATTEMPTS):
+            try:
+                self._write_accepted(stored, channel)
+                return
+            except AzureError:
+                if attempt == _AUDIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(_AUDIT_PAUSE_SECONDS)
+
+    def _write_accepted(self, stored: StoredRequest, channel: Channel) -> None:
+        audit = self._services.audit
+        record = stored.record
+        audit.record(
+            "request.accepted",
+            subject=record.request_id,
+            actor=record.requester.object_id,
+            requester=record.requester.display_name,
+            channel=channel,
+            policy=record.policy.id,
+            ticket=record.ticket_id,
+            grants=[g.grant_id for g in stored.grants],
+            justification=record.justification,
+        )
+        for grant in stored.grants:
+            audit.record(
+                "grant.initiating",
+                subject=grant.grant_id,
+                actor=record.requester.object_id,
+                request=record.request_id,
+                vm=grant.vm.id,
+                port=grant.port,
+                protocol=grant.protocol.value,
+                sources=list(grant.source_prefixes),
+                end=grant.end_time.isoformat(),
+            )
 
     def _policy(self, command: InitiateCommand, first_vm_id: str | None) -> StoredPolicy:
         policies = self._services.policies
@@ -208,7 +264,11 @@ class InitiateAccess:
                 "different requester or body",
                 "ticketId",
             )
-        self._services.audit.record(
+        audit = self._services.audit
+        if not any(event.event == "request.accepted" for event in audit.for_subject(record.request_id)):
+            # The first delivery wrote the request but not its audit (storage failed in between).
+            self._audit_accepted(existing, command.channel)
+        audit.record(
             "request.resent",
             subject=record.request_id,
             actor=command.requester.object_id,
@@ -230,8 +290,13 @@ class InitiateAccess:
             converge.notify(grant.grant_id, visible_at=grant.end_time)
 
     def _supersede_older(self, newer: Grant) -> None:
+        """A newer request replaces the same person's older grants on this VM and port (Defender's
+        NewerRequestInitiated); other people's grants coexist, each with its own rules, so no requester
+        can end a colleague's session."""
         for older in self._services.grants.list_for_vm(newer.vm, open_only=True, port=newer.port):
             if older.port != newer.port or older.request_id == newer.request_id:
+                continue
+            if not same_principal(older.requester, newer.requester):
                 continue
             if (older.start_time, older.grant_id) >= (newer.start_time, newer.grant_id):
                 continue
@@ -240,6 +305,7 @@ class InitiateAccess:
                 older,
                 StatusReason.NEWER_REQUEST_INITIATED,
                 actor=newer.requester.object_id,
+                audit_first=False,  # `request.accepting` already records this request's decision
                 by_request=newer.request_id,
             )
 

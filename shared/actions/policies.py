@@ -3,9 +3,11 @@ storage, guarded by Azure RBAC on the policy (`.../jitNetworkAccessPolicies/writ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.actions.confine import check_firewalls
 from shared.actions.refusal import Refusal
 from shared.authz import (
     DELETE_POLICY_ACTION,
@@ -14,9 +16,10 @@ from shared.authz import (
     AuthorizationUnavailableError,
 )
 from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
-from shared.model import DomainError, PolicyRef, Principal
+from shared.model import DomainError, JitPolicy, PolicyRef, Principal
 from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
 from shared.services import Services
+from shared.topology import TopologyResolver
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,44 @@ def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
     return policy_to_wire(stored.ref, stored.body, history)
 
 
+def admit_policy(
+    services: Services,
+    ref: PolicyRef,
+    body: Any,
+    principal: Principal,
+    topology: Callable[[], TopologyResolver] | None = None,
+) -> tuple[JitPolicy, dict[str, Any]]:
+    """Everything a policy must pass before it is stored, for PUT and import alike: its shape, the
+    bound on its VMs, and every firewall it names (on the VM's path, writable by `principal`).
+    `topology` gives the reader for ARM (default: a fresh one; an import shares one across policies).
+    Raises Refusal; a refusal is audited and nothing is stored."""
+    try:
+        policy, canonical = parse_policy_body(body, ref)
+        limit = services.settings.max_vms_per_policy
+        if len(policy.virtual_machines) > limit:
+            raise DomainError(
+                "properties.virtualMachines",
+                f"{len(policy.virtual_machines)} virtual machines; a policy lists at most {limit} "
+                "(PORTCULLIS_MAX_VMS_PER_POLICY)",
+                code="TooManyVirtualMachines",
+            )
+    except DomainError as error:
+        _audit_refusal(services, ref, principal, error.field, error.reason)
+        raise Refusal.invalid(error) from None
+    try:
+        check_firewalls(policy, principal, services.authorizer, topology or services.new_topology)
+    except Refusal as refusal:
+        _audit_refusal(services, ref, principal, refusal.target or "", refusal.message)
+        raise
+    return policy, canonical
+
+
+def _audit_refusal(services: Services, ref: PolicyRef, principal: Principal, field: str, reason: str) -> None:
+    services.audit.record(
+        "policy.refused", subject=ref.id, actor=principal.object_id, field=field, reason=reason
+    )
+
+
 class PutPolicy:
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -58,17 +99,7 @@ class PutPolicy:
     def __call__(self, ref: PolicyRef, body: Any, principal: Principal) -> PutOutcome:
         services = self._services
         _require(services, principal, WRITE_POLICY_ACTION, ref.id)
-        try:
-            policy, canonical = parse_policy_body(body, ref)
-        except DomainError as error:
-            services.audit.record(
-                "policy.refused",
-                subject=ref.id,
-                actor=principal.object_id,
-                field=error.field,
-                reason=error.reason,
-            )
-            raise Refusal.invalid(error) from None
+        policy, canonical = admit_policy(services, ref, body, principal)
         previous = services.policies.get(ref)
         created = services.policies.put(ref, canonical, services.clock())
         services.audit.record(

@@ -8,7 +8,7 @@ import azure.functions as func
 
 from shared.actions.initiate import InitiateAccess, InitiateCommand
 from shared.actions.policies import DeletePolicy, GetPolicy, ListPolicies, PutPolicy
-from shared.api.http import ApiCall, endpoint, json_response
+from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.defender import request_to_wire
 from shared.model import PolicyRef
 from shared.policy_store import policy_ref
@@ -57,7 +57,7 @@ def list_policies(call: ApiCall) -> func.HttpResponse:
 def initiate(call: ApiCall) -> func.HttpResponse:
     ref = _ref(call)
     command = InitiateCommand(
-        body=call.json_body(),
+        body=call.json_body(depth_checked_by_action=True),
         requester=call.principal,
         channel="http",
         policy=ref,
@@ -72,5 +72,5 @@ def initiate(call: ApiCall) -> func.HttpResponse:
         justification=stored.record.justification,
     )
     body["requestId"] = stored.record.request_id
-    location = call.url_for(f"/api/requests/{stored.record.request_id}")
+    location = request_location(stored.record.request_id)
     return json_response(202, body, {"Location": location, "Retry-After": "5"})

@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
-from shared.defender import API_VERSION
+from shared.defender import API_VERSION, check_json_depth
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
 from shared.observability import log_event
@@ -41,7 +40,7 @@ class ApiCall:
 
     @property
     def caller_address(self) -> str | None:
-        return caller_address(dict(self.request.headers))
+        return caller_address(dict(self.request.headers), self.services.settings.trusted_proxy_hops)
 
     def route(self, name: str) -> str:
         return str(self.request.route_params.get(name, ""))
@@ -50,7 +49,9 @@ class ApiCall:
         value = self.request.params.get(name)
         return str(value) if value is not None else None
 
-    def json_body(self) -> Any:
+    def json_body(self, *, depth_checked_by_action: bool = False) -> Any:
+        """The body as JSON: bounded in size and, unless the action checks (and audits) it itself,
+        in nesting depth."""
         body = self.request.get_body() or b""
         limit = self.services.settings.max_body_bytes
         if len(body) > limit:
@@ -60,7 +61,7 @@ class ApiCall:
                 400, "InvalidRequestContent", "the request body is empty; send a JSON object", "body"
             )
         try:
-            return json.loads(body)
+            document = json.loads(body)
         except (UnicodeDecodeError, ValueError) as error:
             raise Refusal(
                 400, "InvalidRequestContent", f"the body is not valid JSON: {error}", "body"
@@ -69,11 +70,18 @@ class ApiCall:
             raise Refusal(
                 400, "InvalidRequestContent", "the body's JSON is nested too deeply", "body"
             ) from None
+        if not depth_checked_by_action:
+            try:
+                check_json_depth(document)
+            except DomainError as error:
+                raise Refusal.invalid(error) from None
+        return document
 
-    def url_for(self, path: str) -> str:
-        """An absolute URL on this app (for Location headers)."""
-        parts = urlsplit(self.request.url)
-        return f"{parts.scheme}://{parts.netloc}{path}"
+
+def request_location(request_id: str) -> str:
+    """The `Location` of a request: a relative URL (RFC 9110 allows it), never one built from the
+    client's `Host` header, which would let a caller point the answer at a host of its choosing."""
+    return f"/api/requests/{request_id}"
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:

@@ -162,8 +162,8 @@ def document() -> dict[str, Any]:
                             "headers": {
                                 "Location": {
                                     "schema": {"type": "string"},
-                                    "description": "/api/requests/{requestId}: poll until every port "
-                                    "reads Revoked",
+                                    "description": "/api/requests/{requestId} (relative): poll until "
+                                    "every port reads Revoked",
                                 }
                             },
                         }
@@ -176,7 +176,18 @@ def document() -> dict[str, Any]:
                 "operationId": "Grants_List",
                 "tags": ["Records"],
                 "parameters": [
-                    _param("vm", "query", "the VM's resource id (required)"),
+                    _param(
+                        "vm",
+                        "query",
+                        "a VM's resource id: your own grants on it, and everyone's under policies you "
+                        "may read or on firewalls you may write (give vm or firewall)",
+                    ),
+                    _param(
+                        "firewall",
+                        "query",
+                        "an Azure Firewall id, or a Firewall Policy id: every grant with a rule on it, "
+                        "if you may write it (give vm or firewall)",
+                    ),
                     {
                         "name": "active",
                         "in": "query",
@@ -187,7 +198,7 @@ def document() -> dict[str, Any]:
                 "responses": _responses(
                     {
                         "200": _json(
-                            "grants on the VM",
+                            "the grants you may see",
                             {
                                 "type": "object",
                                 "properties": {

@@ -1,5 +1,6 @@
 """Our extensions beside Defender's routes, read from the records:
-GET/DELETE /api/requests/{requestId}, GET /api/grants?vm=...&active=true, and the import endpoint."""
+GET/DELETE /api/requests/{requestId}, GET /api/grants?vm=...|firewall=...&active=true, and the import
+endpoint. Who sees and revokes which grant is shared.actions.oversight."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Any
 import azure.functions as func
 
 from shared.actions.importer import ImportDefenderPolicies
+from shared.actions.oversight import Oversight, firewall_target, firewall_write_action
 from shared.actions.refusal import Refusal
 from shared.actions.revoke import RevokeAccess
-from shared.api.http import ApiCall, endpoint, json_response
-from shared.authz import READ_POLICY_ACTION, AuthorizationUnavailableError
+from shared.api.http import ApiCall, endpoint, json_response, request_location
+from shared.authz import READ_POLICY_ACTION
 from shared.defender import format_time, request_port_to_wire, status_reason
 from shared.grants import StoredRequest
-from shared.model import DomainError, Grant, Principal, VmRef
+from shared.model import DomainError, Grant, VmRef
 from shared.plan import connection_commands
 
 
@@ -81,13 +83,6 @@ def request_answer(stored: StoredRequest) -> dict[str, Any]:
     return body
 
 
-def _may_read(call: ApiCall, principal: Principal, scope: str) -> bool:
-    try:
-        return call.services.authorizer.is_allowed(principal, READ_POLICY_ACTION, scope)
-    except AuthorizationUnavailableError as error:
-        raise Refusal.unavailable(str(error)) from None
-
-
 def _stored_request(call: ApiCall) -> StoredRequest:
     request_id = call.route("requestId")
     stored = call.services.grants.get_request(request_id)
@@ -100,39 +95,54 @@ def _stored_request(call: ApiCall) -> StoredRequest:
 def get_request(call: ApiCall) -> func.HttpResponse:
     stored = _stored_request(call)
     principal = call.principal
-    is_requester = principal.object_id.lower() == stored.record.requester.object_id.lower()
-    if not is_requester and not _may_read(call, principal, stored.record.policy.id):
+    oversight = Oversight(call.services, principal)
+    visible = [grant for grant in stored.grants if oversight.may_see(grant)]
+    if not visible:
         raise Refusal.forbidden(
             f"{principal.display_name} is neither the requester nor allowed '{READ_POLICY_ACTION}' on "
-            f"{stored.record.policy.id}"
+            f"{stored.record.policy.id}, nor may write a firewall its grants use"
         )
-    return json_response(200, request_answer(stored))
+    return json_response(200, request_answer(StoredRequest(stored.record, visible)))
 
 
 @endpoint()
 def revoke_request(call: ApiCall) -> func.HttpResponse:
     stored = RevokeAccess(call.services)(call.route("requestId"), call.principal)
     # The rules close asynchronously: poll the request until every port reads Revoked and Removed.
-    location = call.url_for(f"/api/requests/{stored.record.request_id}")
+    location = request_location(stored.record.request_id)
     return json_response(202, request_answer(stored), {"Location": location})
 
 
 @endpoint()
 def list_grants(call: ApiCall) -> func.HttpResponse:
-    vm_text = call.query("vm")
-    if not vm_text:
-        raise Refusal.invalid(DomainError("vm", "is required: the virtual machine's resource id"))
-    vm = VmRef.parse(vm_text, "vm")
+    """`?vm=`: the caller's own grants on the VM, and everyone's under policies the caller may read
+    or on firewalls the caller may write. `?firewall=`: every grant with a rule on that firewall (a
+    classic firewall's id, or the Firewall Policy's id for a policy-managed one), for whoever may
+    write it."""
+    vm_text, firewall_text = call.query("vm"), call.query("firewall")
+    if bool(vm_text) == bool(firewall_text):
+        raise Refusal.invalid(
+            DomainError("vm", "give exactly one of vm (a virtual machine id) or firewall (a firewall id)")
+        )
     active_text = (call.query("active") or "false").lower()
     if active_text not in ("true", "false"):
         raise Refusal.invalid(DomainError("active", f"{active_text!r} must be true or false"))
     active = active_text == "true"
-    if not _may_read(call, call.principal, vm.id):
-        raise Refusal.forbidden(
-            f"{call.principal.display_name} is not allowed '{READ_POLICY_ACTION}' on {vm.id}", "vm"
-        )
+    oversight = Oversight(call.services, call.principal)
+    store = call.services.grants
+    if vm_text:
+        vm = VmRef.parse(vm_text, "vm")
+        grants = [g for g in store.list_for_vm(vm, open_only=active) if oversight.may_see(g)]
+    else:
+        target = firewall_target(str(firewall_text), "firewall")
+        action = firewall_write_action(target)
+        assert action is not None
+        if not oversight.allowed(action, str(target.id)):
+            raise Refusal.forbidden(
+                f"{call.principal.display_name} is not allowed '{action}' on {target.id}", "firewall"
+            )
+        grants = store.list_for_target(target, include_closed=not active)
     now = call.services.clock()
-    grants = call.services.grants.list_for_vm(vm, open_only=active)
     if active:
         grants = [g for g in grants if g.is_open_at(now)]
     grants.sort(key=lambda g: (g.start_time, g.grant_id))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from shared.enforcement.views import BaselineMap, baseline_map, entries_on, vm_p
 from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetRef, VmPolicy, VmRef
 from shared.observability import log_event
 from shared.plan import BaselineEntry
+from shared.targets.wire import NETWORK_API_VERSION, list_raw
 from shared.topology import (
     ArmPath,
     FirewallInfo,
@@ -81,30 +82,9 @@ def _by_id(kind: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, An
     return found
 
 
-# The api-versions the pinned SDKs use for these lists (tests/unit/test_snapshot.py checks them against
-# the SDKs' own request builders, so an SDK upgrade that moves them fails a test, not production).
-NETWORK_API_VERSION = "2026-03-01"
+# The api-version the pinned azure-mgmt-compute uses for this list (tests/unit/test_snapshot_api_versions.py
+# checks it against the SDK's own request builder); network lists use the adapters' (targets/wire.py).
 COMPUTE_API_VERSION = "2026-04-01"
-
-
-def list_json(
-    client: Any, path: str, api_version: str, hook: Callable[[Any], None] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every item of an ARM list, page by page (following `nextLink`), as the wire JSON ARM sent.
-
-    Through the client's own pipeline (credential, retries, transport) with `send_request`, but
-    without building SDK models: at thousands of resources, model construction and `as_dict()` cost
-    most of a pass's time and memory, and the pass only reads a few fields of each body."""
-    from azure.core.rest import HttpRequest
-
-    url: str | None = f"{path}?api-version={api_version}"
-    kwargs: dict[str, Any] = {"raw_response_hook": hook} if hook is not None else {}
-    while url:
-        response = client.send_request(HttpRequest("GET", url), **kwargs)
-        response.raise_for_status()
-        page = response.json()
-        yield from page.get("value") or []
-        url = page.get("nextLink") or None
 
 
 @dataclass
@@ -131,12 +111,13 @@ def list_subscription(deps: ConvergeDeps, subscription_id: str) -> SubscriptionL
             budget.pace(subscription_id, "reads")
 
     network = deps.network(subscription_id)
-    hook = budget.observe(subscription_id) if budget is not None else None
     base = f"/subscriptions/{subscription_id}/providers"
 
     def collection(kind: str, client: Any, resource_type: str, api_version: str) -> dict[str, dict[str, Any]]:
+        # Raw wire JSON through the client's pipeline (no SDK models: they cost most of a pass's time
+        # and memory); the client's hook reports ARM's remaining budget (budget.watch).
         pace()
-        return _by_id(kind, list_json(client, f"{base}/{resource_type}", api_version, hook))
+        return _by_id(kind, list_raw(client, f"{base}/{resource_type}", api_version=api_version))
 
     listing = SubscriptionListing(subscription_id)
     if deps.compute is not None:
@@ -169,13 +150,12 @@ def list_rule_groups(deps: ConvergeDeps, policy_id: str) -> list[dict[str, Any]]
     budget = deps.budget
     if budget is not None:
         budget.pace(path.subscription_id, "reads")
-    hook = budget.observe(path.subscription_id) if budget is not None else None
     groups_path = (
         f"/subscriptions/{path.subscription_id}/resourceGroups/{path.resource_group}"
         f"/providers/Microsoft.Network/firewallPolicies/{path.names[0]}/ruleCollectionGroups"
     )
     try:
-        return list(list_json(deps.network(path.subscription_id), groups_path, NETWORK_API_VERSION, hook))
+        return list(list_raw(deps.network(path.subscription_id), groups_path))
     except AzureError as error:
         log_event("snapshot.rule_groups_unlisted", logging.WARNING, policy=policy_id, error=str(error)[:300])
         return None

@@ -278,7 +278,10 @@ def _differs(
         return True
     if planned.holds_ours != registered:
         return True
-    findings = {(f.kind.value, f.rule_name, f.vm.id.lower(), f.port, f.detail) for f in planned.findings}
+    findings = {
+        (f.kind.value, f.rule_name, f.vm.id.lower() if f.vm is not None else "", f.port, f.detail)
+        for f in planned.findings
+    }
     return findings != stored_findings.get(target.key, set())
 
 

@@ -2,6 +2,9 @@
 
 Each reads the whole target with its ETag and writes the whole difference in one request with
 `If-Match`; ARM's refusals are classified here so converge can decide: re-read, back off, or give up.
+Targets travel as ARM's wire JSON, never as SDK models (`wire.py`: `get_raw`, `put_raw`,
+`list_raw`), and a snapshot is built from that JSON whether it was read with GET or listed
+(`NsgSnapshot.from_wire`, `FirewallSnapshot.from_classic_wire` / `from_policy_wire`).
 """
 
 from __future__ import annotations

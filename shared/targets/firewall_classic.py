@@ -1,9 +1,10 @@
 """Classic Azure Firewall adapter: our DNAT rules live in one NAT rule collection of ours.
 
 There is no child endpoint for collections: read the firewall, replace our collection, PUT the whole
-firewall back with If-Match. Foreign collections (people, IaC, Defender's `ASC-JIT` / `MDC-JIT`) are
-sent back exactly as read. Nothing granted: our collection is removed, so the firewall returns to its
-state before the first grant.
+firewall back with If-Match. The firewall is read and written as ARM's wire JSON
+(shared/targets/wire.py): foreign collections (people, IaC, Defender's `ASC-JIT` / `MDC-JIT`) and
+every property the pinned SDK does not model are sent back exactly as read. Nothing granted: our
+collection is removed, so the firewall returns to its state before the first grant.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from typing import Any
 from shared.model import TargetRef
 from shared.plan import COLLECTION_NAME, FirewallPlan
 from shared.targets.firewall_common import (
+    CLASSIC_PROTOCOLS,
     FirewallSnapshot,
-    collect_ports,
     is_our_collection,
     nat_rule_wire,
-    our_nat_rules,
 )
+from shared.targets.wire import get_raw, put_raw
 from shared.topology import ArmPath
 
 NetworkFactory = Callable[[str], Any]
-PROTOCOLS = "protocols"
+PROTOCOLS = CLASSIC_PROTOCOLS
 
 
 class ClassicFirewallTarget:
@@ -37,32 +38,13 @@ class ClassicFirewallTarget:
         return self._network(self._path.subscription_id).azure_firewalls
 
     def read(self) -> FirewallSnapshot:
-        body: dict[str, Any] = self._ops().get(self._path.resource_group, self._path.names[0]).as_dict()
-        collections = (body.get("properties") or {}).get("natRuleCollections") or []
-        foreign_ports: dict[str, set[int]] = {}
-        used: set[int] = set()
-        ours: list[dict[str, Any]] = []
-        our_priority: int | None = None
-        for collection in collections:
-            props = collection.get("properties") or {}
-            if is_our_collection(str(collection.get("name", ""))):
-                ours.extend(props.get("rules") or [])
-                our_priority = our_priority or props.get("priority")
-            else:
-                collect_ports(props.get("rules") or [], foreign_ports)
-                if isinstance(props.get("priority"), int):
-                    used.add(props["priority"])
-        present = any(is_our_collection(str(c.get("name", ""))) for c in collections)
-        return FirewallSnapshot(
-            etag=body.get("etag"),
-            our_rules=our_nat_rules(ours, PROTOCOLS) if present else None,
-            our_priority=our_priority,
-            foreign_ports=foreign_ports,
-            used_priorities=frozenset(used),
-            body=body,
-        )
+        """GET the firewall as wire JSON (fresh ETag)."""
+        body = get_raw(self._ops().get, self._path.resource_group, self._path.names[0])
+        return FirewallSnapshot.from_classic_wire(body)
 
     def write(self, snapshot: FirewallSnapshot, plan: FirewallPlan) -> None:
+        """One PUT of the whole firewall with If-Match: the JSON as read, our collection replaced
+        (or removed when nothing is granted), `provisioningState` left out."""
         body = copy.deepcopy(snapshot.body)
         props = body.setdefault("properties", {})
         collections = [
@@ -82,6 +64,10 @@ class ClassicFirewallTarget:
             )
         props["natRuleCollections"] = collections
         props.pop("provisioningState", None)
-        self._ops().begin_create_or_update(
-            self._path.resource_group, self._path.names[0], body, headers={"If-Match": snapshot.etag or "*"}
-        ).result()
+        put_raw(
+            self._ops().begin_create_or_update,
+            self._path.resource_group,
+            self._path.names[0],
+            body=body,
+            headers={"If-Match": snapshot.etag or "*"},
+        )

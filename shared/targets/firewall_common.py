@@ -1,4 +1,9 @@
-"""What both firewall adapters hand converge: our DNAT rules as read, and every port in use per IP."""
+"""What both firewall adapters hand converge: our DNAT rules as read, and every port in use per IP.
+
+A snapshot is built from wire JSON only (`FirewallSnapshot.from_classic_wire` / `from_policy_wire`),
+whether the adapter just read it with GET or a pass listed it (`shared.targets.wire.list_raw`), so
+both paths plan from the same object and the adapter writes back the JSON it holds.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.plan import FirewallPlan, NatRule, is_ours
+from shared.model import same_arm_name
+from shared.plan import RULE_COLLECTION_GROUP_NAME, FirewallPlan, NatRule
+from shared.plan import is_our_collection as plan_is_our_collection
+
+CLASSIC_PROTOCOLS = "protocols"  # a classic NAT rule's protocol field
+POLICY_PROTOCOLS = "ipProtocols"  # a Firewall Policy NAT rule's protocol field
+POLICY_NAT_COLLECTION = "FirewallPolicyNatRuleCollection"
 
 
 @dataclass(frozen=True)
@@ -17,7 +28,82 @@ class FirewallSnapshot:
     # Ports on each public IP that DNAT rules not of ours use: never hand them out.
     foreign_ports: dict[str, set[int]] = field(default_factory=dict)
     used_priorities: frozenset[int] = frozenset()  # by collections / groups not of ours
+    # Wire JSON as ARM answered it, never mutated: the classic firewall, or our rule collection
+    # group ({} when it does not exist). The adapter's write starts from a copy of it.
     body: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_classic_wire(cls, firewall: dict[str, Any]) -> FirewallSnapshot:
+        """The snapshot of a classic Azure Firewall from its wire JSON (a GET, or one item of
+        `list_raw(client.azure_firewalls.list_all)`)."""
+        collections = (firewall.get("properties") or {}).get("natRuleCollections") or []
+        foreign_ports: dict[str, set[int]] = {}
+        used: set[int] = set()
+        ours: list[dict[str, Any]] = []
+        our_priority: int | None = None
+        present = False
+        for collection in collections:
+            props = collection.get("properties") or {}
+            if is_our_collection(str(collection.get("name", ""))):
+                present = True
+                ours.extend(props.get("rules") or [])
+                our_priority = our_priority or props.get("priority")
+            else:
+                collect_ports(props.get("rules") or [], foreign_ports)
+                if isinstance(props.get("priority"), int):
+                    used.add(props["priority"])
+        return cls(
+            etag=firewall.get("etag"),
+            our_rules=our_nat_rules(ours, CLASSIC_PROTOCOLS) if present else None,
+            our_priority=our_priority,
+            foreign_ports=foreign_ports,
+            used_priorities=frozenset(used),
+            body=firewall,
+        )
+
+    @classmethod
+    def from_policy_wire(cls, groups: Iterable[dict[str, Any]]) -> FirewallSnapshot:
+        """The snapshot of a Firewall Policy from the wire JSON of its rule collection groups (all
+        of them, as `list_raw(client.firewall_policy_rule_collection_groups.list, rg, policy)`
+        yields them): ours is found by name, the others give used priorities and DNAT ports.
+        Our group missing from `groups` means it does not exist (`our_rules` None)."""
+        foreign_ports: dict[str, set[int]] = {}
+        used: set[int] = set()
+        ours: dict[str, Any] | None = None
+        for group in groups:
+            props = group.get("properties") or {}
+            if is_our_group(str(group.get("name", ""))):
+                ours = group
+                continue
+            if isinstance(props.get("priority"), int):
+                used.add(props["priority"])
+            for collection in props.get("ruleCollections") or []:
+                if collection.get("ruleCollectionType") == POLICY_NAT_COLLECTION:
+                    collect_ports(collection.get("rules") or [], foreign_ports)
+        if ours is None:
+            return cls(None, None, None, foreign_ports, frozenset(used), {})
+        rules: list[dict[str, Any]] = []
+        for collection in (ours.get("properties") or {}).get("ruleCollections") or []:
+            if is_our_collection(str(collection.get("name", ""))):
+                rules.extend(collection.get("rules") or [])
+            else:
+                rules.append({"name": f"foreign:{collection.get('name')}"})  # forces a rewrite
+        return cls(
+            etag=ours.get("etag"),
+            our_rules=our_nat_rules(rules, POLICY_PROTOCOLS),
+            our_priority=(ours.get("properties") or {}).get("priority"),
+            foreign_ports=foreign_ports,
+            used_priorities=frozenset(used),
+            body=ours,
+        )
+
+    def with_our_group(self, group: dict[str, Any]) -> FirewallSnapshot:
+        """This policy snapshot with our group taken from a direct GET (`group`), keeping what the
+        other groups said: the list may lag behind a group just written."""
+        mine = FirewallSnapshot.from_policy_wire([group])
+        return FirewallSnapshot(
+            mine.etag, mine.our_rules, mine.our_priority, self.foreign_ports, self.used_priorities, group
+        )
 
 
 class FirewallTarget(Protocol):
@@ -97,4 +183,11 @@ def nat_rule_wire(rule: NatRule, protocols_key: str) -> dict[str, Any]:
 
 
 def is_our_collection(name: str) -> bool:
-    return is_ours(name)
+    """Whether a NAT rule collection is ours: by exact name, never by prefix (the one ownership test
+    of the firewall adapters; shared.plan.is_our_collection)."""
+    return plan_is_our_collection(name)
+
+
+def is_our_group(name: str) -> bool:
+    """Whether a Firewall Policy rule collection group is ours (names compare as ARM compares them)."""
+    return same_arm_name(name, RULE_COLLECTION_GROUP_NAME)

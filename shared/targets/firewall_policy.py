@@ -2,12 +2,15 @@
 
 PUT of a group replaces the group, so the whole difference is one write; other groups are only read
 (for the ports their DNAT rules use, and their priorities). Created with If-None-Match: *, replaced
-or deleted with If-Match. Nothing granted: the group is deleted, so the policy returns to its state
-before the first grant.
+or deleted with If-Match. Our group is read and written as ARM's wire JSON (shared/targets/wire.py):
+a replace sends back the group as read with only its priority and rule collections changed, so
+properties the pinned SDK does not model survive. Nothing granted: the group is deleted, so the
+policy returns to its state before the first grant.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -16,17 +19,19 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.model import TargetRef
 from shared.plan import POLICY_NAT_COLLECTION_NAME, RULE_COLLECTION_GROUP_NAME, FirewallPlan
 from shared.targets.firewall_common import (
+    POLICY_NAT_COLLECTION,
+    POLICY_PROTOCOLS,
     FirewallSnapshot,
-    collect_ports,
-    is_our_collection,
     nat_rule_wire,
-    our_nat_rules,
 )
+from shared.targets.wire import get_raw, list_raw, put_raw
 from shared.topology import ArmPath
 
 NetworkFactory = Callable[[str], Any]
-PROTOCOLS = "ipProtocols"
-NAT_COLLECTION = "FirewallPolicyNatRuleCollection"
+PROTOCOLS = POLICY_PROTOCOLS
+NAT_COLLECTION = POLICY_NAT_COLLECTION
+# Read-only group properties the service computes.
+READ_ONLY_PROPERTIES = ("provisioningState", "size")
 
 
 class FirewallPolicyTarget:
@@ -39,45 +44,19 @@ class FirewallPolicyTarget:
         return self._network(self._path.subscription_id).firewall_policy_rule_collection_groups
 
     def read(self) -> FirewallSnapshot:
-        groups = [g.as_dict() for g in self._ops().list(self._path.resource_group, self._path.names[0])]
-        foreign_ports: dict[str, set[int]] = {}
-        used: set[int] = set()
-        ours: dict[str, Any] | None = None
-        for group in groups:
-            props = group.get("properties") or {}
-            if str(group.get("name", "")).lower() == RULE_COLLECTION_GROUP_NAME.lower():
-                ours = group
-                continue
-            if isinstance(props.get("priority"), int):
-                used.add(props["priority"])
-            for collection in props.get("ruleCollections") or []:
-                if collection.get("ruleCollectionType") == NAT_COLLECTION:
-                    collect_ports(collection.get("rules") or [], foreign_ports)
-        if ours is None:
+        """List the policy's groups as wire JSON; our group by a direct GET when the list lacks it."""
+        rg, policy = self._path.resource_group, self._path.names[0]
+        network = self._network(self._path.subscription_id)
+        groups = list_raw(network, f"{self.ref.id.value}/ruleCollectionGroups")
+        snapshot = FirewallSnapshot.from_policy_wire(groups)
+        if snapshot.our_rules is None:
             # The list may lag; a direct GET is the truth for our own group.
             try:
-                ours = (
-                    self._ops()
-                    .get(self._path.resource_group, self._path.names[0], RULE_COLLECTION_GROUP_NAME)
-                    .as_dict()
-                )
+                group = get_raw(self._ops().get, rg, policy, RULE_COLLECTION_GROUP_NAME)
             except ResourceNotFoundError:
-                ours = None
-        rules: list[dict[str, Any]] = []
-        if ours is not None:
-            for collection in (ours.get("properties") or {}).get("ruleCollections") or []:
-                if is_our_collection(str(collection.get("name", ""))):
-                    rules.extend(collection.get("rules") or [])
-                else:
-                    rules.append({"name": f"foreign:{collection.get('name')}"})  # forces a rewrite
-        return FirewallSnapshot(
-            etag=ours.get("etag") if ours else None,
-            our_rules=our_nat_rules(rules, PROTOCOLS) if ours is not None else None,
-            our_priority=(ours.get("properties") or {}).get("priority") if ours else None,
-            foreign_ports=foreign_ports,
-            used_priorities=frozenset(used),
-            body=ours or {},
-        )
+                return snapshot
+            snapshot = snapshot.with_our_group(group)
+        return snapshot
 
     def write(self, snapshot: FirewallSnapshot, plan: FirewallPlan) -> None:
         rg, policy = self._path.resource_group, self._path.names[0]
@@ -87,23 +66,26 @@ class FirewallPolicyTarget:
                     rg, policy, RULE_COLLECTION_GROUP_NAME, headers={"If-Match": snapshot.etag or "*"}
                 ).result()
             return
-        group = {
-            "properties": {
-                "priority": plan.priority,
-                "ruleCollections": [
-                    {
-                        "ruleCollectionType": NAT_COLLECTION,
-                        "name": POLICY_NAT_COLLECTION_NAME,
-                        "priority": 100,
-                        "action": {"type": "DNAT"},
-                        "rules": [
-                            {"ruleType": "NatRule", **nat_rule_wire(r, PROTOCOLS)} for r in plan.desired
-                        ],
-                    }
-                ],
+        group = copy.deepcopy(snapshot.body)
+        props = group.setdefault("properties", {})
+        for key in READ_ONLY_PROPERTIES:
+            props.pop(key, None)
+        props["priority"] = plan.priority
+        props["ruleCollections"] = [
+            {
+                "ruleCollectionType": NAT_COLLECTION,
+                "name": POLICY_NAT_COLLECTION_NAME,
+                "priority": 100,
+                "action": {"type": "DNAT"},
+                "rules": [{"ruleType": "NatRule", **nat_rule_wire(r, PROTOCOLS)} for r in plan.desired],
             }
-        }
+        ]
         headers = {"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"}
-        self._ops().begin_create_or_update(
-            rg, policy, RULE_COLLECTION_GROUP_NAME, group, headers=headers
-        ).result()
+        put_raw(
+            self._ops().begin_create_or_update,
+            rg,
+            policy,
+            RULE_COLLECTION_GROUP_NAME,
+            body=group,
+            headers=headers,
+        )

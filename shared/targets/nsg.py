@@ -1,8 +1,10 @@
 """NSG adapter: read the whole NSG with its ETag, write it back whole with If-Match.
 
-Foreign rules are sent back exactly as read (same JSON objects); only rules whose names are ours are
-replaced. A rule's singular and plural address/port fields are merged when reading, so a rule written
-either way compares equal.
+The NSG is read and written as ARM's wire JSON (shared/targets/wire.py), never through SDK models:
+everything but our rules is sent back as read (foreign rules as the same JSON objects, and
+properties the pinned SDK does not model), so our write cannot drop what a newer api-version or
+another tool put there. Only rules whose names are ours are replaced. A rule's singular and plural
+address/port fields are merged when reading, so a rule written either way compares equal.
 """
 
 from __future__ import annotations
@@ -13,17 +15,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.model import TargetRef
-from shared.plan import Access, NsgPlan, NsgRule, is_ours
+from shared.plan import Access, NsgPlan, NsgRule, owns_rule
+from shared.targets.wire import WireBody, get_raw, put_raw
 from shared.topology import ArmPath
 
 NetworkFactory = Callable[[str], Any]
 
 
+# Read-only properties the service computes; they are not ours to send (ARM ignores them anyway).
+READ_ONLY_PROPERTIES = (
+    "defaultSecurityRules",
+    "provisioningState",
+    "resourceGuid",
+    "networkInterfaces",
+    "subnets",
+)
+
+
 @dataclass(frozen=True)
 class NsgSnapshot:
     etag: str | None
-    body: dict[str, Any]
+    body: WireBody  # the NSG as ARM answered it (GET or one item of a list page); never mutated
     rules: tuple[NsgRule, ...]
+
+    @classmethod
+    def from_wire(cls, body: WireBody) -> NsgSnapshot:
+        """The snapshot of an NSG from its wire JSON, as a GET or a list page (`list_raw`) answers
+        it: a pass can plan from a listing without a GET per NSG. The body is kept by reference;
+        `NsgTarget.write` copies it before changing anything."""
+        rules = (body.get("properties") or {}).get("securityRules") or []
+        return cls(etag=body.get("etag"), body=body, rules=tuple(rule_from_wire(r) for r in rules))
 
 
 def _merged(props: dict[str, Any], singular: str, plural: str) -> tuple[str, ...]:
@@ -84,31 +105,27 @@ class NsgTarget:
         return self._network(self._path.subscription_id).network_security_groups
 
     def read(self) -> NsgSnapshot:
-        body: dict[str, Any] = self._ops().get(self._path.resource_group, self._path.names[0]).as_dict()
-        rules = (body.get("properties") or {}).get("securityRules") or []
-        return NsgSnapshot(
-            etag=body.get("etag"),
-            body=body,
-            rules=tuple(rule_from_wire(r) for r in rules),
-        )
+        """GET the NSG as wire JSON (fresh ETag)."""
+        return NsgSnapshot.from_wire(get_raw(self._ops().get, self._path.resource_group, self._path.names[0]))
 
     def write(self, snapshot: NsgSnapshot, plan: NsgPlan) -> None:
-        """One PUT of the whole NSG: foreign rules as read, ours as planned."""
+        """One PUT of the whole NSG, with If-Match on the snapshot's ETag: the JSON as read, with
+        foreign rules untouched and ours as planned; only read-only properties are left out."""
         body = copy.deepcopy(snapshot.body)
         props = body.setdefault("properties", {})
-        foreign = [r for r in props.get("securityRules") or [] if not is_ours(str(r.get("name", "")))]
+        foreign = [
+            r
+            for r in props.get("securityRules") or []
+            if not owns_rule(str(r.get("name", "")), (r.get("properties") or {}).get("description"))
+        ]
         props["securityRules"] = foreign + [rule_to_wire(r) for r in plan.desired]
-        # Read-only fields the service computes; sending them back is harmless but noisy.
-        for key in (
-            "defaultSecurityRules",
-            "provisioningState",
-            "resourceGuid",
-            "networkInterfaces",
-            "subnets",
-        ):
+        for key in READ_ONLY_PROPERTIES:
             props.pop(key, None)
         headers = {"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"}
-        poller = self._ops().begin_create_or_update(
-            self._path.resource_group, self._path.names[0], body, headers=headers
+        put_raw(
+            self._ops().begin_create_or_update,
+            self._path.resource_group,
+            self._path.names[0],
+            body=body,
+            headers=headers,
         )
-        poller.result()

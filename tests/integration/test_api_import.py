@@ -6,6 +6,7 @@ it describes rules Defender opened, not ours)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from azure.mgmt.security.v2020_01_01.models import (
     JitNetworkAccessPortRule,
 )
 
+from demo.estate import Estate
 from shared.api import defender_routes, records
+from shared.authz import WRITE_POLICY_ACTION
 from tests.integration.jit_world import API_VERSION, OWNER, Person, World
 
 LOCATION = "westeurope"
@@ -97,7 +100,7 @@ def mine(ids: list[str], world: World) -> list[str]:
 def test_import_adopts_what_the_caller_may_write_and_serves_it_as_defender_does(
     world: World, defender: SecurityCenter
 ) -> None:
-    vm1, vm2 = world.vm_id("vm1"), world.vm_id("vm2")
+    vm1 = world.vm_id("vm1")
     write_defender_policy(
         defender,
         world.resource_group,
@@ -110,8 +113,11 @@ def test_import_adopts_what_the_caller_may_write_and_serves_it_as_defender_does(
                     port_rule(3389, "*", "PT1H", "*"),
                 ],
             ),
+            # Behind the estate's classic firewall (same VNet, the admin owns it), Defender's way.
             JitNetworkAccessPolicyVirtualMachine(
-                id=vm2, ports=[port_rule(5985, "UDP", "P1D", "10.1.2.3")], public_ip_address="20.50.1.1"
+                id=world.vm_id(Estate.vm_app),
+                ports=[port_rule(5985, "UDP", "P1D", "10.1.2.3")],
+                public_ip_address=Estate(world.subscription, world.resource_group).classic_fw_public_ip,
             ),
         ],
     )
@@ -249,7 +255,11 @@ def test_a_second_import_changes_nothing_and_a_changed_defender_policy_is_adopte
     assert [p["number"] for p in ports] == [22, 443]
 
 
-def test_a_requester_without_write_adopts_nothing(world: World, defender: SecurityCenter) -> None:
+def test_import_checks_the_callers_right_before_reading_defender(
+    world: World, defender: SecurityCenter
+) -> None:
+    """alice may initiate on vm1 but write JIT policies nowhere: 403 before the app reads Defender's
+    policies with its own identity (issue 15 item 12)."""
     write_defender_policy(
         defender,
         world.resource_group,
@@ -260,13 +270,19 @@ def test_a_requester_without_write_adopts_nothing(world: World, defender: Securi
             )
         ],
     )
+    mark = len(world.arm.requests()["log"])
 
-    status, report = run_import(world, world.alice)
+    status, body = run_import(world, world.alice)
 
-    assert status == 200
-    assert mine(report["adopted"], world) == []
-    # alice may initiate on vm1 but not read the policy: it is not even named to her.
-    assert mine([s["id"] for s in report["skipped"]], world) == []
+    assert status == 403, body
+    assert body["error"]["code"] == "AuthorizationFailed"
+    assert WRITE_POLICY_ACTION in body["error"]["message"]
+    defender_reads = [
+        r
+        for r in world.arm.requests()["log"][mark:]
+        if "microsoft.security/jitnetworkaccesspolicies" in r["path"].lower()
+    ]
+    assert defender_reads == []
     assert world.services.policies.list_in(world.subscription, world.resource_group) == []
 
 
@@ -297,7 +313,9 @@ def test_a_policy_we_cannot_address_is_skipped_naming_the_field(
     assert world.services.policies.list_in(world.subscription, world.resource_group) == []
 
 
-def test_defender_unreadable_is_a_502_and_stores_nothing(world: World, defender: SecurityCenter) -> None:
+def test_defender_unreadable_is_a_502_in_our_words_and_stores_nothing(
+    world: World, defender: SecurityCenter
+) -> None:
     write_defender_policy(
         defender,
         world.resource_group,
@@ -323,7 +341,9 @@ def test_defender_unreadable_is_a_502_and_stores_nothing(world: World, defender:
 
     assert status == 502, body
     assert body["error"]["code"] == "DefenderUnavailable"
-    assert "AuthorizationFailed" in body["error"]["message"]
+    # Our words, never ARM's: its text carries the app identity's ids.
+    assert "AuthorizationFailed" not in body["error"]["message"]
+    assert "app's identity" not in body["error"]["message"]
     assert world.services.policies.list_in(world.subscription, world.resource_group) == []
 
 
@@ -376,3 +396,33 @@ def test_a_policy_too_large_to_store_is_skipped_and_the_others_adopted(
     skipped = [s for s in report["skipped"] if world.resource_group in s["id"]]
     assert [s["id"] for s in skipped] == [world.policy_path("huge")]
     assert skipped[0]["reason"].startswith("properties.virtualMachines: the policy is too large")
+
+
+def test_an_imported_policy_naming_a_firewall_off_the_vms_path_is_skipped_naming_the_field(
+    world: World, defender: SecurityCenter
+) -> None:
+    """Item 1 applies to imports: a Defender policy in the admin's group whose VM names another group's
+    firewall by public IP (an unpeered VNet) is skipped, not stored."""
+    victim = Estate(world.subscription, f"rg-a-{uuid.uuid4().hex[:8]}")
+    world.arm.seed(victim.resources())
+    write_defender_policy(
+        defender,
+        world.resource_group,
+        "default",
+        [
+            JitNetworkAccessPolicyVirtualMachine(
+                id=world.vm_id("vm-app"),
+                ports=[port_rule(22, "TCP", "PT3H", "*")],
+                public_ip_address=victim.classic_fw_public_ip,
+            )
+        ],
+    )
+
+    status, report = run_import(world, world.admin)
+
+    assert status == 200, report
+    assert mine(report["adopted"], world) == []
+    skipped = [s for s in report["skipped"] if world.resource_group in s["id"]]
+    assert len(skipped) == 1, report
+    assert skipped[0]["reason"].startswith("properties.virtualMachines[0].publicIpAddress:"), skipped
+    assert world.services.policies.list_in(world.subscription, world.resource_group) == []

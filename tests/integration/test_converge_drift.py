@@ -125,10 +125,16 @@ def test_retry_after_is_honoured_when_arm_is_busy(world_factory: Callable[..., W
         count=4,
         retry_after=1,
     )
+    world.emulator.admin_ok("DELETE", "/_emulator/requests")
     enforcement.handle_grant(world.deps, grant.grant_id)
-    # azure-core retries 3 times itself (it honours Retry-After on any status); then our loop waits
-    # exactly what ARM asked for instead of its own back-off, and the next write goes through.
-    assert world.sleeps == [1.0]
+    # Converge's loop is the only one retrying writes (shared/azure_clients.py): each refusal reaches
+    # it after exactly one HTTP attempt, and it waits exactly what ARM asked for instead of its own
+    # back-off, until the write goes through.
+    assert world.sleeps == [1.0, 1.0, 1.0, 1.0]
+    puts = [
+        r for r in world.writes() if r["method"] == "PUT" and "networksecuritygroups" in r["path"].lower()
+    ]
+    assert len(puts) == 4 + 1  # four refused, then the one PUT of vm-db's subnet NSG
     stored = world.store.get(grant.grant_id)
     assert stored is not None and stored.status is PortStatus.INITIATED
 

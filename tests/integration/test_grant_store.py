@@ -33,18 +33,19 @@ from shared.model import (
 from shared.settings import Settings
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-POLICY = PolicyRef("sub1", "rg1", "westeurope", "default")
+SUB = "00000000-0000-0000-0000-0000000000a1"
+POLICY = PolicyRef(SUB, "rg1", "westeurope", "default")
 ALICE = Principal("alice-oid", "alice@contoso.com", PrincipalSource.JWT)
 NSG = TargetRef(
     TargetKind.NSG,
     ResourceId(
-        "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/nsg1"
+        f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/nsg1"
     ),
 )
 
 
 def make_request(request_id: str, ports: list[int], *, end: timedelta = timedelta(hours=1), vm: str = "vm1"):
-    vm_ref = VmRef("sub1", "rg1", vm)
+    vm_ref = VmRef(SUB, "rg1", vm)
     record = RequestRecord(request_id, POLICY, ALICE, NOW, "debugging", None, "fp")
     grants = [
         Grant(
@@ -154,7 +155,7 @@ def test_vm_index_and_policy_history(store: TableGrantStore) -> None:
     later, later_grants = make_request(second, [3389])
     later = replace(later, start_time=NOW + timedelta(minutes=1))
     store.create_request(later, later_grants)
-    vm = VmRef("sub1", "rg1", "vm1")
+    vm = VmRef(SUB, "rg1", "vm1")
     assert {g.port for g in store.list_for_vm(vm, open_only=True)} == {22, 3389}
     read = store.get(grants[0].grant_id)
     assert read is not None

@@ -121,6 +121,9 @@ class Roles:
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]:
         return [a for a in self.assignments if scope_covers(a.scope, scope) or "managementGroups" in a.scope]
 
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
+        return list(self.assignments)
+
     def role_permissions(self, role_definition_id: str) -> list[Permission]:
         return self.definitions[role_definition_id]
 
@@ -171,21 +174,26 @@ def test_group_membership_from_claims_grants_what_the_group_holds() -> None:
     assert not decide(roles, person(), INITIATE_ACTION, VM)
 
 
+USER_OID = "5f0c2a1e-7d3b-4c8e-9a61-0b2d4e6f8a10"
+GROUP_A = "0d9e8f7a-1b2c-4d3e-8f4a-5b6c7d8e9f01"
+GROUP_B = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+
+
 def test_groups_reach_the_decision_from_easy_auth_claims() -> None:
     """Both spellings of the groups claim that App Service puts in X-MS-CLIENT-PRINCIPAL."""
     claims = [
-        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "user-1"},
-        {"typ": "groups", "val": "group-a"},
-        {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups", "val": "group-b"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": USER_OID},
+        {"typ": "groups", "val": GROUP_A},
+        {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups", "val": GROUP_B},
     ]
     encoded = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
     authenticator = Authenticator(
         load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "WEBSITE_AUTH_ENABLED": "true"})
     )
     principal = authenticator.authenticate({"X-MS-CLIENT-PRINCIPAL": encoded})
-    assert principal.group_ids == {"group-a", "group-b"}
+    assert principal.group_ids == {GROUP_A, GROUP_B}
     roles = Roles(
-        {"requester": [Permission((INITIATE_ACTION,))]}, [RoleAssignment("group-b", "requester", RG)]
+        {"requester": [Permission((INITIATE_ACTION,))]}, [RoleAssignment(GROUP_B.upper(), "requester", RG)]
     )
     assert decide(roles, principal, INITIATE_ACTION, VM)
 

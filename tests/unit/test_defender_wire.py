@@ -11,8 +11,9 @@ import pytest
 from shared.defender import parse_policy_body, request_to_wire
 from shared.model import DomainError, PolicyRef, TransportProtocol
 
-REF = PolicyRef("sub1", "rg1", "westeurope", "default")
-VM_ID = "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1"
+SUB = "00000000-0000-0000-0000-0000000000a1"
+REF = PolicyRef(SUB, "rg1", "westeurope", "default")
+VM_ID = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1"
 BODY = {
     "kind": "Basic",
     "properties": {
@@ -35,7 +36,7 @@ BODY = {
                 ],
                 "publicIpAddress": "20.1.2.3",
                 "portcullis": {
-                    "firewallId": "/subscriptions/sub1/resourceGroups/hub/providers/Microsoft.Network"
+                    "firewallId": f"/subscriptions/{SUB}/resourceGroups/hub/providers/Microsoft.Network"
                     "/azureFirewalls/fw"
                 },
             }
@@ -132,7 +133,7 @@ def test_azure_spec_example_parses() -> None:
         ),
         (
             ["properties", "virtualMachines", 0, "id"],
-            "/subscriptions/sub1/resourceGroups/rg1/vm1",
+            "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/rg1/vm1",
             "properties.virtualMachines[0].id",
         ),
         (

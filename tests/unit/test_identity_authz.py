@@ -19,6 +19,8 @@ from shared.settings import load_settings
 ISSUER = "https://login.microsoftonline.com/tenant/v2.0"
 AUDIENCE = "api://portcullis"
 INITIATE = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action"
+USER = "3b0e6c1d-2f4a-4e8b-9c7d-6a5b4c3d2e1f"
+GROUP = "7c6d5e4f-3a2b-4c1d-8e9f-0a1b2c3d4e5f"
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +51,9 @@ def token(key, **overrides) -> str:
         "iss": ISSUER,
         "aud": AUDIENCE,
         "exp": int(time.time()) + 600,
-        "oid": "user-1",
+        "oid": USER,
         "preferred_username": "u@contoso.com",
-        "groups": ["g1"],
+        "groups": [GROUP],
         **overrides,
     }
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
@@ -74,9 +76,9 @@ def test_valid_token_gives_the_principal(keys) -> None:
     good, _, uri = keys
     principal = jwt_authenticator(uri).authenticate({"Authorization": f"Bearer {token(good)}"})
     assert (principal.object_id, principal.display_name, principal.group_ids) == (
-        "user-1",
+        USER,
         "u@contoso.com",
-        {"g1"},
+        {GROUP},
     )
     assert principal.source is PrincipalSource.JWT
 
@@ -99,18 +101,18 @@ def test_token_signed_by_another_key_is_refused(keys) -> None:
 def test_forged_easy_auth_headers_are_ignored_when_easy_auth_is_off(keys) -> None:
     _, _, uri = keys
     with pytest.raises(AuthenticationError, match="bearer"):
-        jwt_authenticator(uri).authenticate(easy_auth_header("admin", "admin@contoso.com"))
+        jwt_authenticator(uri).authenticate(easy_auth_header(USER, "admin@contoso.com"))
     nothing = Authenticator(load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}))
     with pytest.raises(AuthenticationError):
-        nothing.authenticate(easy_auth_header("admin", "admin@contoso.com"))
+        nothing.authenticate(easy_auth_header(USER, "admin@contoso.com"))
 
 
 def test_easy_auth_principal_when_enabled() -> None:
     authenticator = Authenticator(
         load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "WEBSITE_AUTH_ENABLED": "true"})
     )
-    principal = authenticator.authenticate(easy_auth_header("oid-1", "a@b", ("grp",)))
-    assert (principal.object_id, principal.group_ids) == ("oid-1", {"grp"})
+    principal = authenticator.authenticate(easy_auth_header(USER, "a@b", (GROUP,)))
+    assert (principal.object_id, principal.group_ids) == (USER, {GROUP})
     with pytest.raises(AuthenticationError):
         authenticator.authenticate({})
 
@@ -149,6 +151,9 @@ def test_scope_cover() -> None:
 
 class BrokenReader:
     def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]:
+        raise ConnectionError("ARM unreachable")
+
+    def assignments_in_subscription(self, subscription_id: str) -> list[RoleAssignment]:
         raise ConnectionError("ARM unreachable")
 
     def role_permissions(self, role_definition_id: str) -> list[Permission]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -252,3 +253,77 @@ def test_arm_refusals_are_classified_for_converge() -> None:
     assert classify(error(503)).kind is Refusal.TRANSIENT
     assert classify(error(400)).kind is Refusal.FATAL
     assert classify(ServiceRequestError("refused")).kind is Refusal.TRANSIENT
+
+
+# ---- issue 15 item 3: Deny names cannot collide, and a duplicate is refused, never merged ----
+
+
+def test_deny_names_of_vms_sharing_their_first_30_characters_stay_distinct_and_valid() -> None:
+    """The report found a collision after 1,342 VMs sharing 30 characters (24-bit hash)."""
+    common = "web-frontend-production-westeurope-"  # 35 characters in common
+    ports = (SSH, PolicyPort(3389, TransportProtocol.ANY, ("*",), timedelta(hours=1)))
+    names = {
+        plan.deny_rule_name(VmRef("sub", "rg", f"{common}{i:05d}"), port)
+        for i in range(20000)
+        for port in ports
+    }
+    assert len(names) == 40000
+    valid = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,78}[A-Za-z0-9_]$")
+    assert all(valid.match(n) and len(n) <= plan.MAX_RULE_NAME for n in names)
+    long_vm = VmRef("sub", "rg" * 40, "v" * 64)
+    assert len(plan.deny_rule_name(long_vm, ports[1])) <= plan.MAX_RULE_NAME
+
+
+def test_two_vms_whose_deny_names_collide_are_refused_not_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collision (forced here: every hash the same) used to drop one VM's Deny silently."""
+    monkeypatch.setattr(plan, "_short_hash", lambda text, length=8: "0" * length)
+    twins = [VmRef("sub", "rg", "a" * 40 + "-1"), VmRef("sub", "rg", "a" * 40 + "-2")]
+    entries = [BaselineEntry(NicOnTarget(vm, (f"10.0.0.{i + 4}",)), (SSH,)) for i, vm in enumerate(twins)]
+    assert plan.deny_rule_name(twins[0], SSH) == plan.deny_rule_name(twins[1], SSH)
+    with pytest.raises(plan.DuplicateRuleNameError):
+        plan.plan_nsg([], entries, [], BANDS, NOW)
+
+
+def test_the_same_vm_and_port_listed_twice_is_one_deny_rule() -> None:
+    result = plan.plan_nsg([], [BaselineEntry(NIC, (SSH,)), BaselineEntry(NIC, (SSH,))], [], BANDS, NOW)
+    assert len(result.desired) == 1
+
+
+# ---- issue 15 item 10: ours = our prefix AND our marker ----
+
+
+def test_a_rule_with_our_prefix_but_no_marker_is_foreign_kept_and_reported() -> None:
+    backup = foreign("portcullis-jit-backup-exception", 3000, description="break-glass, ask ops")
+    result = plan.plan_nsg([backup], [BaselineEntry(NIC, (SSH,))], [GrantOnNsg(grant("g1"), NIC)], BANDS, NOW)
+    assert plan.is_ours(backup.name) and not plan.owns_rule(backup.name, backup.description)
+    assert result.to_remove == ()
+    assert backup.name not in {r.name for r in result.desired}
+    assert [r.priority for r in result.desired if r.access is Access.ALLOW] == [3001]  # its priority avoided
+    kinds = [(f.kind, f.rule_name) for f in result.findings]
+    assert (plan.FindingKind.FOREIGN_RULE_WITH_OUR_PREFIX, backup.name) in kinds
+
+
+def test_a_foreign_rule_holding_the_name_of_ours_is_not_overwritten() -> None:
+    taken = foreign(plan.allow_rule_name(grant("g1")), 3003, description="someone else's")
+    result = plan.plan_nsg([taken], [], [GrantOnNsg(grant("g1"), NIC)], BANDS, NOW)
+    assert result.to_put == () and result.to_remove == ()
+    assert "g1" in result.refused
+
+
+def test_our_firewall_collection_is_ours_by_exact_name_only() -> None:
+    assert plan.is_our_collection("Portcullis-JIT") and plan.is_our_collection("portcullis-jit")
+    assert not plan.is_our_collection("Portcullis-JIT-backup")
+    # The DNAT collection inside our Firewall Policy group is ours too (else every converge of the
+    # policy rewrote the group, and a reconcile pass never found it in sync).
+    assert plan.is_our_collection("Portcullis-JIT-DNAT")
+    assert not plan.is_our_collection("Portcullis-JI\u212a")  # KELVIN SIGN is not K to ARM
+
+
+def test_two_grants_whose_dnat_names_collide_are_refused_not_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan, "nat_rule_name", lambda grant: "Portcullis-JIT-22-same")
+    placements = [
+        GrantOnFirewall(grant(gid, mapped_port=port), "10.1.0.4", "20.0.0.1")
+        for gid, port in (("a", 50000), ("b", 50001))
+    ]
+    with pytest.raises(plan.DuplicateRuleNameError):
+        plan.plan_firewall(None, None, placements, 100, NOW)

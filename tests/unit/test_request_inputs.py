@@ -12,8 +12,8 @@ from shared.model import DomainError, JitPolicy, PolicyPort, PolicyRef, Transpor
 from shared.policy import AccessRequest, Limits, RequestedPort, RequestedVm, evaluate
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-VM = VmRef("sub", "rg", "vm1")
-REF = PolicyRef("sub", "rg", "westeurope", "default")
+VM = VmRef("00000000-0000-0000-0000-0000000000a1", "rg", "vm1")
+REF = PolicyRef("00000000-0000-0000-0000-0000000000a1", "rg", "westeurope", "default")
 
 
 def open_policy() -> JitPolicy:

@@ -1,4 +1,4 @@
-"""Microsoft.Network: NSGs and rules, VNets and subnets, public IPs, NICs, Azure Firewalls,
+"""Microsoft.Network: NSGs and rules, VNets with subnets and peerings, public IPs, NICs, Azure Firewalls,
 firewall policies and rule collection groups."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from emulator.providers.network.common import install_back_references
 from emulator.providers.network.firewall import AzureFirewalls, FirewallPolicies, RuleCollectionGroups
 from emulator.providers.network.nic import NetworkInterfaces
 from emulator.providers.network.nsg import DefaultSecurityRules, NetworkSecurityGroups, SecurityRules
+from emulator.providers.network.peering import VirtualNetworkPeerings
 from emulator.providers.network.publicip import PublicIPAddresses
 from emulator.providers.network.vnet import Subnets, VirtualNetworks
 
@@ -24,6 +25,7 @@ def register(engine: Engine) -> None:
         DefaultSecurityRules(),
         VirtualNetworks(),
         Subnets(),
+        VirtualNetworkPeerings(),
         PublicIPAddresses(),
         NetworkInterfaces(),
         AzureFirewalls(),

@@ -3,6 +3,7 @@ resources, and the back-reference index (who points at this subnet / NSG / publi
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import uuid
@@ -215,6 +216,31 @@ def kept_fields(body: dict[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k in names}
 
 
+# Fields ARM sets itself on every resource: a client's copy is never stored.
+_IDENTITY_FIELDS = frozenset({"id", "name", "type", "etag"})
+
+
+def keep_unmodelled(
+    request: dict[str, Any], answer: dict[str, Any], *, computed: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Store the fields of `request` the emulator does not model, as sent, at the top level and in
+    `properties`. They stand for properties a newer api-version of the service knows and an older SDK
+    does not: a client that writes back what it read must not lose them (issue 16 item 6), and a test
+    can only show that if the emulator keeps them. `computed` names the read-only properties the
+    emulator derives itself (back-references, `resourceGuid`, ...), which a client's copy never
+    overrides; modelled fields are already in `answer` and win."""
+    for key, value in request.items():
+        if key not in answer and key not in _IDENTITY_FIELDS and key != "properties":
+            answer[key] = copy.deepcopy(value)
+    sent = request.get("properties")
+    if isinstance(sent, dict):
+        props = answer.setdefault("properties", {})
+        for key, value in sent.items():
+            if key not in props and key not in computed and key != "provisioningState":
+                props[key] = copy.deepcopy(value)
+    return answer
+
+
 def sub_resource(parent_id: str, kind: str, name: str) -> str:
     return f"{parent_id}/{kind}/{name}"
 
@@ -231,6 +257,7 @@ _RELATIONS = (
     "ipconfig_by_public_ip",
     "vm_by_nic",
     "firewalls_by_policy",
+    "peerings_by_remote",  # VNet -> the peerings (of other VNets) whose remoteVirtualNetwork it is
 )
 
 
@@ -264,6 +291,10 @@ def _contributions(record: Record) -> list[tuple[str, str, str, str]]:
             nsg_id = ((subnet.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
             if nsg_id:
                 found.append(("subnets_by_nsg", nsg_id, subnet["id"], subnet["id"]))
+        for peering in props.get("virtualNetworkPeerings") or []:
+            remote_id = ((peering.get("properties") or {}).get("remoteVirtualNetwork") or {}).get("id")
+            if isinstance(remote_id, str) and isinstance(peering.get("id"), str):
+                found.append(("peerings_by_remote", remote_id, peering["id"], peering["id"]))
     elif kind == VM_TYPE.lower():
         for nic_ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
             if isinstance(nic_ref, dict) and isinstance(nic_ref.get("id"), str):

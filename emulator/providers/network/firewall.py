@@ -15,6 +15,7 @@ from emulator.providers.network.common import (
     RCG_TYPE,
     check_name,
     id_list,
+    keep_unmodelled,
     kept_fields,
     one_of,
     properties,
@@ -466,7 +467,8 @@ class AzureFirewalls(ResourceType):
         ):
             if props.get(passthrough) is not None:
                 answer_props_fw[passthrough] = props[passthrough]
-        return {**kept_fields(body, "location", "tags", "zones"), "properties": answer_props_fw}
+        answer = {**kept_fields(body, "location", "tags", "zones"), "properties": answer_props_fw}
+        return keep_unmodelled(body, answer)
 
 
 # --- firewall policies ----------------------------------------------------------------------------------
@@ -657,10 +659,11 @@ class RuleCollectionGroups(ResourceType):
                 "FirewallPolicyTooManyRuleCollections",
                 f"At most {MAX_RULE_COLLECTIONS} rule collections are allowed.",
             )
-        return {
+        answer = {
             "location": parent.get("location"),
             "properties": {"priority": priority, "ruleCollections": collections},
         }
+        return keep_unmodelled(body, answer, computed=("size",))
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "properties": {"size": _size(body), **body.get("properties", {})}}

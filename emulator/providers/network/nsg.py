@@ -14,6 +14,7 @@ from emulator.providers.network.common import (
     NSG_TYPE,
     check_name,
     id_list,
+    keep_unmodelled,
     kept_fields,
     one_of,
     properties,
@@ -39,6 +40,8 @@ _PORT_RANGE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 _TOKEN = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 _LOOKS_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+(/\d+)?$|^[\d.]+/\d+$")
 MAX_RULES = 1000
+# Read-only NSG properties the emulator derives (render adds the back-references).
+_COMPUTED = ("defaultSecurityRules", "resourceGuid", "networkInterfaces", "subnets")
 
 _DEFAULT_RULES = [
     (
@@ -258,7 +261,7 @@ def normalise_rule(nsg_id: str, rule: Any, target: str) -> dict[str, Any]:
         "type": RULE_TYPE,
         "properties": props,
     }
-    return answer
+    return keep_unmodelled(rule, answer)
 
 
 def check_conflicts(rules: list[dict[str, Any]], target: str) -> None:
@@ -323,7 +326,7 @@ class NetworkSecurityGroups(ResourceType):
             )
         for rule in rules:
             rule["properties"]["provisioningState"] = "Succeeded"
-        return {
+        answer = {
             **kept_fields(body, "location", "tags"),
             "properties": {
                 "flushConnection": flush,
@@ -332,6 +335,7 @@ class NetworkSecurityGroups(ResourceType):
                 "resourceGuid": resource_guid(existing),
             },
         }
+        return keep_unmodelled(body, answer, computed=_COMPUTED)
 
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         refs = refs_of(call)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,12 @@ from emulator.providers.network.common import (
     resource_guid,
     sub_resource,
     subnet_networks,
+)
+from emulator.providers.network.peering import (
+    normalise_peering,
+    peerings_of,
+    render_peering,
+    sync_remote_sides,
 )
 from emulator.resource import ResourceType
 
@@ -190,7 +197,7 @@ class VirtualNetworks(ResourceType):
         answer_props: dict[str, Any] = {
             "addressSpace": {"addressPrefixes": [str(n) for n in space]},
             "subnets": [s for s, _ in subnets],
-            "virtualNetworkPeerings": props.get("virtualNetworkPeerings") or [],
+            "virtualNetworkPeerings": self._peerings(call, rid, props, space, existing),
             "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
             "resourceGuid": resource_guid(existing),
         }
@@ -198,10 +205,48 @@ class VirtualNetworks(ResourceType):
             answer_props["dhcpOptions"] = props["dhcpOptions"]
         return {**kept_fields(body, "location", "tags"), "properties": answer_props}
 
+    @staticmethod
+    def _peerings(
+        call: Call,
+        rid: ResourceId,
+        props: dict[str, Any],
+        space: list[Network],
+        existing: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """Peerings sent inside the VNet are created or updated like child PUTs, and the list replaces
+        the VNet's peerings; a body without the key keeps them (they are resources of their own)."""
+        if props.get("virtualNetworkPeerings") is None:
+            return copy.deepcopy(peerings_of(existing or {}))
+        before = {p["name"].lower(): p for p in peerings_of(existing or {})}
+        peerings: list[dict[str, Any]] = []
+        for index, item in enumerate(
+            require_list(props["virtualNetworkPeerings"], "properties.virtualNetworkPeerings")
+        ):
+            target = f"properties.virtualNetworkPeerings[{index}]"
+            name = item.get("name") if isinstance(item, dict) else None
+            old = before.get(name.lower()) if isinstance(name, str) else None
+            peering = normalise_peering(call, str(rid), space, item, target, old)
+            if any(p["name"].lower() == peering["name"].lower() for p in peerings):
+                raise bad_request(
+                    "DuplicateResourceName", f"Peering name {peering['name']} is used more than once.", target
+                )
+            peerings.append(peering)
+        return peerings
+
     def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         props = dict(body.get("properties", {}))
         props["subnets"] = [render_subnet(call, s) for s in props.get("subnets", [])]
+        if props.get("virtualNetworkPeerings"):
+            props["virtualNetworkPeerings"] = [
+                render_peering(call, p) for p in props["virtualNetworkPeerings"]
+            ]
         return {**body, "properties": props}
+
+    def after_write(self, call: Call, rid: ResourceId, body: dict[str, Any]) -> None:
+        sync_remote_sides(call, str(rid), may_disconnect=not call.admin)
+
+    def after_delete(self, call: Call, rid: ResourceId, body: dict[str, Any]) -> None:
+        sync_remote_sides(call, str(rid), may_disconnect=True)
 
     def check_delete(self, call: Call, rid: ResourceId, existing: dict[str, Any]) -> None:
         for subnet in existing.get("properties", {}).get("subnets", []):

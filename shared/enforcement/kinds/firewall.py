@@ -10,83 +10,18 @@ from shared.enforcement import transitions
 from shared.enforcement.kinds import KindPlan, PlanContext
 from shared.enforcement.recording import ACTOR, update_grant
 from shared.model import Grant, TargetKind, TargetRef, TargetState
-from shared.plan import RULE_COLLECTION_GROUP_NAME, GrantOnFirewall, allocate_mapped_ports, plan_firewall
+from shared.plan import GrantOnFirewall, allocate_mapped_ports, plan_firewall
 from shared.settings import Settings
-from shared.targets.firewall_classic import PROTOCOLS as CLASSIC_PROTOCOLS
 from shared.targets.firewall_classic import ClassicFirewallTarget
 from shared.targets.firewall_common import (
     FirewallSnapshot,
     choose_priority,
-    collect_ports,
-    is_our_collection,
-    our_nat_rules,
 )
-from shared.targets.firewall_policy import NAT_COLLECTION, FirewallPolicyTarget
-from shared.targets.firewall_policy import PROTOCOLS as POLICY_PROTOCOLS
+from shared.targets.firewall_policy import FirewallPolicyTarget
 
 if TYPE_CHECKING:
     from shared.enforcement.deps import ConvergeDeps
     from shared.enforcement.snapshot import EstateSnapshot
-
-
-def classic_snapshot_from_body(body: dict[str, Any]) -> FirewallSnapshot:
-    """What ClassicFirewallTarget.read finds, from a firewall's JSON as the listing returned it."""
-    collections = (body.get("properties") or {}).get("natRuleCollections") or []
-    foreign_ports: dict[str, set[int]] = {}
-    used: set[int] = set()
-    ours: list[dict[str, Any]] = []
-    our_priority: int | None = None
-    present = False
-    for collection in collections:
-        props = collection.get("properties") or {}
-        if is_our_collection(str(collection.get("name", ""))):
-            present = True
-            ours.extend(props.get("rules") or [])
-            our_priority = our_priority or props.get("priority")
-        else:
-            collect_ports(props.get("rules") or [], foreign_ports)
-            if isinstance(props.get("priority"), int):
-                used.add(props["priority"])
-    return FirewallSnapshot(
-        etag=body.get("etag"),
-        our_rules=our_nat_rules(ours, CLASSIC_PROTOCOLS) if present else None,
-        our_priority=our_priority,
-        foreign_ports=foreign_ports,
-        used_priorities=frozenset(used),
-        body=body,
-    )
-
-
-def policy_snapshot_from_groups(groups: list[dict[str, Any]]) -> FirewallSnapshot:
-    """What FirewallPolicyTarget.read finds, from the policy's rule collection groups as listed."""
-    foreign_ports: dict[str, set[int]] = {}
-    used: set[int] = set()
-    ours: dict[str, Any] | None = None
-    for group in groups:
-        props = group.get("properties") or {}
-        if str(group.get("name", "")).lower() == RULE_COLLECTION_GROUP_NAME.lower():
-            ours = group
-            continue
-        if isinstance(props.get("priority"), int):
-            used.add(props["priority"])
-        for collection in props.get("ruleCollections") or []:
-            if collection.get("ruleCollectionType") == NAT_COLLECTION:
-                collect_ports(collection.get("rules") or [], foreign_ports)
-    rules: list[dict[str, Any]] = []
-    if ours is not None:
-        for collection in (ours.get("properties") or {}).get("ruleCollections") or []:
-            if is_our_collection(str(collection.get("name", ""))):
-                rules.extend(collection.get("rules") or [])
-            else:
-                rules.append({"name": f"foreign:{collection.get('name')}"})  # forces a rewrite
-    return FirewallSnapshot(
-        etag=ours.get("etag") if ours else None,
-        our_rules=our_nat_rules(rules, POLICY_PROTOCOLS) if ours is not None else None,
-        our_priority=(ours.get("properties") or {}).get("priority") if ours else None,
-        foreign_ports=foreign_ports,
-        used_priorities=frozenset(used),
-        body=ours or {},
-    )
 
 
 def _configured_priority(settings: Settings, kind: TargetKind) -> int:
@@ -162,7 +97,7 @@ class ClassicFirewallKind(_FirewallKind):
 
     def listed(self, estate: EstateSnapshot, target: TargetRef) -> FirewallSnapshot | None:
         body = estate.body("firewall", target.id.value)
-        return classic_snapshot_from_body(body) if body is not None else None
+        return FirewallSnapshot.from_classic_wire(body) if body is not None else None
 
 
 class FirewallPolicyKind(_FirewallKind):
@@ -173,7 +108,7 @@ class FirewallPolicyKind(_FirewallKind):
 
     def listed(self, estate: EstateSnapshot, target: TargetRef) -> FirewallSnapshot | None:
         groups = estate.rule_groups(target.id.value)
-        return policy_snapshot_from_groups(groups) if groups is not None else None
+        return FirewallSnapshot.from_policy_wire(groups) if groups is not None else None
 
 
 def _fronting_ip(ctx: PlanContext, grant: Grant) -> str | None:

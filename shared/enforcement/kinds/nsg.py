@@ -7,16 +7,11 @@ from typing import TYPE_CHECKING, Any
 from shared.enforcement.kinds import KindPlan, PlanContext
 from shared.model import Grant, TargetKind, TargetRef
 from shared.plan import GrantOnNsg, PriorityBands, plan_nsg
-from shared.targets.nsg import NsgSnapshot, NsgTarget, rule_from_wire
+from shared.targets.nsg import NsgSnapshot, NsgTarget
 
 if TYPE_CHECKING:
     from shared.enforcement.deps import ConvergeDeps
     from shared.enforcement.snapshot import EstateSnapshot
-
-
-def snapshot_from_body(body: dict[str, Any]) -> NsgSnapshot:
-    rules = (body.get("properties") or {}).get("securityRules") or []
-    return NsgSnapshot(etag=body.get("etag"), body=body, rules=tuple(rule_from_wire(r) for r in rules))
 
 
 class NsgKind:
@@ -25,7 +20,7 @@ class NsgKind:
 
     def listed(self, estate: EstateSnapshot, target: TargetRef) -> NsgSnapshot | None:
         body = estate.body("nsg", target.id.value)
-        return snapshot_from_body(body) if body is not None else None
+        return NsgSnapshot.from_wire(body) if body is not None else None
 
     def read(self, deps: ConvergeDeps, target: TargetRef) -> NsgSnapshot:
         return NsgTarget(target, deps.network).read()
