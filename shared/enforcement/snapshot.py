@@ -186,6 +186,16 @@ class EstateSnapshot:
                 )
         return cls(listings, lambda policy_id: list_rule_groups(deps, policy_id))
 
+    def release(self) -> None:
+        """Drop the listed bodies once the pass has planned every target: the converges that follow
+        read their targets fresh, and paths already derived stay cached in the view. Memory the
+        listing held is then reused by the converges instead of adding to the pass's peak."""
+        self._listings = {}
+
+    @property
+    def released(self) -> bool:
+        return not self._listings
+
     def listing(self, resource_id: str) -> SubscriptionListing | None:
         return self._listings.get(ResourceId(resource_id).subscription_id.lower())
 
@@ -316,6 +326,8 @@ class EstateView:
         )
         if key not in self._paths:
             try:
+                # A VM first asked for after the listing was released (a grant written since the
+                # pass read the grants) is read through the resolver, never taken as missing.
                 if self.estate.has_subscription(vm.subscription_id) or self._fallback is None:
                     self._paths[key] = self.estate.path(vm, entry)
                 else:

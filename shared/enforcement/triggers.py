@@ -308,6 +308,7 @@ def reconcile_all(deps: ConvergeDeps) -> list[TargetRef]:
         differing=len(plan.differing),
         unresolved_vms=len(plan.view.unresolved),
     )
+    plan.view.estate.release()
     converge_all(deps, plan.differing, plan.view, "reconcile")
     return plan.targets
 

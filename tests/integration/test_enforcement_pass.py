@@ -433,3 +433,16 @@ def test_a_new_grant_beside_live_ones_on_a_firewall_is_no_drift(world_factory: C
     events = [e.event for e in TableAuditTrail(world.settings, world.clock.now).for_subject(subject)]
     assert "target.converged" in events
     assert not [e for e in events if e.startswith("drift.")]
+
+
+def test_a_grant_written_after_the_listing_was_released_is_resolved_not_taken_as_gone(
+    world_factory: Callable[..., World],
+) -> None:
+    from shared.enforcement import triggers
+
+    world = world_factory()
+    plan_ = triggers.plan_pass(world.deps)
+    plan_.view.estate.release()
+    late = world.request(world.estate.vm_web, 22)  # written after the pass read the grants
+    path = plan_.view.path_for(late)
+    assert path is not None and path.private_ip == "10.0.0.4"
