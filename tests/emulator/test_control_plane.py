@@ -88,7 +88,9 @@ def test_tenants_answer_the_tokens_tenant(arm_emulator):
 
 def test_metadata_endpoints_answer_without_a_token(arm_emulator):
     client = PipelineClient(arm_emulator.base_url, connection_verify=str(arm_emulator.ca_file))
-    response = client.send_request(HttpRequest("GET", arm_emulator.base_url + "/metadata/endpoints?api-version=2022-09-01"))
+    response = client.send_request(
+        HttpRequest("GET", arm_emulator.base_url + "/metadata/endpoints?api-version=2022-09-01")
+    )
     assert response.status_code == 200
     cloud = response.json()
     # what azure-cli's _arm_to_cli_mapper (azure/cli/core/cloud.py) reads
@@ -97,7 +99,9 @@ def test_metadata_endpoints_answer_without_a_token(arm_emulator):
     assert cloud["authentication"]["audiences"][0] == "https://management.core.windows.net/"
     assert cloud["name"] and "suffixes" in cloud
     # ... while ARM proper still wants a token
-    refused = client.send_request(HttpRequest("GET", arm_emulator.base_url + "/subscriptions?api-version=2022-12-01"))
+    refused = client.send_request(
+        HttpRequest("GET", arm_emulator.base_url + "/subscriptions?api-version=2022-12-01")
+    )
     assert refused.status_code == 401
 
 
@@ -128,7 +132,9 @@ def test_resource_list_filters(arm_emulator, resources, network):
     def names(flt):
         return sorted(r.name for r in resources.resources.list(filter=flt) if r.id.split("/")[4] == group)
 
-    assert names(f"resourceGroup eq '{group}' and resourceType eq 'Microsoft.Network/networkSecurityGroups'") == [
+    assert names(
+        f"resourceGroup eq '{group}' and resourceType eq 'Microsoft.Network/networkSecurityGroups'"
+    ) == [
         "nsg-alpha",
         "nsg-beta",
     ]
@@ -165,7 +171,12 @@ def test_providers_list_types_and_api_versions(resources):
     assert "2024-07-01" in types["networkInterfaces"].api_versions
     assert "West Europe" in types["networkSecurityGroups"].locations
     namespaces = {p.namespace for p in resources.providers.list()}
-    assert {"Microsoft.Network", "Microsoft.Compute", "Microsoft.Security", "Microsoft.Authorization"} <= namespaces
+    assert {
+        "Microsoft.Network",
+        "Microsoft.Compute",
+        "Microsoft.Security",
+        "Microsoft.Authorization",
+    } <= namespaces
     compute = resources.providers.register("Microsoft.Compute")
     assert compute.registration_state == "Registered"
     with pytest.raises(HttpResponseError) as missing:
@@ -193,11 +204,15 @@ def test_tags_at_resource_group_resource_and_subscription_scope(arm_emulator, re
     ).result()
     assert network.network_security_groups.get(group, "nsg-tags").tags == {"b": "2"}
     rg_id = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{group}"
-    written = resources.tags.begin_create_or_update_at_scope(rg_id, {"properties": {"tags": {"team": "x"}}}).result()
+    written = resources.tags.begin_create_or_update_at_scope(
+        rg_id, {"properties": {"tags": {"team": "x"}}}
+    ).result()
     assert written.id == rg_id + "/providers/Microsoft.Resources/tags/default"
     assert resources.resource_groups.get(group).tags == {"team": "x"}
     sub_scope = f"/subscriptions/{DEFAULT_SUBSCRIPTION}"
-    resources.tags.begin_create_or_update_at_scope(sub_scope, {"properties": {"tags": {"cost": "1"}}}).result()
+    resources.tags.begin_create_or_update_at_scope(
+        sub_scope, {"properties": {"tags": {"cost": "1"}}}
+    ).result()
     assert resources.tags.get_at_scope(sub_scope).properties.tags == {"cost": "1"}
     resources.tags.begin_delete_at_scope(sub_scope).result()
     assert resources.tags.get_at_scope(sub_scope).properties.tags == {}
