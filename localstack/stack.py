@@ -161,6 +161,7 @@ def start_stack(
     *,
     host_port: int | None = None,
     emulator_port: int | None = None,
+    issuer_port: int | None = None,
     azurite_ports: tuple[int, int, int] | None = None,
     app: str = "function_app",
     extra_env: Mapping[str, str] | None = None,
@@ -189,6 +190,7 @@ def start_stack(
         emulator, issuer = start_arm(
             data_dir,
             emulator_port=emulator_port,
+            issuer_port=issuer_port,
             emulator_args=emulator_args,
             emulator_log=data_dir / "emulator.log",
             issuer_log=data_dir / "oidc.log",
