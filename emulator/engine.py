@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from emulator import ids
+from emulator import apiversions, ids
 from emulator.errors import (
     ArmError,
     another_operation_in_progress,
@@ -221,6 +221,37 @@ def _append_call_log(call: Call) -> None:
         sink.write(line + "\n")
 
 
+def api_version_type(path: str) -> tuple[str, list[str]] | None:
+    """(namespace, candidate resource types, most specific first) a request path addresses, for the
+    api-version check: `/providers/{ns}/{t1}/{n1}/{t2}...` gives `t1/t2...` then shorter prefixes (an
+    action or a sub-path like `/instanceView` falls back to its resource's type); ARM's own endpoints
+    (`/subscriptions`, `/tenants`, resource groups, resources, locations, providers) are
+    Microsoft.Resources'."""
+    segments = [s for s in path.split("/") if s]
+    lowered = [s.lower() for s in segments]
+    if "providers" in lowered:
+        at = len(lowered) - 1 - lowered[::-1].index("providers")
+        rest = segments[at + 1 :]
+        if len(rest) <= 1:  # /subscriptions/{s}/providers[/{ns}]
+            return "Microsoft.Resources", ["providers"]
+        types = rest[1::2]
+        return rest[0], ["/".join(types[:n]) for n in range(len(types), 0, -1)]
+    if lowered[:1] == ["tenants"]:
+        return "Microsoft.Resources", ["tenants"]
+    if lowered[:1] != ["subscriptions"]:
+        return None
+    if len(lowered) <= 2:
+        return "Microsoft.Resources", ["subscriptions"]
+    tail = lowered[2:]
+    if tail[0] == "resourcegroups":
+        if len(tail) <= 2:
+            return "Microsoft.Resources", ["resourceGroups"]
+        return ("Microsoft.Resources", ["resources"]) if tail[2:] == ["resources"] else None
+    if tail == ["resources"] or tail == ["locations"]:
+        return "Microsoft.Resources", [tail[0]]
+    return None
+
+
 class Engine:
     def __init__(
         self,
@@ -368,6 +399,7 @@ class Engine:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
+            self.check_api_version(call)
             if len(call.raw_body) > MAX_BODY_BYTES:
                 raise ArmError(
                     413,
@@ -396,6 +428,23 @@ class Engine:
                 str(refusal.get("message"))[:300],
             )
         return response
+
+    def check_api_version(self, call: Call) -> None:
+        """Refuse an api-version the addressed type does not register (emulator/apiversions.py), as ARM
+        does; types the emulator does not list, and Microsoft.Authorization (whose provider checks its
+        own list), are not checked here."""
+        if call.admin:
+            return
+        found = api_version_type(call.path)
+        if found is None:
+            return
+        namespace, candidates = found
+        if namespace.lower() == "microsoft.authorization":
+            return
+        for resource_type in candidates:
+            if apiversions.supported(namespace, resource_type) is not None:
+                apiversions.check(call.api_version, namespace, resource_type)
+                return
 
     def error_response(self, error: ArmError) -> Response:
         return Response(error.status, error.body(), headers=dict(error.headers))

@@ -252,3 +252,54 @@ def test_resource_group_delete_is_long_running(arm_emulator, resources, network)
     assert resources.resource_groups._client.send_request(HttpRequest("GET", location)).status_code == 200
     with pytest.raises(ResourceNotFoundError):
         network.network_security_groups.get(group, "nsg-in-group")
+
+
+# --- item 8: api-versions per type --------------------------------------------------------------------
+
+
+def _get(client, url):
+    response = client._client.send_request(HttpRequest("GET", url))
+    return response.status_code, (response.json() if response.content else None)
+
+
+def test_unknown_api_versions_are_refused_per_type(arm_emulator, resources, network):
+    group = arm_emulator.new_resource_group()
+    _nsg(network, group, "nsg-v")
+    base = f"{arm_emulator.base_url}/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{group}"
+    nsg = f"{base}/providers/Microsoft.Network/networkSecurityGroups/nsg-v"
+    # what the pinned SDKs, azure-cli 2.91 and the recordings send is accepted
+    for version in ("2026-03-01", "2025-07-01", "2024-07-01", "2022-01-01", "2020-11-01"):
+        assert _get(network, f"{nsg}?api-version={version}")[0] == 200, version
+    status, body = _get(network, f"{nsg}?api-version=2099-01-01")
+    assert status == 400 and body["error"]["code"] == "NoRegisteredProviderFound"
+    assert "for type 'networkSecurityGroups'" in body["error"]["message"]
+    assert "2026-03-01" in body["error"]["message"]
+    # a child type, an action and operation URLs are checked against their own type
+    status, body = _get(network, f"{nsg}/securityRules?api-version=2099-01-01")
+    assert status == 400 and "networkSecurityGroups/securityRules" in body["error"]["message"]
+    vm = f"{base}/providers/Microsoft.Compute/virtualMachines/none?api-version=2030-01-01"
+    status, body = _get(network, vm)
+    assert status == 400 and "2026-04-01" in body["error"]["message"]
+    jit = (
+        f"{arm_emulator.base_url}/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.Security/"
+        "jitNetworkAccessPolicies?api-version=2024-01-01"
+    )
+    status, body = _get(network, jit)
+    assert status == 400 and "'2020-01-01, 2015-06-01-preview'" in body["error"]["message"]
+    # ARM's own endpoints say InvalidApiVersionParameter, as do malformed versions anywhere
+    status, body = _get(resources, f"{base}?api-version=2099-01-01")
+    assert status == 400 and body["error"]["code"] == "InvalidApiVersionParameter"
+    assert "The supported versions are '2025-04-01," in body["error"]["message"]
+    status, body = _get(network, f"{nsg}?api-version=latest")
+    assert status == 400 and body["error"]["code"] == "InvalidApiVersionParameter"
+    # a type the emulator does not model is not checked (nor served)
+    status, body = _get(network, f"{base}/providers/Microsoft.Network/dnsZones/z?api-version=2099-01-01")
+    assert body["error"]["code"] != "NoRegisteredProviderFound"
+
+
+def test_provider_listing_agrees_with_the_check(arm_emulator, resources):
+    network = resources.providers.get("Microsoft.Network")
+    versions = {t.resource_type: t.api_versions for t in network.resource_types}
+    assert versions["networkSecurityGroups"][0] == "2026-03-01"
+    oldest = versions["azureFirewalls"][-1]
+    assert oldest == "2018-04-01"  # the type did not exist before
