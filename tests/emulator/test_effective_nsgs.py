@@ -117,3 +117,31 @@ def test_no_nsg_no_entries_and_missing_nic(arm_emulator, network):
     )
     with pytest.raises(ResourceNotFoundError):
         network.network_interfaces.begin_list_effective_network_security_groups(group, "missing").result()
+
+
+def test_effective_nsgs_fit_the_spec_schema(arm_emulator, network):
+    """The raw answer against the 2024-07-01 spec's EffectiveNetworkSecurityGroupListResult."""
+    from tests.conftest import shared_dir_or_skip
+    from tests.emulator.specs import SpecSet
+
+    spec_dir = (
+        shared_dir_or_skip()
+        / "azure-rest-specs/specification/network/resource-manager/Microsoft.Network/stable/2024-07-01"
+    )
+    specs = SpecSet(spec_dir)
+    group = arm_emulator.new_resource_group()
+    _estate(network, group)
+    url = (
+        f"{arm_emulator.base_url}/subscriptions/{arm_emulator.subscription_id}/resourceGroups/{group}"
+        "/providers/Microsoft.Network/networkInterfaces/nic/effectiveNetworkSecurityGroups?api-version=2024-07-01"
+    )
+    answer = network._client.send_request(HttpRequest("POST", url))
+    result = network._client.send_request(HttpRequest("GET", answer.headers["Location"]))
+    assert result.status_code == 200
+    body = result.json()
+    assert len(body["value"]) == 2
+    spec_file = (spec_dir / "networkInterface.json").resolve().as_uri()
+    schema = {"$ref": f"{spec_file}#/definitions/EffectiveNetworkSecurityGroupListResult"}
+    assert specs.validate(schema, body) == []
+    broken = {"value": [{**body["value"][0], "effectiveSecurityRules": [{"priority": "high"}]}]}
+    assert specs.validate(schema, broken)  # the check can fail
