@@ -249,6 +249,8 @@ def api_version_type(path: str) -> tuple[str, list[str]] | None:
         return ("Microsoft.Resources", ["resources"]) if tail[2:] == ["resources"] else None
     if tail == ["resources"] or tail == ["locations"]:
         return "Microsoft.Resources", [tail[0]]
+    if tail == ["tagnames"]:
+        return "Microsoft.Resources", ["tags"]
     return None
 
 

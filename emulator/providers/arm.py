@@ -19,7 +19,7 @@
   location, tags, sku, kind, managedBy).
 - Tags as an extension resource, `{scope}/providers/Microsoft.Resources/tags/default`: GET, PUT
   (replace), PATCH (`operation` Merge|Replace|Delete), DELETE, at subscription, resource group and
-  resource scope (`TagsResource`).
+  resource scope (`TagsResource`); `GET /subscriptions/{s}/tagNames` (names, values and counts).
 """
 
 from __future__ import annotations
@@ -497,6 +497,46 @@ def tags_handler(call: Call, match: re.Match[str]) -> Response:
     return Response(200, _tags_resource(scope, new))
 
 
+def list_tag_names(call: Call, match: re.Match[str]) -> Response:
+    """`GET /subscriptions/{s}/tagNames` (`az tag list`): every tag name on the subscription's resource
+    groups and top-level resources, with its values and counts (`TagDetails`/`TagValue`)."""
+    sub = match.group("sub")
+    scope = f"/subscriptions/{sub}"
+    names: dict[str, dict[str, int]] = {}
+    spelled: dict[str, str] = {}
+    for record in call.store.all():
+        is_group = record.type_key.lower() == RESOURCE_GROUP_TYPE.lower()
+        if not ids.key(record.id).startswith(ids.key(scope) + "/"):
+            continue
+        if not is_group and _top_level(record.id) is None:
+            continue
+        for name, value in (record.body.get("tags") or {}).items():
+            key = ids.fold(name)
+            spelled.setdefault(key, name)
+            values = names.setdefault(key, {})
+            values[str(value)] = values.get(str(value), 0) + 1
+    items = []
+    for key in sorted(names):
+        name = spelled[key]
+        values = names[key]
+        items.append(
+            {
+                "id": f"{scope}/tagNames/{name}",
+                "tagName": name,
+                "count": {"type": "Total", "value": sum(values.values())},
+                "values": [
+                    {
+                        "id": f"{scope}/tagNames/{name}/tagValues/{value}",
+                        "tagValue": value,
+                        "count": {"type": "Total", "value": count},
+                    }
+                    for value, count in sorted(values.items())
+                ],
+            }
+        )
+    return call.engine._page(call, items)
+
+
 def register(engine: Engine) -> None:
     engine.route("GET", r"/metadata/endpoints", metadata_endpoints, anonymous=True)
     engine.route("GET", r"/tenants", list_tenants)
@@ -507,6 +547,7 @@ def register(engine: Engine) -> None:
     engine.route("GET", _SUB + r"/providers/(?P<ns>[^/]+)", get_provider)
     engine.route("POST", _SUB + r"/providers/(?P<ns>[^/]+)/register", register_provider)
     engine.route("GET", _SUB + r"/resources", list_resources)
+    engine.route("GET", _SUB + r"/tagNames", list_tag_names)
     engine.route("GET", _SUB + r"/resourceGroups/(?P<rg>[^/]+)/resources", list_resources_in_group)
     engine.route(
         "*", r"(?P<scope>/subscriptions/.+?)/providers/Microsoft\.Resources/tags/default", tags_handler

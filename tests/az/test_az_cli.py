@@ -275,3 +275,16 @@ def test_az_account_and_provider_views(az):
     assert provider["registrationState"] == "Registered"
     vms = az.run("vm", "list", "-d")
     assert [(v["name"], v["powerState"]) for v in vms] == [("vm1", "VM running")]
+
+
+def test_az_tags_and_group_delete(az, local_arm):
+    client, _ = local_arm
+    group = client.new_resource_group(prefix="rg-az-del")
+    az.run("tag", "update", "--resource-id", f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{group}",
+           "--operation", "Merge", "--tags", "purpose=delete-me")  # fmt: skip
+    tags = {t["tagName"]: t for t in az.run("tag", "list")}
+    assert {"owner", "purpose"} <= set(tags)
+    assert [v["tagValue"] for v in tags["purpose"]["values"]] == ["delete-me"]
+    # a long-running delete (202 + Location) that az's poller follows to the end
+    az.run("group", "delete", "--name", group, "--yes")
+    assert az.run("group", "exists", "--name", group) is False

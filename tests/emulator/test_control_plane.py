@@ -218,6 +218,9 @@ def test_tags_at_resource_group_resource_and_subscription_scope(arm_emulator, re
     assert resources.tags.get_at_scope(sub_scope).properties.tags == {}
     with pytest.raises(ResourceNotFoundError):
         resources.tags.get_at_scope(rg_id + "/providers/Microsoft.Network/networkSecurityGroups/missing")
+    listed = {t.tag_name: t for t in resources.tags.list()}
+    assert listed["team"].count.value >= 1 and "x" in {v.tag_value for v in listed["team"].values_property}
+    assert listed["b"].values_property[0].id.endswith("/tagNames/b/tagValues/2")
 
 
 # --- item 7: resource group DELETE is long-running --------------------------------------------------
