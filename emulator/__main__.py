@@ -68,6 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="items per page of list answers before a nextLink (default 1000)",
     )
+    parser.add_argument(
+        "--login-endpoint",
+        default=None,
+        metavar="URL",
+        help="the Entra ID (OpenID Connect) authority GET /metadata/endpoints advertises "
+        "(default https://login.microsoftonline.com/; localstack passes its local issuer)",
+    )
+    parser.add_argument(
+        "--tenant", default=None, metavar="ID", help="tenant answered when a token carries no `tid`"
+    )
+    parser.add_argument(
+        "--subscription",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="a subscription GET /subscriptions lists even without resource groups (repeatable; "
+        "default 00000000-0000-0000-0000-0000000000e1)",
+    )
     parser.add_argument("--no-persist", action="store_true", help="keep state in memory only")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -81,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.page_size < 1:
             parser.error("--page-size must be >= 1")
         engine.page_size = args.page_size
+    if args.login_endpoint:
+        engine.login_endpoint = args.login_endpoint.rstrip("/") + "/"
+    if args.tenant:
+        engine.tenant_id = args.tenant
+    if args.subscription:
+        engine.default_subscriptions = list(args.subscription)
     providers = load_providers(engine)
     if args.seed:
         count = seed_file(engine, args.seed)

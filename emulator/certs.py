@@ -24,6 +24,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def ensure_certificates(data_dir: Path) -> tuple[Path, Path]:
     """(server cert chain, server key): the CA is created once at DIR/ca.pem and then reused, so
     clients that trust it keep working after a restart; the server cert is issued at every start."""
+    return issue_server_certificate(data_dir, data_dir, "server")
+
+
+def issue_server_certificate(ca_dir: Path, out_dir: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1/localhost signed by the CA in `ca_dir` (created there if missing),
+    written to `out_dir/{name}.pem` and `{name}-key.pem`. Other local services (localstack's OpenID
+    Connect issuer) use it so that clients trusting the emulator's ca.pem trust them too."""
+    data_dir = ca_dir
     ca_cert_path, ca_key_path = data_dir / "ca.pem", data_dir / "ca-key.pem"
     now = datetime.datetime.now(datetime.UTC)
     if ca_cert_path.exists() and ca_key_path.exists():
@@ -86,7 +94,8 @@ def ensure_certificates(data_dir: Path) -> tuple[Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = data_dir / "server.pem", data_dir / "server-key.pem"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}-key.pem"
     cert_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key_path, server_key)
     return cert_path, key_path

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from emulator import ids
+from emulator import apiversions, ids
 from emulator.errors import (
     ArmError,
     another_operation_in_progress,
@@ -52,6 +52,12 @@ DEFAULT_LRO_SECONDS: dict[str, float] = {
     "microsoft.network/firewallpolicies/rulecollectiongroups": 2.0,
 }
 DEFAULT_REGION = "westeurope"
+# The ARM control plane around the resource types (emulator/providers/arm.py): the tenant answered
+# when a token names none, the subscription listed even before it holds a resource group (the one
+# localstack's clients use), and the login endpoint `/metadata/endpoints` advertises.
+DEFAULT_TENANT = "00000000-0000-0000-0000-0000000000a1"
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000e1"
+DEFAULT_LOGIN_ENDPOINT = "https://login.microsoftonline.com/"
 # Items per page of a list answer before a `nextLink`. Microsoft documents no fixed size for the
 # Network and Compute lists (only that long lists carry `nextLink`); 1000 is a common ARM page size.
 # Configurable (`--page-size`, POST /_emulator/config) so tests can make small estates page.
@@ -125,6 +131,7 @@ class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: RouteHandler
+    anonymous: bool = False  # answered without a bearer token or api-version (e.g. /metadata/endpoints)
 
 
 def new_etag(style: str | None) -> str | None:
@@ -149,11 +156,12 @@ def etag_value(etag: str) -> str:
     return text.strip('"')
 
 
-def _set_states(node: Any, old: str, new: str) -> None:
+def _set_states(node: Any, old: str | tuple[str, ...], new: str) -> None:
     """Flip every nested provisioningState equal to `old` (the body and its embedded children)."""
+    olds = (old,) if isinstance(old, str) else old
     if isinstance(node, dict):
         for k, v in node.items():
-            if k == "provisioningState" and v == old:
+            if k == "provisioningState" and v in olds:
                 node[k] = new
             else:
                 _set_states(v, old, new)
@@ -213,6 +221,39 @@ def _append_call_log(call: Call) -> None:
         sink.write(line + "\n")
 
 
+def api_version_type(path: str) -> tuple[str, list[str]] | None:
+    """(namespace, candidate resource types, most specific first) a request path addresses, for the
+    api-version check: `/providers/{ns}/{t1}/{n1}/{t2}...` gives `t1/t2...` then shorter prefixes (an
+    action or a sub-path like `/instanceView` falls back to its resource's type); ARM's own endpoints
+    (`/subscriptions`, `/tenants`, resource groups, resources, locations, providers) are
+    Microsoft.Resources'."""
+    segments = [s for s in path.split("/") if s]
+    lowered = [s.lower() for s in segments]
+    if "providers" in lowered:
+        at = len(lowered) - 1 - lowered[::-1].index("providers")
+        rest = segments[at + 1 :]
+        if len(rest) <= 1:  # /subscriptions/{s}/providers[/{ns}]
+            return "Microsoft.Resources", ["providers"]
+        types = rest[1::2]
+        return rest[0], ["/".join(types[:n]) for n in range(len(types), 0, -1)]
+    if lowered[:1] == ["tenants"]:
+        return "Microsoft.Resources", ["tenants"]
+    if lowered[:1] != ["subscriptions"]:
+        return None
+    if len(lowered) <= 2:
+        return "Microsoft.Resources", ["subscriptions"]
+    tail = lowered[2:]
+    if tail[0] == "resourcegroups":
+        if len(tail) <= 2:
+            return "Microsoft.Resources", ["resourceGroups"]
+        return ("Microsoft.Resources", ["resources"]) if tail[2:] == ["resources"] else None
+    if tail == ["resources"] or tail == ["locations"]:
+        return "Microsoft.Resources", [tail[0]]
+    if tail == ["tagnames"]:
+        return "Microsoft.Resources", ["tags"]
+    return None
+
+
 class Engine:
     def __init__(
         self,
@@ -232,6 +273,9 @@ class Engine:
         self.lro_seconds: dict[str, float] = dict(DEFAULT_LRO_SECONDS)
         self.default_lro_seconds = 0.0
         self.page_size = DEFAULT_PAGE_SIZE
+        self.tenant_id = DEFAULT_TENANT
+        self.default_subscriptions: list[str] = [DEFAULT_SUBSCRIPTION]
+        self.login_endpoint = DEFAULT_LOGIN_ENDPOINT
         for type_key, seconds in (lro_seconds or {}).items():
             self.set_lro_seconds(type_key, seconds)
         self._secret = secrets.token_bytes(16)
@@ -240,6 +284,9 @@ class Engine:
         self._operations: dict[str, dict[str, Any]] = store.extra.setdefault("operations", {})
         self._locks: dict[str, str] = {}  # lower(lock_id) -> operation id still running
         self._pending: set[str] = set()  # ids of operations still running
+        # Called by settle() (before each request and by the ticker): providers with operations of
+        # their own (resource group deletion) complete them here.
+        self.settle_hooks: list[Callable[[], None]] = []
         for op in self._operations.values():
             if op["status"] == "InProgress":
                 self._locks[op["lock_id"].lower()] = op["id"]
@@ -251,10 +298,21 @@ class Engine:
     def add_type(self, resource_type: ResourceType) -> None:
         self.types[resource_type.type_key.lower()] = resource_type
 
-    def route(self, method: str, pattern: str, handler: RouteHandler) -> None:
+    def route(self, method: str, pattern: str, handler: RouteHandler, *, anonymous: bool = False) -> None:
         """A custom route, tried before the generic resource routes, in registration order.
-        `pattern` is a regex matched (case-insensitively, whole) against the URL path."""
-        self._routes.append(_Route(method.upper(), re.compile(pattern, re.IGNORECASE), handler))
+        `pattern` is a regex matched (case-insensitively, whole) against the URL path. `anonymous`
+        routes answer without a bearer token and without an api-version (ARM's `/metadata/endpoints`)."""
+        self._routes.append(
+            _Route(method.upper(), re.compile(pattern, re.IGNORECASE), handler, anonymous=anonymous)
+        )
+
+    def _anonymous_route(self, call: Call) -> tuple[_Route, re.Match[str]] | None:
+        for route in self._routes:
+            if route.anonymous and route.method in (call.method, "*"):
+                match = route.pattern.fullmatch(call.path.rstrip("/"))
+                if match:
+                    return route, match
+        return None
 
     def type_of(self, rid: ResourceId) -> ResourceType | None:
         return self.types.get(rid.type_key.lower())
@@ -326,6 +384,12 @@ class Engine:
             if fault.lro_fail:
                 call.lro_failure = {"code": fault.code, "message": fault.message}
         try:
+            anonymous = self._anonymous_route(call)
+            if anonymous is not None:
+                with self.lock:
+                    response = anonymous[0].handler(call, anonymous[1])
+                logged["status"] = response.status
+                return response
             if not call.headers.get("authorization", "").lower().startswith("bearer "):
                 raise ArmError(
                     401,
@@ -337,6 +401,7 @@ class Engine:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
+            self.check_api_version(call)
             if len(call.raw_body) > MAX_BODY_BYTES:
                 raise ArmError(
                     413,
@@ -365,6 +430,23 @@ class Engine:
                 str(refusal.get("message"))[:300],
             )
         return response
+
+    def check_api_version(self, call: Call) -> None:
+        """Refuse an api-version the addressed type does not register (emulator/apiversions.py), as ARM
+        does; types the emulator does not list, and Microsoft.Authorization (whose provider checks its
+        own list), are not checked here."""
+        if call.admin:
+            return
+        found = api_version_type(call.path)
+        if found is None:
+            return
+        namespace, candidates = found
+        if namespace.lower() == "microsoft.authorization":
+            return
+        for resource_type in candidates:
+            if apiversions.supported(namespace, resource_type) is not None:
+                apiversions.check(call.api_version, namespace, resource_type)
+                return
 
     def error_response(self, error: ArmError) -> Response:
         return Response(error.status, error.body(), headers=dict(error.headers))
@@ -616,6 +698,15 @@ class Engine:
     ) -> Response:
         """Create or replace; answers 201/200 with the resource (and an async operation if LRO)."""
         self.require_scope(rid)
+        rg_id = rid.resource_group_id
+        group = self.store.get(rg_id) if rg_id else None
+        if group is not None and group.body.get("properties", {}).get("provisioningState") == "Deleting":
+            raise ArmError(
+                409,
+                "ResourceGroupBeingDeleted",
+                f"The resource group '{rid.resource_group}' is in deprovisioning state and cannot perform "
+                "this operation.",
+            )
         if resource_type.embedded_in:
             return self._put_embedded(call, resource_type, rid, request_body)
         parent_body: dict[str, Any] | None = None
@@ -634,7 +725,14 @@ class Engine:
         if resource_type.tracked and rid.parent is None and not body.get("location"):
             raise bad_request("LocationRequired", "The location property is required for this definition.")
         long_running = resource_type.long_running and not call.admin
-        self.stamp(resource_type, rid, body, "Updating" if long_running else "Succeeded")
+        state = "Succeeded"
+        if long_running:
+            state = (
+                resource_type.creating_state
+                if existing is None and resource_type.creating_state
+                else "Updating"
+            )
+        self.stamp(resource_type, rid, body, state)
         record = self.store.put(str(rid), resource_type.type_key, body)
         resource_type.after_write(call, rid, record.body)
         headers = self._etag_headers(record.body)
@@ -850,6 +948,39 @@ class Engine:
             self.settle()
         return op
 
+    def start_action(self, call: Call, resource_type: ResourceType, rid: ResourceId, result: Any) -> Response:
+        """A long-running POST action whose result is known now (e.g. a NIC's effective NSGs): 202
+        with `Location` (+ `Azure-AsyncOperation`); the Location URL answers 202 until the type's
+        duration has passed, then 200 with `result`. The action locks nothing."""
+        now = time.time()
+        record = self.store.get(str(rid))
+        location = (record.body.get("location") if record else None) or DEFAULT_REGION
+        op: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "kind": "action",
+            "resource_id": str(rid),
+            "record_id": str(rid),
+            "lock_id": f"action:{uuid.uuid4()}",
+            "type": resource_type.type_key,
+            "namespace": rid.namespace,
+            "segment": resource_type.operations_segment,
+            "subscription": rid.subscription or "00000000-0000-0000-0000-000000000000",
+            "region": str(location).replace(" ", "").lower(),
+            "api_version": call.api_version,
+            "status": "InProgress",
+            "started": now,
+            "completes_at": now + self.lro_duration(resource_type.type_key),
+            "failure": call.lro_failure,
+            "caller": call.caller,
+            "result": result,
+        }
+        self._operations[op["id"]] = op
+        self._pending.add(op["id"])
+        self.store.mark_dirty()
+        if op["completes_at"] <= now:
+            self.settle()
+        return Response(202, headers=self._operation_headers(call, op, location=True))
+
     def _signature(self, op_id: str) -> str:
         return hmac.new(self._secret, op_id.encode(), hashlib.sha256).hexdigest()[:43]
 
@@ -897,6 +1028,8 @@ class Engine:
                     self._finish(op, "Failed", error=op["failure"])
                 else:
                     self._finish(op, "Succeeded")
+            for hook in self.settle_hooks:
+                hook()
             if len(self._operations) > _KEEP_FINISHED_OPERATIONS:
                 # forget the oldest finished quarter at once, so this runs rarely
                 finished = [k for k, op in self._operations.items() if op["status"] != "InProgress"]
@@ -929,10 +1062,14 @@ class Engine:
                     op["record_id"], "Deleting", "Succeeded" if status == "Canceled" else "Failed"
                 )
             return
+        if op["kind"] == "action":
+            return
         if status != "Canceled":
-            self._flip_state(op["record_id"], "Updating", "Succeeded" if status == "Succeeded" else "Failed")
+            self._flip_state(
+                op["record_id"], ("Updating", "Creating"), "Succeeded" if status == "Succeeded" else "Failed"
+            )
 
-    def _flip_state(self, record_id: str, old: str, new: str) -> None:
+    def _flip_state(self, record_id: str, old: str | tuple[str, ...], new: str) -> None:
         record = self.store.get(record_id)
         if record is None:
             return
@@ -987,6 +1124,8 @@ class Engine:
         if op["status"] != "Succeeded":
             error = op.get("error") or {"code": "OperationFailed", "message": "The operation failed."}
             return Response(200, {"status": op["status"], "error": error})
+        if op["kind"] == "action":
+            return Response(200, op.get("result"))
         rid = ids.parse(op["resource_id"])
         resource_type = self.type_of(rid) if rid else None
         if op["kind"] == "delete":

@@ -38,6 +38,9 @@ class ResourceType:
     delete_returns_body: ClassVar[bool] = False  # 202 of a DELETE carries the resource (RCGs)
     patch_supported: ClassVar[bool] = True  # PATCH merges `tags` synchronously
     long_running_delete: ClassVar[bool | None] = None  # None: same as long_running
+    # provisioningState of a resource a long-running PUT creates (Compute says "Creating"); None:
+    # "Updating", as the Network RP answers creates and updates alike.
+    creating_state: ClassVar[str | None] = None
     # Arrays in the body whose items carry the resource's etag (e.g. a firewall's rule collections).
     etag_arrays: ClassVar[tuple[tuple[str, ...], ...]] = ()
 

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="run the local stack in the foreground")
     up.add_argument("--host-port", type=int, default=7071)
     up.add_argument("--emulator-port", type=int, default=8443)
+    up.add_argument("--issuer-port", type=int, default=8444, help="the OpenID Connect issuer for az login")
     up.add_argument("--azurite-ports", type=_ports, default=(10000, 10001, 10002))
     up.add_argument("--data-dir", type=Path, default=Path(".localstack"))
     args = parser.parse_args(argv)
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_dir,
             host_port=args.host_port,
             emulator_port=args.emulator_port,
+            issuer_port=args.issuer_port,
             azurite_ports=args.azurite_ports,
         )
     except (ProcessFailedToStartError, FileNotFoundError, OSError) as error:

@@ -16,6 +16,7 @@ from types import TracebackType
 
 from localstack.azurite import Azurite, start_azurite
 from localstack.emulator import Emulator, start_emulator
+from localstack.oidc import OidcIssuer, az_login_lines, start_issuer
 from localstack.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
 
 EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
@@ -70,6 +71,31 @@ def start_host(
     return process, port
 
 
+def start_arm(
+    data_dir: Path,
+    *,
+    emulator_port: int | None = None,
+    issuer_port: int | None = None,
+    emulator_args: list[str] | None = None,
+    emulator_log: Path | None = None,
+    issuer_log: Path | None = None,
+) -> tuple[Emulator, OidcIssuer]:
+    """The ARM emulator (in DIR/emulator) and the OpenID Connect issuer `az login` uses (in DIR/oidc,
+    TLS from the emulator's CA); the emulator's /metadata/endpoints names the issuer as its login
+    endpoint. The emulator is stopped again if the issuer fails to start."""
+    issuer_port = issuer_port or free_port()
+    args = ["--login-endpoint", f"https://127.0.0.1:{issuer_port}/", *(emulator_args or [])]
+    emulator = start_emulator(
+        data_dir / "emulator", port=emulator_port, extra_args=args, log_path=emulator_log
+    )
+    try:
+        issuer = start_issuer(data_dir / "oidc", data_dir / "emulator", port=issuer_port, log_path=issuer_log)
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator, issuer
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -78,6 +104,7 @@ class Stack:
     host: ManagedProcess
     host_port: int
     env: dict[str, str] = field(default_factory=dict)
+    issuer: OidcIssuer | None = None
 
     @property
     def host_url(self) -> str:
@@ -88,7 +115,8 @@ class Stack:
         return f"{self.host_url}/api"
 
     def processes(self) -> list[ManagedProcess]:
-        return [self.host, self.emulator.process, self.azurite.process]
+        issuer = [self.issuer.process] if self.issuer is not None else []
+        return [self.host, *issuer, self.emulator.process, self.azurite.process]
 
     def dead_process(self) -> ManagedProcess | None:
         """The first child that has exited, if any."""
@@ -119,6 +147,12 @@ class Stack:
             "Environment given to the app:",
         ]
         lines += [f"  {name}={value}" for name, value in self.env.items()]
+        if self.issuer is not None:
+            lines += [
+                f"OpenID issuer   {self.issuer.authority}   (for az login)",
+                "Azure CLI against the local stack (paste into a shell; `make az` installs it):",
+            ]
+            lines += [f"  {line}" for line in az_login_lines(self.emulator.base_url, self.issuer)]
         return "\n".join(lines)
 
 
@@ -127,6 +161,7 @@ def start_stack(
     *,
     host_port: int | None = None,
     emulator_port: int | None = None,
+    issuer_port: int | None = None,
     azurite_ports: tuple[int, int, int] | None = None,
     app: str = "function_app",
     extra_env: Mapping[str, str] | None = None,
@@ -152,17 +187,19 @@ def start_stack(
             log_path=data_dir / "azurite.log",
         )
         started.append(azurite.process)
-        emulator = start_emulator(
-            data_dir / "emulator",
-            port=emulator_port,
-            extra_args=emulator_args,
-            log_path=data_dir / "emulator.log",
+        emulator, issuer = start_arm(
+            data_dir,
+            emulator_port=emulator_port,
+            issuer_port=issuer_port,
+            emulator_args=emulator_args,
+            emulator_log=data_dir / "emulator.log",
+            issuer_log=data_dir / "oidc.log",
         )
-        started.append(emulator.process)
+        started += [emulator.process, issuer.process]
         env = {**host_environment(azurite, emulator), **(extra_env or {})}
         host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
     except BaseException:
         for process in reversed(started):
             process.stop()
         raise
-    return Stack(data_dir, azurite, emulator, host, port, env)
+    return Stack(data_dir, azurite, emulator, host, port, env, issuer)

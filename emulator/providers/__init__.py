@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("emulator.providers")
 
 PROVIDER_MODULES = [
+    "emulator.providers.arm",
     "emulator.providers.resources",
     "emulator.providers.network",
     "emulator.providers.compute",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from emulator import ids
+from emulator.engine import Response
 from emulator.errors import ArmError, bad_request, invalid_resource_reference
 from emulator.resource import ResourceType
 
@@ -46,6 +47,22 @@ class VirtualMachines(ResourceType):
     types = ("virtualMachines",)
     long_running = True
     etag_style = "strong"
+    creating_state = "Creating"  # Compute answers a new VM `Creating`, an update `Updating`
+
+    def __init__(self) -> None:
+        super().__init__()
+        for action, state in _POWER_ACTIONS.items():
+            self.actions[action] = _power_action(state)
+
+    def render(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        """`$expand=instanceView` (GET) and `statusOnly=true` (lists) add `properties.instanceView`."""
+        expand = (call.query_value("$expand") or "").lower()
+        status_only = (call.query_value("statusOnly") or "").lower() == "true"
+        if "instanceview" not in expand and not status_only:
+            return body
+        answer = dict(body)
+        answer["properties"] = {**body.get("properties", {}), "instanceView": instance_view(call, body)}
+        return answer
 
     def prepare(
         self,
@@ -161,5 +178,107 @@ class VirtualMachines(ResourceType):
         log.info("compute.vm_written id=%s", rid)
 
 
+# POST {vm}/{action} -> the power state it leaves the VM in (Compute's long-running actions).
+_POWER_ACTIONS = {
+    "start": "running",
+    "restart": "running",
+    "powerOff": "stopped",
+    "deallocate": "deallocated",
+}
+_POWER_DISPLAY = {
+    "running": "VM running",
+    "stopped": "VM stopped",
+    "deallocated": "VM deallocated",
+    "starting": "VM starting",
+}
+
+
+def _power_states(call: Call) -> dict[str, str]:
+    states: dict[str, str] = call.store.extra.setdefault("compute_power_states", {})
+    return states
+
+
+def _power_action(state: str) -> Any:
+    def handler(call: Call, rid: ResourceId, record: Any) -> Any:
+        _power_states(call)[ids.key(str(rid))] = state
+        call.store.mark_dirty()
+        return call.engine.start_action(call, call.engine.types[VM_TYPE.lower()], rid, None)
+
+    return handler
+
+
+def _time(body: dict[str, Any]) -> str:
+    return str(
+        body.get("properties", {}).get("timeCreated") or f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}+00:00"
+    )
+
+
+def instance_view(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """A VirtualMachineInstanceView as Compute answers it (VirtualMachine_Get_InstanceView example in
+    azure-rest-api-specs, ComputeRP stable): provisioning state and power state statuses; a VM is
+    `running` unless stopped/deallocated through its actions, `starting` while it is being created."""
+    properties = body.get("properties", {})
+    state = str(properties.get("provisioningState") or "Succeeded")
+    power = _power_states(call).get(ids.key(body["id"]), "running")
+    if state == "Creating":
+        power = "starting"
+    os_profile = properties.get("osProfile") or {}
+    os_disk = (properties.get("storageProfile") or {}).get("osDisk") or {}
+    view: dict[str, Any] = {
+        "computerName": os_profile.get("computerName", body.get("name")),
+        "hyperVGeneration": "V2",
+        "vmAgent": {
+            "vmAgentVersion": "2.13.1.1",
+            "statuses": [
+                {
+                    "code": "ProvisioningState/succeeded",
+                    "level": "Info",
+                    "displayStatus": "Ready" if power == "running" else "Not Ready",
+                    "message": "GuestAgent is running and processing the extensions.",
+                    "time": _time(body),
+                }
+            ],
+        },
+        "statuses": [
+            {
+                "code": f"ProvisioningState/{state.lower()}",
+                "level": "Info" if state != "Failed" else "Error",
+                "displayStatus": "Provisioning succeeded" if state == "Succeeded" else state,
+                "time": _time(body),
+            },
+            {"code": f"PowerState/{power}", "level": "Info", "displayStatus": _POWER_DISPLAY[power]},
+        ],
+    }
+    if os_disk.get("name"):
+        view["disks"] = [
+            {
+                "name": os_disk["name"],
+                "statuses": [
+                    {
+                        "code": "ProvisioningState/succeeded",
+                        "level": "Info",
+                        "displayStatus": "Provisioning succeeded",
+                        "time": _time(body),
+                    }
+                ],
+            }
+        ]
+    return view
+
+
+def get_instance_view(call: Call, match: re.Match[str]) -> Response:
+    rid = ids.parse(match.group("vm"))
+    resource_type = call.engine.types[VM_TYPE.lower()]
+    assert rid is not None
+    record = call.engine.require(call, resource_type, rid)
+    return Response(200, instance_view(call, record.body))
+
+
 def register(engine: Engine) -> None:
     engine.add_type(VirtualMachines())
+    engine.route(
+        "GET",
+        r"(?P<vm>/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/virtualMachines/[^/]+)"
+        r"/instanceView",
+        get_instance_view,
+    )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import copy
+import json
+import math
 import re
+import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import RESOURCE_GROUP_TYPE, Call, Response
@@ -50,10 +56,20 @@ def _render(sub: str, rg: str, stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def being_deleted(rg: str) -> ArmError:
+    return ArmError(
+        409,
+        "ResourceGroupBeingDeleted",
+        f"The resource group '{rg}' is in deprovisioning state and cannot perform this operation.",
+    )
+
+
 def put_resource_group(call: Call, match: re.Match[str]) -> Response:
     sub, rg = match.group("sub"), match.group("rg")
     existing = call.store.get(_canonical_id(sub, rg))
     rg = existing.body["name"] if existing else rg  # ARM keeps the case it was created with
+    if existing and existing.body.get("properties", {}).get("provisioningState") == "Deleting":
+        raise being_deleted(rg)
     body = _render(sub, rg, validate_body(rg, call.json_object()))
     if existing and existing.body["location"].lower() != body["location"].lower():
         raise ArmError(
@@ -79,13 +95,90 @@ def head_resource_group(call: Call, match: re.Match[str]) -> Response:
 
 
 def delete_resource_group(call: Call, match: re.Match[str]) -> Response:
-    """Deletes the group and everything in it at once (ARM takes minutes; nobody here waits on it)."""
-    rg_id = _canonical_id(match.group("sub"), match.group("rg"))
-    if call.store.get(rg_id) is None:
+    """ARM deletes a group as a long-running operation: 202 with `Location`
+    (`/subscriptions/{s}/operationresults/{token}`), the group reading `provisioningState: Deleting`
+    until done; the Location URL answers 202 (with `Retry-After`) until then, 200 after. Everything in
+    the group goes with it. Duration: `--lro-seconds Microsoft.Resources/resourceGroups=S` (default 0,
+    i.e. at the next settle)."""
+    sub = match.group("sub")
+    record = call.store.get(_canonical_id(sub, match.group("rg")))
+    if record is None:
         raise resource_group_not_found(match.group("rg"))
-    for record in call.store.children(rg_id):
-        call.store.delete(record.id)
-    call.store.delete(rg_id)
+    if call.admin:
+        _remove_group(call.engine, record.id)
+        return Response(200)
+    pending = _deletions(call.engine)
+    token = next((t for t, d in pending.items() if d["rg_id"].lower() == record.id.lower()), None)
+    if token is None:
+        body = copy.deepcopy(record.body)
+        body["properties"] = {"provisioningState": "Deleting"}
+        call.store.put(record.id, RESOURCE_GROUP_TYPE, body)
+        token = (
+            base64.urlsafe_b64encode(
+                json.dumps(
+                    {
+                        "jobId": f"ResourceGroupDeletionJob-{uuid.uuid4().hex[:12].upper()}",
+                        "jobLocation": "westeurope",
+                    }
+                ).encode()
+            )
+            .decode()
+            .rstrip("=")
+        )
+        pending[token] = {
+            "rg_id": record.id,
+            "status": "InProgress",
+            "completes_at": time.time() + call.engine.lro_duration(RESOURCE_GROUP_TYPE),
+        }
+        call.store.mark_dirty()
+    return Response(202, headers=_deletion_headers(call, sub, token))
+
+
+def _deletions(engine: Engine) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = engine.store.extra.setdefault("resource_group_deletions", {})
+    return found
+
+
+def _deletion_headers(call: Call, sub: str, token: str) -> dict[str, str]:
+    job = _deletions(call.engine).get(token)
+    left = (
+        max(0, math.ceil(job["completes_at"] - time.time())) if job and job["status"] == "InProgress" else 0
+    )
+    version = call.api_version or "2025-04-01"
+    return {
+        "Location": f"{call.base_url}/subscriptions/{sub}/operationresults/{token}?api-version={version}",
+        "Retry-After": str(max(left, 0)),
+    }
+
+
+def _remove_group(engine: Engine, rg_id: str) -> None:
+    for record in engine.store.children(rg_id):
+        engine.store.delete(record.id)
+    engine.store.delete(rg_id)
+
+
+def settle_deletions(engine: Engine) -> None:
+    now = time.time()
+    pending = _deletions(engine)
+    for token, job in list(pending.items()):
+        if job["status"] == "InProgress" and job["completes_at"] <= now:
+            _remove_group(engine, job["rg_id"])
+            job["status"] = "Succeeded"
+            job["ended"] = now
+            engine.store.mark_dirty()
+        elif job["status"] != "InProgress" and now - job.get("ended", now) > 3600:
+            del pending[token]
+            engine.store.mark_dirty()
+
+
+def deletion_result(call: Call, match: re.Match[str]) -> Response:
+    job = _deletions(call.engine).get(match.group("token"))
+    if job is None:
+        raise ArmError(
+            404, "OperationNotFound", f"The operation '{match.group('token')}' could not be found."
+        )
+    if job["status"] == "InProgress":
+        return Response(202, headers=_deletion_headers(call, match.group("sub"), match.group("token")))
     return Response(200)
 
 
@@ -94,22 +187,11 @@ def list_resource_groups(call: Call, match: re.Match[str]) -> Response:
     return Response(200, {"value": [r.body for r in records]})
 
 
-def list_resources_in_group(call: Call, match: re.Match[str]) -> Response:
-    rg_id = _canonical_id(match.group("sub"), match.group("rg"))
-    if call.store.get(rg_id) is None:
-        raise resource_group_not_found(match.group("rg"))
-    value = [
-        {k: r.body[k] for k in ("id", "name", "type", "location", "tags") if k in r.body}
-        for r in call.store.children(rg_id)
-        if r.body.get("id", "").lower().count("/providers/") == 1 and len(r.body["id"].split("/")) == 9
-    ]
-    return Response(200, {"value": value})
-
-
 def register(engine: Engine) -> None:
     engine.route("PUT", _RG, put_resource_group)
     engine.route("GET", _RG, get_resource_group)
     engine.route("HEAD", _RG, head_resource_group)
     engine.route("DELETE", _RG, delete_resource_group)
     engine.route("GET", r"/subscriptions/(?P<sub>[^/]+)/resourceGroups", list_resource_groups)
-    engine.route("GET", _RG + r"/resources", list_resources_in_group)
+    engine.route("GET", r"/subscriptions/(?P<sub>[^/]+)/operationresults/(?P<token>[^/]+)", deletion_result)
+    engine.settle_hooks.append(lambda: settle_deletions(engine))

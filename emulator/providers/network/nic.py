@@ -23,6 +23,7 @@ from emulator.providers.network.common import (
     require_string,
     require_subnet,
     resource_guid,
+    same,
     sub_resource,
     subnet_networks,
     unique_name,
@@ -117,6 +118,12 @@ class NetworkInterfaces(ResourceType):
     types = ("networkInterfaces",)
     long_running = True
     etag_arrays = (("properties", "ipConfigurations"),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from emulator.providers.network.effective import list_effective_nsgs
+
+        self.actions["effectiveNetworkSecurityGroups"] = list_effective_nsgs(self)
 
     def prepare(
         self,
@@ -227,7 +234,7 @@ class NetworkInterfaces(ResourceType):
             return body
         props = dict(body.get("properties", {}))
         props["virtualMachine"] = {"id": vm}
-        props["primary"] = True
+        props["primary"] = _is_primary(call, vm, body["id"])
         props.setdefault("macAddress", _mac_for(body["id"]))
         return {**body, "properties": props}
 
@@ -239,6 +246,25 @@ class NetworkInterfaces(ResourceType):
                 f"Network Interface {rid} is used by existing resource {vm}. In order to delete the network "
                 "interface, it must be dissociated from the resource.",
             )
+
+
+def _is_primary(call: Call, vm_id: str, nic_id: str) -> bool:
+    """The VM's `networkProfile.networkInterfaces[].properties.primary` for this NIC; a VM's only NIC
+    is its primary one (Compute requires exactly one `primary` when there are several)."""
+    record = call.store.get(vm_id)
+    nics = (
+        ((record.body.get("properties") or {}).get("networkProfile") or {}).get("networkInterfaces")
+        if record
+        else None
+    )
+    if not isinstance(nics, list) or not nics:
+        return True
+    if len(nics) == 1:
+        return True
+    for nic in nics:
+        if isinstance(nic, dict) and same(str(nic.get("id", "")), nic_id):
+            return (nic.get("properties") or {}).get("primary") is True
+    return False
 
 
 def _mac_for(nic_id: str) -> str:

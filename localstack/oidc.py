@@ -1,0 +1,413 @@
+"""A minimal OpenID Connect issuer standing in for Microsoft Entra ID, enough for MSAL (and so for
+`az login --service-principal`) against the local stack.
+
+`python -m localstack.oidc --port P --data-dir D --ca-dir EMULATOR_DATA_DIR` serves HTTPS with a
+certificate signed by the ARM emulator's CA (so one `ca.pem` is trusted for both), an RSA key made at
+every start, and Entra ID's endpoints for one tenant, as MSAL uses them:
+
+- `GET /{tenant}/v2.0/.well-known/openid-configuration` (tenant discovery; MSAL's `authority.py`
+  reads `authorization_endpoint`, `token_endpoint`, `issuer`), also `/{tenant}/.well-known/...` (v1);
+- `GET /{tenant}/discovery/v2.0/keys` (JWKS, `kid` = the key's thumbprint);
+- `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`, `client_id`,
+  `client_secret`, `scope={resource}/.default` (what MSAL's `acquire_token_for_client` sends): an
+  RS256 access token `{aud, iss, iat, nbf, exp, appid, azp, appidacr, idtyp: "app", oid, sub, tid,
+  ver}` for a registered audience, answered `{token_type, expires_in, ext_expires_in, access_token}`;
+  refusals are Entra ID's `{error, error_description: "AADSTS...", error_codes, timestamp,
+  trace_id, correlation_id}` (400 `invalid_client` for an unknown client or a wrong secret,
+  `invalid_scope` for an unknown audience, `unsupported_grant_type`; 400 `invalid_tenant` on
+  discovery of another tenant).
+
+Who may log in and for which audiences are two tables, `PRINCIPALS` and `AUDIENCES`: a later dev
+user or the app's own audience is one more entry (plus a grant handler for users' flows). The ARM
+emulator accepts any bearer token; it records the caller as the token's `oid`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import logging
+import signal
+import ssl
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulator.certs import issue_server_certificate
+from localstack.processes import ManagedProcess, free_port, port_is_open
+
+log = logging.getLogger("localstack.oidc")
+
+# The emulator answers this tenant for tokens without `tid` (emulator.engine.DEFAULT_TENANT).
+TENANT_ID = "00000000-0000-0000-0000-0000000000a1"
+TOKEN_LIFETIME_SECONDS = 3599
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Someone who can get a token. `kind` "ServicePrincipal" logs in with client_credentials."""
+
+    client_id: str
+    secret: str
+    object_id: str
+    display_name: str
+    kind: str = "ServicePrincipal"
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Audience:
+    """A resource tokens can be issued for: the scope `{resource}/.default` names it."""
+
+    resource: str
+    aliases: tuple[str, ...] = ()
+
+
+# A development service principal for `az login --service-principal` against the local stack (local
+# only: it protects nothing). Its object id is the emulator's default caller (StaticTokenCredential).
+DEV_SERVICE_PRINCIPAL = Principal(
+    client_id="00000000-0000-0000-0000-0000000000c1",
+    secret="portcullis-local-secret",  # noqa: S106 - a local development credential, printed by `make up`
+    object_id="00000000-0000-0000-0000-00000000e001",
+    display_name="portcullis-local-cli",
+)
+PRINCIPALS: dict[str, Principal] = {DEV_SERVICE_PRINCIPAL.client_id: DEV_SERVICE_PRINCIPAL}
+# ARM's audiences (`authentication.audiences` of the emulator's /metadata/endpoints).
+AUDIENCES: list[Audience] = [
+    Audience("https://management.core.windows.net/", aliases=("https://management.core.windows.net",)),
+    Audience("https://management.azure.com/", aliases=("https://management.azure.com",)),
+]
+
+
+def audience_for(scope: str) -> str | None:
+    """The registered resource a v2 scope (`{resource}/.default`, space-separated list) asks for."""
+    for item in scope.split():
+        resource = item[: -len(".default")] if item.endswith(".default") else item
+        if resource.endswith("//"):
+            resource = resource[:-1]  # "https://management.core.windows.net//.default" names ".../"
+        for audience in AUDIENCES:
+            if resource in (audience.resource, *audience.aliases):
+                return audience.resource
+    return None
+
+
+def _b64(data: int) -> str:
+    raw = data.to_bytes((data.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass
+class Issuer:
+    """The issuer's state: its key, its tenant, its base URL."""
+
+    base_url: str
+    tenant: str = TENANT_ID
+    key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+
+    @property
+    def kid(self) -> str:
+        numbers = self.key.public_key().public_numbers()
+        return hashlib.sha256(f"{numbers.n}:{numbers.e}".encode()).hexdigest()[:40]
+
+    def issuer(self) -> str:
+        return f"{self.base_url}/{self.tenant}/v2.0"
+
+    def openid_configuration(self) -> dict[str, Any]:
+        base = f"{self.base_url}/{self.tenant}"
+        return {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{self.base_url}/{self.tenant}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": self.issuer(),
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.base_url}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "oid", "tid", "ver"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "portcullis.localhost",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self.key.public_key().public_numbers()
+        return {
+            "keys": [
+                {"kty": "RSA", "use": "sig", "kid": self.kid, "n": _b64(numbers.n), "e": _b64(numbers.e)}
+            ]
+        }
+
+    def access_token(self, principal: Principal, audience: str) -> str:
+        now = int(time.time())
+        claims = {
+            "aud": audience,
+            "iss": self.issuer(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "appid": principal.client_id,
+            "azp": principal.client_id,
+            "appidacr": "1",
+            "idtyp": "app",
+            "oid": principal.object_id,
+            "sub": principal.object_id,
+            "tid": self.tenant,
+            "roles": list(principal.roles),
+            "uti": uuid.uuid4().hex[:22],
+            "ver": "2.0",
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        grant = form.get("grant_type", "")
+        if grant != "client_credentials":
+            return _aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'.",
+            )
+        principal = PRINCIPALS.get(form.get("client_id", ""))
+        if principal is None:
+            return _aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory "
+                f"'{self.tenant}'.",
+            )
+        if form.get("client_secret") != principal.secret:
+            return _aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                f"secret value, not the client secret ID, for a secret added to app '{principal.client_id}'.",
+            )
+        audience = audience_for(form.get("scope", ""))
+        if audience is None:
+            return _aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {form.get('scope')} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
+        log.info("oidc.token client=%s audience=%s", principal.client_id, audience)
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+            "access_token": self.access_token(principal, audience),
+        }
+
+
+def _aad_error(status: int, error: str, code: int, description: str) -> tuple[int, dict[str, Any]]:
+    trace = str(uuid.uuid4())
+    return status, {
+        "error": error,
+        "error_description": f"AADSTS{code}: {description} Trace ID: {trace}",
+        "error_codes": [code],
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "trace_id": trace,
+        "correlation_id": str(uuid.uuid4()),
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    issuer: Issuer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+    def _answer(self, status: int, body: Any) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store, no-cache")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _tenant(self, path: str) -> tuple[str, str]:
+        parts = path.strip("/").split("/", 1)
+        return parts[0], "/" + (parts[1] if len(parts) > 1 else "")
+
+    def _known_tenant(self, tenant: str) -> bool:
+        return tenant.lower() in (self.issuer.tenant.lower(), "organizations", "common")
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self._answer(200, {"status": "ok"})
+            return
+        tenant, rest = self._tenant(path)
+        if rest in ("/v2.0/.well-known/openid-configuration", "/.well-known/openid-configuration"):
+            if not self._known_tenant(tenant):
+                status, body = _aad_error(
+                    400,
+                    "invalid_tenant",
+                    90002,
+                    f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.",
+                )
+                self._answer(status, body)
+                return
+            self._answer(200, self.issuer.openid_configuration())
+            return
+        if rest in ("/discovery/v2.0/keys", "/discovery/keys"):
+            self._answer(200, self.issuer.jwks())
+            return
+        self._answer(404, {"error": "not_found", "error_description": f"No endpoint at {path}."})
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        tenant, rest = self._tenant(path)
+        if rest not in ("/oauth2/v2.0/token", "/oauth2/token"):
+            self._answer(404, {"error": "not_found", "error_description": f"No endpoint at {path}."})
+            return
+        if not self._known_tenant(tenant):
+            self._answer(*_aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found."))
+            return
+        self._answer(*self.issuer.token(dict(parse_qsl(raw, keep_blank_values=True))))
+
+
+def make_server(issuer: Issuer, host: str, port: int, cert: Path, key: Path) -> ThreadingHTTPServer:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    handler = type("Handler", (_Handler,), {"issuer": issuer})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localstack.oidc", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True, help="where its TLS certificate goes")
+    parser.add_argument("--ca-dir", type=Path, required=True, help="the ARM emulator's data dir (ca.pem)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cert, key = issue_server_certificate(args.ca_dir, args.data_dir, "oidc")
+    issuer = Issuer(f"https://{args.host}:{args.port}")
+    server = make_server(issuer, args.host, args.port, cert, key)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("oidc.serving url=%s tenant=%s", issuer.base_url, issuer.tenant)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+# --- as a child process of the local stack ----------------------------------------------------------
+
+
+@dataclass
+class OidcIssuer:
+    process: ManagedProcess
+    port: int
+    ca_file: Path
+    tenant: str = TENANT_ID
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.base_url}/{self.tenant}"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _healthy(port: int, ca_file: Path) -> bool:
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", context=context, timeout=2) as answer:
+        return bool(answer.status == 200)
+
+
+def start_issuer(
+    data_dir: Path, ca_dir: Path, *, port: int | None = None, log_path: Path | None = None
+) -> OidcIssuer:
+    """Start the issuer on 127.0.0.1 with a certificate from the emulator's CA in `ca_dir` (start the
+    emulator first); ready once /health answers over verified TLS."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    if port_is_open(port):
+        raise OSError(f"port {port} is already in use; choose another for the OpenID Connect issuer")
+    process = ManagedProcess(
+        "oidc-issuer",
+        [
+            sys.executable,
+            "-m",
+            "localstack.oidc",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--ca-dir",
+            str(ca_dir),
+        ],
+        log_path=log_path or data_dir / "oidc.log",
+    )
+    ca_file = ca_dir / "ca.pem"
+    process.wait_ready(lambda: _healthy(port, ca_file), timeout=60)
+    return OidcIssuer(process, port, ca_file)
+
+
+def az_login_lines(arm_url: str, issuer: OidcIssuer, cloud_name: str = "Portcullis") -> list[str]:
+    """What to paste into a shell to point the Azure CLI at the local stack."""
+    sp = DEV_SERVICE_PRINCIPAL
+    return [
+        f"export REQUESTS_CA_BUNDLE={issuer.ca_file.resolve()}",
+        "export AZURE_CORE_INSTANCE_DISCOVERY=false",
+        f"az cloud register --name {cloud_name} --endpoint-resource-manager {arm_url.rstrip('/')}/",
+        f"az cloud set --name {cloud_name}",
+        f"az login --service-principal --username {sp.client_id} --password {sp.secret} "
+        f"--tenant {issuer.tenant}",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
