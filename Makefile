@@ -63,7 +63,7 @@ test-fast: setup
 	$(VENV)/bin/pytest -x -q $(PYTEST_ARGS)
 
 up: setup
-	$(PY) -m localstack up
+	$(PY) -m localrig up
 
 demo: setup
 	$(PY) -m demo
@@ -72,4 +72,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf .localstack .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .localrig .demo .pytest_cache .mypy_cache .ruff_cache

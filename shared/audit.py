@@ -67,12 +67,6 @@ class TableAuditTrail:
         rows = self._by_subject.query_entities(f"PartitionKey eq {odata_quote(hashed_key(subject))}")
         return [_event(row) for row in rows]
 
-    def on_day(self, day: datetime) -> list[AuditEvent]:
-        rows = self._by_day.query_entities(
-            f"PartitionKey eq {odata_quote(day.astimezone(UTC).strftime('%Y%m%d'))}"
-        )
-        return [_event(row) for row in rows]
-
 
 def _event(row: Any) -> AuditEvent:
     moment = row["Time"]

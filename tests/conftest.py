@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from localstack.azurite import Azurite, start_azurite
-from localstack.emulator import start_emulator
-from localstack.emulator_client import EmulatorClient
+from localrig.azurite import Azurite, start_azurite
+from localrig.emulator import start_emulator
+from localrig.emulator_client import EmulatorClient
 from shared.settings import Settings, load_settings
 
 # Records every ARM request the emulators see, for infra's role-coverage check (tests/arm_calls.py).

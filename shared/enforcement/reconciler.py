@@ -32,7 +32,7 @@ from shared.events import EventId
 from shared.lease import LeaseBusyError
 from shared.model import Grant, TargetRef, TargetState
 from shared.observability import log_event
-from shared.targets import ArmRefusal, Refusal, classify
+from shared.targets import ArmRefusal, RefusalKind, classify
 
 MAX_WRITE_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 30.0
@@ -169,9 +169,9 @@ def write_loop(
             return True
         except AzureError as error:
             last = classify(error)
-            if last.kind is Refusal.FATAL:
+            if last.kind is RefusalKind.FATAL:
                 break
-            if last.kind is not Refusal.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
+            if last.kind is not RefusalKind.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
                 _backoff(deps, target, last, attempt)
     assert last is not None
     raise TargetWriteError(target, last, attempts)
