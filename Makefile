@@ -18,7 +18,7 @@ help:
 	@echo "make format    - ruff: fix what can be fixed, then format (what the pre-commit hook checks)"
 	@echo "make lint      - ruff check and ruff format --check"
 	@echo "make typecheck - mypy"
-	@echo "make setup     - install .venv, node_modules (Azurite) and .venv-checkov; venv, node, checkov one each"
+	@echo "make setup     - make venv (.venv), make node (node_modules: Azurite), make checkov (.venv-checkov)"
 	@echo "make clean     - remove local state and caches (.localrig, .demo, tool caches)"
 	@echo "make help      - this list"
 
