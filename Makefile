@@ -5,14 +5,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv node checkov az lint typecheck test test-fast up demo bench clean help
+.PHONY: help setup venv node checkov az format lint typecheck test test-fast test-unit up demo bench clean
 
 help:
-	@echo "make demo   - install everything, start the local stack, run the JIT story end to end"
-	@echo "make test   - install everything, lint, type-check and run the whole test suite"
-	@echo "make up     - run the local stack (Azurite, ARM emulator, OpenID issuer, Functions host) until Ctrl-C"
-	@echo "make az     - install the Azure CLI into .venv-az (to use az against \`make up\`; tests/az need it)"
-	@echo "make bench  - run the benchmarks, write bench/results/"
+	@echo "make demo      - install everything, start the local stack, run the JIT story end to end"
+	@echo "make test      - install everything, lint, type-check and run the whole test suite"
+	@echo "make test-unit - the pure tests only (pytest -m unit: no Azurite, emulator or host), in seconds"
+	@echo "make test-fast - pytest only, stop at the first failure (PYTEST_ARGS=... passes arguments)"
+	@echo "make up        - run the local stack (Azurite, ARM emulator, OpenID issuer, Functions host) until Ctrl-C"
+	@echo "make az        - install the Azure CLI into .venv-az (to use az against \`make up\`; tests/az need it)"
+	@echo "make bench     - run the benchmarks, write bench/results/"
+	@echo "make format    - ruff: fix what can be fixed, then format (what the pre-commit hook checks)"
+	@echo "make lint      - ruff check and ruff format --check"
+	@echo "make typecheck - mypy"
+	@echo "make setup     - make venv (.venv), make node (node_modules: Azurite), make checkov (.venv-checkov)"
+	@echo "make clean     - remove local state and caches (.localrig, .demo, tool caches)"
+	@echo "make help      - this list"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11)"; exit 1; }
@@ -49,6 +57,10 @@ checkov: $(CHECKOV_VENV)/.installed
 az: $(AZ_VENV)/.installed
 setup: venv node checkov
 
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -62,8 +74,14 @@ test: setup az lint typecheck
 test-fast: setup
 	$(VENV)/bin/pytest -x -q $(PYTEST_ARGS)
 
+# The unit marker is the truth (tests/conftest.py); naming the modules that carry it keeps pytest from
+# importing (collecting) the whole suite, which alone takes longer than the unit tests run.
+UNIT_TESTS := tests/unit $(shell grep -rl --include='test_*.py' '^pytestmark = pytest.mark.unit' tests)
+test-unit: venv
+	$(VENV)/bin/pytest -q -m unit $(UNIT_TESTS) $(PYTEST_ARGS)
+
 up: setup
-	$(PY) -m localstack up
+	$(PY) -m localrig up
 
 demo: setup
 	$(PY) -m demo
@@ -72,4 +90,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf .localstack .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .localrig .demo .pytest_cache .mypy_cache .ruff_cache

@@ -17,8 +17,8 @@ import requests
 
 from bench.estate import BenchEstate, VmInfo
 from bench.harness import Services
-from localstack.processes import ManagedProcess
-from localstack.stack import start_host
+from localrig.processes import ManagedProcess
+from localrig.stack import start_host
 from shared.identity import easy_auth_header
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.estate import POLICY_PORTS, BenchEstate, FirewallGroup, VmInfo
 from bench.harness import Services, app_settings, log
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 
 FULL = {"vms": 2000, "firewalls": 10, "grants": 10000}
 PORTS_PER_VM = 5  # 2,000 VMs x 5 ports = 10,000 grants

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from localstack.azurite import Azurite, start_azurite
-from localstack.emulator import Emulator, start_emulator
-from localstack.emulator_client import EmulatorClient
-from localstack.processes import PROJECT_ROOT
+from localrig.azurite import Azurite, start_azurite
+from localrig.emulator import Emulator, start_emulator
+from localrig.emulator_client import EmulatorClient
+from localrig.processes import PROJECT_ROOT
 
 
 class BudgetSpent(BaseException):
@@ -485,7 +485,7 @@ def services(work_dir: Path) -> Iterator[Services]:
 
 
 def app_settings(running: Services, table_prefix: str, **extra: str) -> dict[str, str]:
-    """The app's settings against the run's services (as localstack.stack.host_environment, plus a
+    """The app's settings against the run's services (as localrig.stack.host_environment, plus a
     table prefix and queue names of the scenario's own)."""
     return {
         "AzureWebJobsStorage": running.azurite.connection_string,

@@ -7,7 +7,7 @@ import pstats
 from collections.abc import Callable
 from typing import Any
 
-from localstack.processes import PROJECT_ROOT
+from localrig.processes import PROJECT_ROOT
 
 
 def _label(key: tuple[str, int, str]) -> str:

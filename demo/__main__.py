@@ -21,9 +21,9 @@ from demo import snapshot
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
 from demo.snapshot import ESTATE_NSGS, DemoStepError, our_denies, ports_of, wait_for
-from localstack.emulator_client import EmulatorClient
-from localstack.processes import PROJECT_ROOT
-from localstack.stack import start_stack
+from localrig.emulator_client import EmulatorClient
+from localrig.processes import PROJECT_ROOT
+from localrig.stack import start_stack
 from shared import plan
 
 GRANT_SECONDS = int(os.environ.get("PORTCULLIS_DEMO_GRANT_SECONDS", "25"))

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared.identity import easy_auth_header
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # built-in Owner

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared import plan
 
 _VOLATILE = {"etag", "provisioningState", "id", "type"}

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="URL",
         help="the Entra ID (OpenID Connect) authority GET /metadata/endpoints advertises "
-        "(default https://login.microsoftonline.com/; localstack passes its local issuer)",
+        "(default https://login.microsoftonline.com/; localrig passes its local issuer)",
     )
     parser.add_argument(
         "--tenant", default=None, metavar="ID", help="tenant answered when a token carries no `tid`"

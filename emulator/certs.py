@@ -29,7 +29,7 @@ def ensure_certificates(data_dir: Path) -> tuple[Path, Path]:
 
 def issue_server_certificate(ca_dir: Path, out_dir: Path, name: str) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1/localhost signed by the CA in `ca_dir` (created there if missing),
-    written to `out_dir/{name}.pem` and `{name}-key.pem`. Other local services (localstack's OpenID
+    written to `out_dir/{name}.pem` and `{name}-key.pem`. Other local services (localrig's OpenID
     Connect issuer) use it so that clients trusting the emulator's ca.pem trust them too."""
     data_dir = ca_dir
     ca_cert_path, ca_key_path = data_dir / "ca.pem", data_dir / "ca-key.pem"

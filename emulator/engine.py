@@ -54,7 +54,7 @@ DEFAULT_LRO_SECONDS: dict[str, float] = {
 DEFAULT_REGION = "westeurope"
 # The ARM control plane around the resource types (emulator/providers/arm.py): the tenant answered
 # when a token names none, the subscription listed even before it holds a resource group (the one
-# localstack's clients use), and the login endpoint `/metadata/endpoints` advertises.
+# localrig's clients use), and the login endpoint `/metadata/endpoints` advertises.
 DEFAULT_TENANT = "00000000-0000-0000-0000-0000000000a1"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000e1"
 DEFAULT_LOGIN_ENDPOINT = "https://login.microsoftonline.com/"

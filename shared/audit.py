@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.events import EventId
 from shared.observability import log_event
 from shared.settings import Settings
 from shared.storage import table
@@ -43,7 +44,7 @@ class TableAuditTrail:
         self._by_subject = table("auditsubject", settings)
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def record(self, event: str, *, subject: str, actor: str, **details: object) -> None:
+    def record(self, event: EventId, *, subject: str, actor: str, **details: object) -> None:
         moment = self._clock()
         row_key = f"{time_key(moment)}|{uuid.uuid4().hex}"
         details_text = json.dumps(details, sort_keys=True, default=str)
@@ -59,17 +60,11 @@ class TableAuditTrail:
         }
         self._by_day.create_entity({"PartitionKey": moment.astimezone(UTC).strftime("%Y%m%d"), **entity})
         self._by_subject.create_entity({"PartitionKey": hashed_key(subject), **entity})
-        log_event("audit.recorded", audit_event=event, subject=subject, actor=actor)
+        log_event(EventId.AUDIT_RECORDED, audit_event=event, subject=subject, actor=actor)
 
     def for_subject(self, subject: str) -> list[AuditEvent]:
         """Every event about `subject`, oldest first."""
         rows = self._by_subject.query_entities(f"PartitionKey eq {odata_quote(hashed_key(subject))}")
-        return [_event(row) for row in rows]
-
-    def on_day(self, day: datetime) -> list[AuditEvent]:
-        rows = self._by_day.query_entities(
-            f"PartitionKey eq {odata_quote(day.astimezone(UTC).strftime('%Y%m%d'))}"
-        )
         return [_event(row) for row in rows]
 
 

@@ -41,7 +41,6 @@ from shared.policy import (
     RequestedPort,
     RequestedVm,
     check_max_duration,
-    format_duration,
     normalize_policy_prefix,
     parse_duration,
 )
@@ -305,28 +304,6 @@ def policy_to_wire(
             "provisioningState": "Succeeded",
         },
     }
-
-
-def policy_example(policy: JitPolicy) -> dict[str, Any]:
-    """A canonical stored body for a domain policy (used when adopting Defender's policies)."""
-    vms: list[dict[str, Any]] = []
-    for vm in policy.virtual_machines:
-        ports = []
-        for port in vm.ports:
-            port_body: dict[str, Any] = {"number": port.number, "protocol": port.protocol.value}
-            if len(port.allowed_source_prefixes) == 1:
-                port_body["allowedSourceAddressPrefix"] = port.allowed_source_prefixes[0]
-            else:
-                port_body["allowedSourceAddressPrefixes"] = list(port.allowed_source_prefixes)
-            port_body["maxRequestAccessDuration"] = format_duration(port.max_request_access_duration)
-            ports.append(port_body)
-        entry: dict[str, Any] = {"id": vm.vm.id, "ports": ports}
-        if vm.public_ip_address:
-            entry["publicIpAddress"] = vm.public_ip_address
-        if vm.firewall is not None:
-            entry["portcullis"] = {"firewallId": str(vm.firewall.firewall_id)}
-        vms.append(entry)
-    return {"kind": policy.kind, "virtualMachines": vms}
 
 
 # ---- initiate bodies and request answers ----

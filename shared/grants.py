@@ -503,7 +503,3 @@ def _grant_from_entity(entity: Any) -> Grant:
         connect_address=entity.get("ConnectAddress") or None,
         etag=str(entity.metadata["etag"]),
     )
-
-
-def iter_open(grants: Iterable[Grant], now: datetime) -> list[Grant]:
-    return [grant for grant in grants if grant.is_open_at(now)]

@@ -18,6 +18,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Protocol
 
+from shared.events import EventId
+
 # ---- names compared the way ARM compares them ----
 
 # .NET's ordinal ignore-case casing table maps these two to themselves, although Unicode's simple
@@ -375,6 +377,6 @@ class ConcurrentUpdateError(RuntimeError):
 
 
 class AuditTrail(Protocol):
-    def record(self, event: str, *, subject: str, actor: str, **details: object) -> None:
-        """Append one audit event (`event` is a stable name such as `grant.applied`)."""
+    def record(self, event: EventId, *, subject: str, actor: str, **details: object) -> None:
+        """Append one audit event (`event` is a member of the catalogue, e.g. `grant.applied`)."""
         ...

@@ -1,8 +1,8 @@
 """Structured logging with stable event names, and OpenTelemetry to Application Insights.
 
 Every log line the app wants someone to find again goes through `log_event(name, **fields)`: the
-name is a stable dotted identifier (`revoke.failing`, `grant.created`) that alert rules and saved
-queries match on, so renaming one is a breaking change. The record's message is
+name is a member of `shared.events.EventId` (`revoke.failing`, `grant.applied`), the one catalogue
+that alert rules and saved queries match on, so renaming one is a breaking change. The record's message is
 `name {"field": ...}` (readable in the Functions host's console and in App Insights `traces`), and the
 name and fields are also record attributes, which OpenTelemetry exports as `customDimensions`.
 
@@ -21,16 +21,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
+from shared.events import EventId
+
 LOGGER_NAME: Final = "portcullis"
 CONNECTION_STRING_SETTING: Final = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 # `ClientId=<guid>;Authorization=AAD`: App Insights with local (key) auth disabled, as infra/ deploys it.
 AUTHENTICATION_STRING_SETTING: Final = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 
-# Events that infrastructure depends on (alert rules in infra/main.bicep match these names).
-REVOKE_FAILING: Final = "revoke.failing"
-"""A revoke (closing a rule whose grant has ended) keeps failing; error level; pages someone."""
-TELEMETRY_CONFIGURED: Final = "telemetry.configured"
-TELEMETRY_FAILED: Final = "telemetry.failed"
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 # Attributes a logging.LogRecord already has: an `extra` key with one of these names raises KeyError.
@@ -60,7 +57,7 @@ def event_fields(name: str, fields: Mapping[str, Any]) -> dict[str, str | int | 
     return attributes
 
 
-def log_event(name: str, level: int | str = logging.INFO, **fields: Any) -> None:
+def log_event(name: EventId, level: int | str = logging.INFO, **fields: Any) -> None:
     """Log the event `name` (stable, dotted, lower case) with structured `fields`.
 
     `level` is a logging level (`logging.ERROR`) or its name (`"error"`). A malformed name is a
@@ -114,8 +111,8 @@ def configure_telemetry(env: Mapping[str, str] | None = None) -> bool:
                 options["credential"] = ManagedIdentityCredential(client_id=client_id)
             configure_azure_monitor(**options)
         except Exception as error:  # noqa: BLE001 - telemetry is optional; the app must still run
-            log_event(TELEMETRY_FAILED, logging.WARNING, error=repr(error))
+            log_event(EventId.TELEMETRY_FAILED, logging.WARNING, error=repr(error))
             return False
         _telemetry_state["configured"] = True
-    log_event(TELEMETRY_CONFIGURED, aad_auth=client_id is not None)
+    log_event(EventId.TELEMETRY_CONFIGURED, aad_auth=client_id is not None)
     return True

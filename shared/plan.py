@@ -210,9 +210,6 @@ class NsgRule:
     direction: str = "Inbound"
     source_ports: tuple[str, ...] = ("*",)
 
-    def same_as(self, other: NsgRule) -> bool:
-        return self == other
-
 
 @dataclass(frozen=True)
 class PriorityBands:

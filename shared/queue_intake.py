@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from shared.actions.initiate import InitiateAccess, InitiateCommand
 from shared.actions.refusal import Refusal
 from shared.defender import check_json_depth, field_path
+from shared.events import EventId
 from shared.identity import AuthenticationError, check_principal, is_guid
 from shared.model import DomainError, PolicyRef, Principal, PrincipalSource
 from shared.observability import log_event
@@ -139,7 +140,7 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
     except Refusal as refusal:
         # InitiateAccess has audited the refusal; keep the message for whoever sent it.
         _send_poison(services, raw)
-        log_event("queue.request_refused", logging.WARNING, ticket=envelope.ticketId, code=refusal.code)
+        log_event(EventId.QUEUE_REQUEST_REFUSED, logging.WARNING, ticket=envelope.ticketId, code=refusal.code)
         return QueueOutcome(False, reason=refusal.message)
     return QueueOutcome(True, request_id=result.request.record.request_id)
 
@@ -163,7 +164,7 @@ def _policy_ref_from_id(policy_id: str) -> PolicyRef:
 
 def _poison(services: Services, raw: str, ticket: Any, field: str, reason: str) -> QueueOutcome:
     services.audit.record(
-        "request.refused",
+        EventId.REQUEST_REFUSED,
         subject=str(ticket) if isinstance(ticket, str) and ticket else "queue-message",
         actor=QUEUE_ACTOR,
         channel="queue",
@@ -173,7 +174,7 @@ def _poison(services: Services, raw: str, ticket: Any, field: str, reason: str) 
         reason=reason,
     )
     _send_poison(services, raw)
-    log_event("queue.message_poisoned", logging.WARNING, field=field, reason=reason)
+    log_event(EventId.QUEUE_MESSAGE_POISONED, logging.WARNING, field=field, reason=reason)
     return QueueOutcome(False, reason=f"{field}: {reason}")
 
 

@@ -13,6 +13,7 @@ from azure.core.exceptions import AzureError
 from shared.audit import TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
+from shared.events import EventId
 from shared.grants import TableGrantStore
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
@@ -46,7 +47,7 @@ class ConvergeNotifier:
         try:
             send(self._queue, dump_converge_message(ConvergePolicy(policy_id=policy_id, vm_ids=vm_ids)))
         except AzureError as error:
-            log_event("policy.converge_deferred", logging.WARNING, error=str(error)[:500])
+            log_event(EventId.POLICY_CONVERGE_DEFERRED, logging.WARNING, error=str(error)[:500])
 
 
 @dataclass

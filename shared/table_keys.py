@@ -8,22 +8,16 @@ the id itself as a property, so a key never has to be decoded.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime
 
 from shared.model import arm_key
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9._\-|:]{1,512}$")
 # Upper bound of a RowKey prefix range: `|` (0x7C) is followed by `}` (0x7D).
 PREFIX_END = "}"
 
 
 def hashed_key(value: str) -> str:
     return hashlib.sha256(arm_key(value.strip()).encode()).hexdigest()
-
-
-def is_safe_key(value: str) -> bool:
-    return bool(_SAFE_KEY.match(value))
 
 
 def time_key(moment: datetime) -> str:

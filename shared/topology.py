@@ -16,7 +16,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.model import JitPolicy, ResourceId, TargetKind, TargetRef, VmPolicy, VmRef
+from shared.model import ResourceId, TargetKind, TargetRef, VmPolicy, VmRef
 from shared.plan import NicOnTarget
 from shared.reachability import connected_peers, firewall_may_front, vnet_of_subnet
 
@@ -491,10 +491,3 @@ class TopologyResolver:
 
         firewalls: tuple[dict[str, Any], ...] = self._cached(f"fwlist|{subscription_id.lower()}", load)
         return firewalls
-
-
-def vm_policy_for(policies: list[JitPolicy], vm: VmRef) -> VmPolicy | None:
-    for policy in policies:
-        if (entry := policy.vm_policy(vm)) is not None:
-            return entry
-    return None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from localstack.azurite import Azurite, start_azurite
-from localstack.emulator import start_emulator
-from localstack.emulator_client import EmulatorClient
+from localrig.azurite import Azurite, start_azurite
+from localrig.emulator import start_emulator
+from localrig.emulator_client import EmulatorClient
 from shared.settings import Settings, load_settings
 
 # Records every ARM request the emulators see, for infra's role-coverage check (tests/arm_calls.py).
@@ -79,3 +79,20 @@ def arm_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorC
         yield EmulatorClient(instance.base_url, instance.ca_file)
     finally:
         instance.stop()
+
+
+# Fixtures that start a process: a test that asks for one is not a unit test, whatever its marker.
+_PROCESS_FIXTURES = frozenset({"azurite", "arm_emulator", "storage_env", "storage_settings"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything in tests/unit/ is a unit test (`-m unit`, `make test-unit`); modules elsewhere opt
+    in with `pytestmark = pytest.mark.unit`. A unit test may not start Azurite or the emulator."""
+    unit_dir = Path(__file__).resolve().parent / "unit"
+    for item in items:
+        if unit_dir in item.path.parents:
+            item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("unit") is not None:
+            started = _PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if started:
+                raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(started)}")

@@ -9,6 +9,8 @@ import pytest
 
 from shared.settings import ArmCredentialKind, SettingsError, load_settings
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 
 

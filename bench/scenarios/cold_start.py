@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from bench.harness import log, summary
-from localstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
-from localstack.processes import PROJECT_ROOT
+from localrig.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from localrig.processes import PROJECT_ROOT
 
 # Settings only have to validate: importing the app must not talk to storage or ARM.
 _ENV = {

@@ -2,7 +2,7 @@
 `az resource`, `az tag` and `az cloud register` read before they touch a resource.
 
 - `GET /metadata/endpoints` (no authentication, as management.azure.com answers it): the cloud's
-  endpoints; `authentication.loginEndpoint` is the engine's `login_endpoint` (localstack's OpenID
+  endpoints; `authentication.loginEndpoint` is the engine's `login_endpoint` (localrig's OpenID
   Connect issuer), `resourceManager` the emulator's own URL. Shape: the 2022-09-01 answer
   (`_arm_to_cli_mapper` in azure-cli's `azure/cli/core/cloud.py` reads `name`, `authentication.
   loginEndpoint`, `authentication.audiences[0]`, `resourceManager`, `suffixes`); api-version

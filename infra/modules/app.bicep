@@ -56,7 +56,7 @@ var queueNames = [
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var deploymentContainerName = 'app-package-${take(token, 10)}'
-var revokeFailingEvent = 'revoke.failing' // shared/observability.py REVOKE_FAILING
+var revokeFailingEvent = 'revoke.failing' // shared/events.py EventId.REVOKE_FAILING (tests/unit/test_events.py)
 
 // Built-in roles (ids are the same in every tenant).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'

@@ -24,6 +24,7 @@ from shared.actions.policies import admit_policy
 from shared.actions.refusal import Refusal
 from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION, AuthorizationUnavailableError
 from shared.azure_clients import security_client
+from shared.events import EventId
 from shared.model import DomainError, Principal
 from shared.observability import log_event
 from shared.policy_store import check_subscription, policy_ref
@@ -64,7 +65,7 @@ class ImportDefenderPolicies:
             raise Refusal.unavailable(str(error)) from None
         if not may_write:
             services.audit.record(
-                "policy.import_refused",
+                EventId.POLICY_IMPORT_REFUSED,
                 subject=f"/subscriptions/{subscription_id}",
                 actor=principal.object_id,
                 reason=f"caller lacks {WRITE_POLICY_ACTION} in the subscription",
@@ -76,7 +77,7 @@ class ImportDefenderPolicies:
         try:
             found = list(self._client_for(subscription_id).jit_network_access_policies.list())
         except AzureError as error:
-            log_event("import.defender_unreadable", logging.ERROR, error=str(error)[:500])
+            log_event(EventId.IMPORT_DEFENDER_UNREADABLE, logging.ERROR, error=str(error)[:500])
             raise Refusal(
                 502,
                 "DefenderUnavailable",
@@ -95,7 +96,7 @@ class ImportDefenderPolicies:
             policy_id = str(item.id or "")
             match = _POLICY_ID.match(policy_id)
             if not match:
-                log_event("import.unrecognised_id", logging.WARNING, id=policy_id[:300])
+                log_event(EventId.IMPORT_UNRECOGNISED_ID, logging.WARNING, id=policy_id[:300])
                 continue
             group_scope = f"/subscriptions/{match['sub']}/resourceGroups/{match['rg']}"
             try:
@@ -130,10 +131,10 @@ class ImportDefenderPolicies:
                 continue
             report.adopted.append(ref.id)
             services.audit.record(
-                "policy.imported", subject=ref.id, actor=principal.object_id, source="defender"
+                EventId.POLICY_IMPORTED, subject=ref.id, actor=principal.object_id, source="defender"
             )
         services.audit.record(
-            "policy.import_finished",
+            EventId.POLICY_IMPORT_FINISHED,
             subject=f"/subscriptions/{subscription_id}",
             actor=principal.object_id,
             **report.to_wire(),

@@ -31,6 +31,7 @@ from shared.actions.refusal import Refusal, TransientFailureError
 from shared.actions.revoke import revoke_grant
 from shared.authz import INITIATE_ACTION, AuthorizationUnavailableError
 from shared.defender import InitiateWire, access_request_from_wire, check_json_depth, parse_model
+from shared.events import EventId
 from shared.grants import (
     MAX_GRANTS_PER_REQUEST,
     RequestExistsError,
@@ -81,7 +82,7 @@ class InitiateAccess:
             return self._initiate(command)
         except Refusal as refusal:
             self._services.audit.record(
-                "request.refused",
+                EventId.REQUEST_REFUSED,
                 subject=command.ticket_id or (command.policy.id if command.policy else "request"),
                 actor=command.requester.object_id,
                 requester=command.requester.display_name,
@@ -133,7 +134,7 @@ class InitiateAccess:
         grants = [_grant(record, index, approved) for index, approved in enumerate(decision.approved)]
         # The decision is audited before anything is written: if this fails, nothing was changed.
         services.audit.record(
-            "request.accepting",
+            EventId.REQUEST_ACCEPTING,
             subject=request_id,
             actor=command.requester.object_id,
             requester=command.requester.display_name,
@@ -152,7 +153,7 @@ class InitiateAccess:
             self._audit_accepted(stored, command.channel)
         except AzureError as error:
             log_event(
-                "request.audit_deferred",
+                EventId.REQUEST_AUDIT_DEFERRED,
                 logging.ERROR,
                 request=request_id,
                 grants=[g.grant_id for g in grants],
@@ -169,7 +170,7 @@ class InitiateAccess:
             # retrying would get a second request. Enforcement's reconcile resolves grants whose hint
             # was lost and the expiry sweep closes them on time, so the request stands.
             log_event(
-                "request.handover_failed",
+                EventId.REQUEST_HANDOVER_FAILED,
                 logging.ERROR,
                 request=request_id,
                 grants=[g.grant_id for g in grants],
@@ -193,7 +194,7 @@ class InitiateAccess:
         audit = self._services.audit
         record = stored.record
         audit.record(
-            "request.accepted",
+            EventId.REQUEST_ACCEPTED,
             subject=record.request_id,
             actor=record.requester.object_id,
             requester=record.requester.display_name,
@@ -205,7 +206,7 @@ class InitiateAccess:
         )
         for grant in stored.grants:
             audit.record(
-                "grant.initiating",
+                EventId.GRANT_INITIATING,
                 subject=grant.grant_id,
                 actor=record.requester.object_id,
                 request=record.request_id,
@@ -265,11 +266,11 @@ class InitiateAccess:
                 "ticketId",
             )
         audit = self._services.audit
-        if not any(event.event == "request.accepted" for event in audit.for_subject(record.request_id)):
+        if not any(event.event == EventId.REQUEST_ACCEPTED for event in audit.for_subject(record.request_id)):
             # The first delivery wrote the request but not its audit (storage failed in between).
             self._audit_accepted(existing, command.channel)
         audit.record(
-            "request.resent",
+            EventId.REQUEST_RESENT,
             subject=record.request_id,
             actor=command.requester.object_id,
             channel=command.channel,

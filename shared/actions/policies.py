@@ -16,6 +16,7 @@ from shared.authz import (
     AuthorizationUnavailableError,
 )
 from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
+from shared.events import EventId
 from shared.model import DomainError, JitPolicy, PolicyRef, Principal
 from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
 from shared.services import Services
@@ -88,7 +89,7 @@ def admit_policy(
 
 def _audit_refusal(services: Services, ref: PolicyRef, principal: Principal, field: str, reason: str) -> None:
     services.audit.record(
-        "policy.refused", subject=ref.id, actor=principal.object_id, field=field, reason=reason
+        EventId.POLICY_REFUSED, subject=ref.id, actor=principal.object_id, field=field, reason=reason
     )
 
 
@@ -103,7 +104,7 @@ class PutPolicy:
         previous = services.policies.get(ref)
         created = services.policies.put(ref, canonical, services.clock())
         services.audit.record(
-            "policy.written",
+            EventId.POLICY_WRITTEN,
             subject=ref.id,
             actor=principal.object_id,
             created=created,
@@ -180,7 +181,7 @@ class DeletePolicy:
         previous = self._services.policies.get(ref)
         deleted = self._services.policies.delete(ref)
         if deleted:
-            self._services.audit.record("policy.deleted", subject=ref.id, actor=principal.object_id)
+            self._services.audit.record(EventId.POLICY_DELETED, subject=ref.id, actor=principal.object_id)
             # Its VMs' Deny baseline goes now (the targets stay in the registry for the timers).
             self._services.converge.policy_changed(ref.id, previous.policy if previous else None)
         return deleted

@@ -12,6 +12,7 @@ from azure.core.exceptions import AzureError
 from shared.actions.oversight import Oversight
 from shared.actions.refusal import Refusal
 from shared.authz import WRITE_POLICY_ACTION
+from shared.events import EventId
 from shared.grants import StoredRequest
 from shared.model import ConcurrentUpdateError, Grant, PortStatus, Principal, StatusReason
 from shared.observability import log_event
@@ -41,7 +42,7 @@ def revoke_grant(
         if not intent_recorded:
             # Audited before the write: if this fails, nothing was changed and the caller may say so.
             services.audit.record(
-                "grant.revoking", subject=grant.grant_id, actor=actor, reason=reason.value, **details
+                EventId.GRANT_REVOKING, subject=grant.grant_id, actor=actor, reason=reason.value, **details
             )
             intent_recorded = True
         try:
@@ -56,7 +57,7 @@ def revoke_grant(
         # (they read the grant's status, not the message).
         try:
             services.audit.record(
-                "grant.revoked",
+                EventId.GRANT_REVOKED,
                 subject=grant.grant_id,
                 actor=actor,
                 reason=reason.value,
@@ -68,7 +69,7 @@ def revoke_grant(
             services.converge.notify(grant.grant_id)
         except AzureError as error:
             log_event(
-                "grant.revoke_followup_failed",
+                EventId.GRANT_REVOKE_FOLLOWUP_FAILED,
                 logging.ERROR,
                 grant=grant.grant_id,
                 reason=reason.value,
@@ -95,7 +96,7 @@ class RevokeAccess:
         revocable = [grant for grant in stored.grants if oversight.may_revoke(grant)]
         if not revocable:
             services.audit.record(
-                "revoke.refused",
+                EventId.REVOKE_REFUSED,
                 subject=request_id,
                 actor=principal.object_id,
                 reason="not the requester, a policy writer or the owner of a firewall it uses",
@@ -111,7 +112,9 @@ class RevokeAccess:
         except AzureError as error:
             # Some grants may be revoked already: say so, never "nothing was changed". Revoking again
             # is harmless, so the caller's retry finishes the job.
-            log_event("revoke.storage_failed", logging.ERROR, request=request_id, error=str(error)[:500])
+            log_event(
+                EventId.REVOKE_STORAGE_FAILED, logging.ERROR, request=request_id, error=str(error)[:500]
+            )
             raise Refusal(
                 503,
                 "ServiceUnavailable",

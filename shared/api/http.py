@@ -18,6 +18,7 @@ from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
 from shared.defender import API_VERSION, check_json_depth
+from shared.events import EventId
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
 from shared.observability import log_event
@@ -150,7 +151,10 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
                 return error_response(400, error.code, f"{error.field}: {error.reason}", error.field)
             except AzureError as error:
                 log_event(
-                    "api.storage_unavailable", logging.ERROR, handler=handler.__name__, error=str(error)[:500]
+                    EventId.API_STORAGE_UNAVAILABLE,
+                    logging.ERROR,
+                    handler=handler.__name__,
+                    error=str(error)[:500],
                 )
                 return error_response(
                     503,

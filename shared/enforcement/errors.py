@@ -10,7 +10,7 @@ Failed, the operator is told (target.write_failed, revoke.failing), and the time
 from __future__ import annotations
 
 from shared.model import TargetRef
-from shared.targets import ArmRefusal, Refusal
+from shared.targets import ArmRefusal, RefusalKind
 
 
 class TargetWriteError(RuntimeError):
@@ -32,4 +32,4 @@ class SimulatedCrash(BaseException):
 
 
 def is_temporary(refusal: ArmRefusal) -> bool:
-    return refusal.kind is not Refusal.FATAL
+    return refusal.kind is not RefusalKind.FATAL

@@ -28,10 +28,11 @@ from shared.enforcement.deps import ConvergeDeps
 from shared.enforcement.errors import TargetWriteError
 from shared.enforcement.kinds import KindPlan, PlanContext, for_kind
 from shared.enforcement.views import PathView, ResolverView
+from shared.events import EventId
 from shared.lease import LeaseBusyError
 from shared.model import Grant, TargetRef, TargetState
 from shared.observability import log_event
-from shared.targets import ArmRefusal, Refusal, classify
+from shared.targets import ArmRefusal, RefusalKind, classify
 
 MAX_WRITE_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 30.0
@@ -54,7 +55,7 @@ def converge(deps: ConvergeDeps, target: TargetRef, view: PathView | None = None
         lease = deps.leases.acquire(target.key)
     except LeaseBusyError as busy:
         delay = requeue_after(deps, target, busy.remaining_seconds)
-        log_event("converge.lease_busy", target=target.key, requeue_after=delay)
+        log_event(EventId.CONVERGE_LEASE_BUSY, target=target.key, requeue_after=delay)
         return TargetOutcome(target, wrote=False, busy=True, requeue_after=delay)
     deps.checkpoint("leased")
     wrote = False
@@ -136,7 +137,7 @@ def _backoff(deps: ConvergeDeps, target: TargetRef, refusal: ArmRefusal, attempt
         1.0 if refusal.retry_after is not None else random.uniform(0.5, 1.0)
     )
     log_event(
-        "converge.arm_refused",
+        EventId.CONVERGE_ARM_REFUSED,
         logging.WARNING,
         target=target.key,
         status=refusal.status,
@@ -168,9 +169,9 @@ def write_loop(
             return True
         except AzureError as error:
             last = classify(error)
-            if last.kind is Refusal.FATAL:
+            if last.kind is RefusalKind.FATAL:
                 break
-            if last.kind is not Refusal.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
+            if last.kind is not RefusalKind.STALE and attempt + 1 < MAX_WRITE_ATTEMPTS:
                 _backoff(deps, target, last, attempt)
     assert last is not None
     raise TargetWriteError(target, last, attempts)

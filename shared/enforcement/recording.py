@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from shared.enforcement import transitions
 from shared.enforcement.errors import TargetWriteError
+from shared.events import EventId
 from shared.model import ConcurrentUpdateError, Grant, TargetRef, TargetState
-from shared.observability import REVOKE_FAILING, log_event
+from shared.observability import log_event
 from shared.plan import parse_marker
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def record(
 
         update_grant(deps, grant.grant_id, change, known=grant)
     if wrote:
-        deps.audit.record("target.converged", subject=target.key, actor=ACTOR, grants=len(states))
+        deps.audit.record(EventId.TARGET_CONVERGED, subject=target.key, actor=ACTOR, grants=len(states))
     return states
 
 
@@ -103,10 +104,12 @@ def note_drift(
             change = "deleted"
         if change is None:
             continue
-        deps.audit.record("drift.repaired", subject=target.key, actor=ACTOR, rule=rule.name, change=change)
+        deps.audit.record(
+            EventId.DRIFT_REPAIRED, subject=target.key, actor=ACTOR, rule=rule.name, change=change
+        )
         if grant is not None and grant.is_open_at(now):
             deps.audit.record(
-                "drift.iac_conflict",
+                EventId.DRIFT_IAC_CONFLICT,
                 subject=target.key,
                 actor=ACTOR,
                 rule=rule.name,
@@ -116,7 +119,7 @@ def note_drift(
                 changed_by=None,
             )
             log_event(
-                "drift.iac_conflict",
+                EventId.DRIFT_IAC_CONFLICT,
                 logging.WARNING,
                 target=target.key,
                 rule=rule.name,
@@ -126,14 +129,14 @@ def note_drift(
     for name in to_remove:
         marker = parse_marker(actual_descriptions.get(name))
         if marker is None or (marker.grant_id is not None and marker.grant_id not in known):
-            deps.audit.record("drift.removed_unknown", subject=target.key, actor=ACTOR, rule=name)
+            deps.audit.record(EventId.DRIFT_REMOVED_UNKNOWN, subject=target.key, actor=ACTOR, rule=name)
 
 
 def record_failure(
     deps: ConvergeDeps, target: TargetRef, grants: list[Grant], failure: TargetWriteError
 ) -> None:
     log_event(
-        "converge.write_failed",
+        EventId.CONVERGE_WRITE_FAILED,
         logging.ERROR,
         target=target.key,
         status=failure.refusal.status,
@@ -141,7 +144,7 @@ def record_failure(
         message=failure.refusal.message,
     )
     deps.audit.record(
-        "target.write_failed",
+        EventId.TARGET_WRITE_FAILED,
         subject=target.key,
         actor=ACTOR,
         status=failure.refusal.status,
@@ -157,7 +160,7 @@ def record_failure(
     if closing:
         # A rule that should be gone stays open: the alert in infra/ pages someone on this event.
         log_event(
-            REVOKE_FAILING,
+            EventId.REVOKE_FAILING,
             logging.ERROR,
             target=target.key,
             grant_ids=sorted(closing),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError
 
 from shared.enforcement.views import BaselineMap, baseline_map, entries_on, vm_policy_of
+from shared.events import EventId
 from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetRef, VmPolicy, VmRef
 from shared.observability import log_event
 from shared.plan import BaselineEntry
@@ -157,7 +158,9 @@ def list_rule_groups(deps: ConvergeDeps, policy_id: str) -> list[dict[str, Any]]
     try:
         return list(list_raw(deps.network(path.subscription_id), groups_path))
     except AzureError as error:
-        log_event("snapshot.rule_groups_unlisted", logging.WARNING, policy=policy_id, error=str(error)[:300])
+        log_event(
+            EventId.SNAPSHOT_RULE_GROUPS_UNLISTED, logging.WARNING, policy=policy_id, error=str(error)[:300]
+        )
         return None
 
 
@@ -182,7 +185,10 @@ class EstateSnapshot:
             except AzureError as error:
                 # This subscription's targets are converged with fresh GETs instead (no listing).
                 log_event(
-                    "snapshot.subscription_unlisted", logging.ERROR, subscription=sub, error=str(error)[:300]
+                    EventId.SNAPSHOT_SUBSCRIPTION_UNLISTED,
+                    logging.ERROR,
+                    subscription=sub,
+                    error=str(error)[:300],
                 )
         return cls(listings, lambda policy_id: list_rule_groups(deps, policy_id))
 
@@ -335,11 +341,11 @@ class EstateView:
             except TopologyError as error:
                 # Logged once per pass (not per target that asks); the resolver caches per-VM failures.
                 if vm.key not in self.unresolved:
-                    log_event("topology.unresolved", logging.WARNING, vm=vm.id, error=str(error)[:300])
+                    log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=str(error)[:300])
                 self.unresolved[vm.key] = str(error)
                 self._paths[key] = None
             except AzureError as error:
-                log_event("topology.unresolved", logging.WARNING, vm=vm.id, error=str(error)[:300])
+                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=str(error)[:300])
                 self._paths[key] = None
         return self._paths[key]
 

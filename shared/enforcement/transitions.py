@@ -12,15 +12,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.events import EventId
 from shared.model import Grant, PortStatus, StatusReason, TargetState
 
-Event = tuple[str, dict[str, object]]
+Event = tuple[EventId, dict[str, object]]
 
 _EVENT_FOR_STATE = {
-    TargetState.APPLIED: "grant.applied",
-    TargetState.REMOVED: "grant.removed",
-    TargetState.FAILED: "grant.refused",
-    TargetState.PENDING: "grant.pending",
+    TargetState.APPLIED: EventId.GRANT_APPLIED,
+    TargetState.REMOVED: EventId.GRANT_REMOVED,
+    TargetState.FAILED: EventId.GRANT_REFUSED,
+    TargetState.PENDING: EventId.GRANT_PENDING,
 }
 
 
@@ -77,16 +78,16 @@ def on_target(
         status = PortStatus.INITIATED
         events.append(
             (
-                "grant.initiated",
+                EventId.GRANT_INITIATED,
                 {"connect_address": current.connect_address, "connect_port": current.connect_port},
             )
         )
     if not open_now and all(s is TargetState.REMOVED for s in targets.values()):
         if status is not PortStatus.REVOKED:
             status, reason = PortStatus.REVOKED, StatusReason.EXPIRED
-            events.append(("grant.expired", {}))
+            events.append((EventId.GRANT_EXPIRED, {}))
         elif previous is not TargetState.REMOVED:
-            events.append(("grant.closed", {"reason": reason.value if reason else None}))
+            events.append((EventId.GRANT_CLOSED, {"reason": reason.value if reason else None}))
     updated = replace(current, targets=targets, status=status, status_reason=reason)
     if updated == current:
         return NO_CHANGE
@@ -119,7 +120,7 @@ def settle_pathless(current: Grant, now: datetime) -> Transition:
     if current.status is PortStatus.REVOKED or current.targets or current.is_open_at(now):
         return NO_CHANGE
     updated = replace(current, status=PortStatus.REVOKED, status_reason=StatusReason.EXPIRED)
-    return Transition(updated, (("grant.expired", {"opened": False}),))
+    return Transition(updated, ((EventId.GRANT_EXPIRED, {"opened": False}),))
 
 
 def with_path(current: Grant, targets: Iterable[str], connect_address: str | None) -> Transition:
@@ -132,7 +133,7 @@ def with_path(current: Grant, targets: Iterable[str], connect_address: str | Non
     updated = replace(current, targets=pending, connect_address=connect_address)
     return Transition(
         updated,
-        (("grant.path_resolved", {"targets": sorted(pending), "connect_address": connect_address}),),
+        ((EventId.GRANT_PATH_RESOLVED, {"targets": sorted(pending), "connect_address": connect_address}),),
     )
 
 

@@ -23,6 +23,7 @@ from shared.enforcement.kinds import PlanContext, for_kind
 from shared.enforcement.reconciler import TargetOutcome, converge, grants_by_target
 from shared.enforcement.snapshot import EstateSnapshot, EstateView, target_subscriptions
 from shared.enforcement.views import PathView, vm_policy_of
+from shared.events import EventId
 from shared.model import DomainError, Grant, TargetRef, TargetState, VmRef
 from shared.observability import log_event
 from shared.topology import TopologyError, VmPath
@@ -37,7 +38,7 @@ def handle_grant(deps: ConvergeDeps, grant_id: str) -> list[TargetOutcome]:
     """Converge every target the grant touches (resolving its path the first time)."""
     grant = deps.store.get(grant_id)
     if grant is None:
-        log_event("converge.grant_unknown", logging.WARNING, grant_id=grant_id)
+        log_event(EventId.CONVERGE_GRANT_UNKNOWN, logging.WARNING, grant_id=grant_id)
         return []
     if not grant.targets and grant.is_open_at(deps.now()):
         grant = resolve_targets(deps, grant)
@@ -74,9 +75,9 @@ def resolve_targets(deps: ConvergeDeps, grant: Grant, view: PathView | None = No
             path, error = None, str(failure)
     if path is None:
         deps.audit.record(
-            "grant.path_unresolved", subject=grant.grant_id, actor=ACTOR, vm=grant.vm.id, reason=error
+            EventId.GRANT_PATH_UNRESOLVED, subject=grant.grant_id, actor=ACTOR, vm=grant.vm.id, reason=error
         )
-        log_event("converge.path_unresolved", logging.ERROR, grant_id=grant.grant_id, error=error)
+        log_event(EventId.CONVERGE_PATH_UNRESOLVED, logging.ERROR, grant_id=grant.grant_id, error=error)
         return grant
     keys = [t.key for t in path.targets]
     updated = recording.update_grant(
@@ -107,7 +108,7 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
     try:
         message = parse_converge_message(body)
     except ValidationError as error:
-        log_event("converge.message_invalid", logging.ERROR, error=str(error)[:500])
+        log_event(EventId.CONVERGE_MESSAGE_INVALID, logging.ERROR, error=str(error)[:500])
         return []
     try:
         if isinstance(message, ConvergeGrant):
@@ -118,7 +119,7 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
         try:
             target = TargetRef.from_key(message.target)
         except ValueError:
-            log_event("converge.message_invalid", logging.ERROR, target=message.target[:200])
+            log_event(EventId.CONVERGE_MESSAGE_INVALID, logging.ERROR, target=message.target[:200])
             return []
         return [converge(deps, target)]
     except TargetWriteError as failure:
@@ -127,7 +128,10 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
         # Permanent (400/403/404...): the same write fails again on every retry. Already recorded and
         # reported by the reconciler; the message is done.
         log_event(
-            "converge.permanent_failure", logging.ERROR, target=failure.target.key, code=failure.refusal.code
+            EventId.CONVERGE_PERMANENT_FAILURE,
+            logging.ERROR,
+            target=failure.target.key,
+            code=failure.refusal.code,
         )
         return []
 
@@ -163,7 +167,7 @@ def policy_changed(deps: ConvergeDeps, vm_ids: Iterable[str]) -> list[TargetRef]
         try:
             vms.append(VmRef.parse(vm_id))
         except DomainError:
-            log_event("converge.message_invalid", logging.ERROR, vm=vm_id[:200])
+            log_event(EventId.CONVERGE_MESSAGE_INVALID, logging.ERROR, vm=vm_id[:200])
     if not vms:
         return []
     policies = list(deps.policies.all())
@@ -233,7 +237,7 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
                 settle_pathless(deps, grant)
         except Exception as error:  # noqa: BLE001 - one grant must not stop the pass
             log_event(
-                "converge.grant_failed", logging.ERROR, grant_id=grant.grant_id, error=repr(error)[:500]
+                EventId.CONVERGE_GRANT_FAILED, logging.ERROR, grant_id=grant.grant_id, error=repr(error)[:500]
             )
     by_target = grants_by_target(resolved)
     stored_findings = _stored_findings(deps)
@@ -244,7 +248,7 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
             if _differs(deps, target, by_target.get(key, []), view, key in registry, stored_findings, now):
                 differing.append(target)
         except Exception as error:  # noqa: BLE001 - one target's planning must not stop the pass
-            log_event("converge.plan_failed", logging.ERROR, target=key, error=repr(error)[:500])
+            log_event(EventId.CONVERGE_PLAN_FAILED, logging.ERROR, target=key, error=repr(error)[:500])
             failed[key] = repr(error)[:500]
             differing.append(target)  # converge it the careful way (lease, GET), isolated there too
     return PassPlan(view, list(found.values()), differing, failed)
@@ -296,14 +300,17 @@ def reconcile_all(deps: ConvergeDeps) -> list[TargetRef]:
         # Fail closed: without the grants (or policies) nothing is planned, opened or removed; the
         # next tick tries again. Loud, since revocations also wait on this.
         log_event(
-            "reconcile.unplannable", logging.ERROR, error_type=type(error).__name__, error=str(error)[:500]
+            EventId.RECONCILE_UNPLANNABLE,
+            logging.ERROR,
+            error_type=type(error).__name__,
+            error=str(error)[:500],
         )
         return []
     # Hint-driven converges until the next tick reuse this pass's Deny baseline instead of
     # resolving every policy VM again.
     deps.baseline_index.seed(deps.topology, plan.view.policies, plan.view.baseline_by_nsg)
     log_event(
-        "reconcile.planned",
+        EventId.RECONCILE_PLANNED,
         targets=len(plan.targets),
         differing=len(plan.differing),
         unresolved_vms=len(plan.view.unresolved),
@@ -342,7 +349,7 @@ def _each_isolated(
             # A ConcurrentUpdateError after its retries, ARM refusing, a bug: logged with its key; the
             # next trigger or tick tries again.
             log_event(
-                "converge.target_failed",
+                EventId.CONVERGE_TARGET_FAILED,
                 logging.ERROR,
                 target=target.key,
                 reason=reason,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from shared.events import EventId
 from shared.model import Grant, JitPolicy, PolicyPort, TargetRef, VmPolicy
 from shared.observability import log_event
 from shared.plan import BaselineEntry
@@ -94,7 +95,9 @@ def build_baseline_index(topology: TopologyResolver, policies: Sequence[JitPolic
                 try:
                     resolved[entry.vm.key] = topology.path(entry.vm, entry)
                 except TopologyError as error:
-                    log_event("topology.unresolved", logging.WARNING, vm=entry.vm.key, error=str(error)[:300])
+                    log_event(
+                        EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=entry.vm.key, error=str(error)[:300]
+                    )
                     resolved[entry.vm.key] = None
             path = resolved[entry.vm.key]
             if path is not None:
@@ -117,7 +120,7 @@ class ResolverView:
             try:
                 self._cache[key] = self._topology.path(grant.vm, vm_policy_of(self._policies, grant))
             except TopologyError as error:
-                log_event("topology.unresolved", logging.WARNING, vm=key, error=str(error)[:300])
+                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=key, error=str(error)[:300])
                 self._cache[key] = None
         return self._cache[key]
 

@@ -15,7 +15,10 @@ from enum import StrEnum
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 
-class Refusal(StrEnum):
+class RefusalKind(StrEnum):
+    """How ARM refused a write, which decides what converge does next (`ArmRefusal.kind`); not to be
+    confused with `shared.actions.refusal.Refusal`, a 4xx/5xx answer to a caller."""
+
     STALE = "stale"  # 412: someone wrote since we read; re-read and re-plan
     BUSY = "busy"  # 409 AnotherOperationInProgress / 429: back off (Retry-After) and retry
     TRANSIENT = "transient"  # 5xx, a failed long-running operation, a dropped connection
@@ -24,7 +27,7 @@ class Refusal(StrEnum):
 
 @dataclass(frozen=True)
 class ArmRefusal:
-    kind: Refusal
+    kind: RefusalKind
     status: int | None
     code: str
     message: str
@@ -33,7 +36,7 @@ class ArmRefusal:
 
 def classify(error: AzureError) -> ArmRefusal:
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
-        return ArmRefusal(Refusal.TRANSIENT, None, "ConnectionError", str(error)[:300])
+        return ArmRefusal(RefusalKind.TRANSIENT, None, "ConnectionError", str(error)[:300])
     status = getattr(error, "status_code", None)
     code = "Unknown"
     if isinstance(error, HttpResponseError):
@@ -48,10 +51,10 @@ def classify(error: AzureError) -> ArmRefusal:
             retry_after = None
     message = str(error)[:300]
     if status == 412:
-        return ArmRefusal(Refusal.STALE, status, code, message)
+        return ArmRefusal(RefusalKind.STALE, status, code, message)
     if status in (409, 429):
-        return ArmRefusal(Refusal.BUSY, status, code, message, retry_after)
+        return ArmRefusal(RefusalKind.BUSY, status, code, message, retry_after)
     if status is None or status >= 500 or status == 200:
         # status None / 200 with an error: the long-running operation ended Failed or Canceled.
-        return ArmRefusal(Refusal.TRANSIENT, status, code, message, retry_after)
-    return ArmRefusal(Refusal.FATAL, status, code, message)
+        return ArmRefusal(RefusalKind.TRANSIENT, status, code, message, retry_after)
+    return ArmRefusal(RefusalKind.FATAL, status, code, message)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from shared.model import same_arm_name
-from shared.plan import RULE_COLLECTION_GROUP_NAME, FirewallPlan, NatRule
+from shared.plan import RULE_COLLECTION_GROUP_NAME, NatRule
 from shared.plan import is_our_collection as plan_is_our_collection
 
 CLASSIC_PROTOCOLS = "protocols"  # a classic NAT rule's protocol field
@@ -104,12 +104,6 @@ class FirewallSnapshot:
         return FirewallSnapshot(
             mine.etag, mine.our_rules, mine.our_priority, self.foreign_ports, self.used_priorities, group
         )
-
-
-class FirewallTarget(Protocol):
-    def read(self) -> FirewallSnapshot: ...
-
-    def write(self, snapshot: FirewallSnapshot, plan: FirewallPlan) -> None: ...
 
 
 def choose_priority(configured: int, used: Iterable[int], current: int | None = None) -> int:

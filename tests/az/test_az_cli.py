@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from localstack.emulator_client import DEFAULT_SUBSCRIPTION, EmulatorClient
-from localstack.oidc import DEV_SERVICE_PRINCIPAL, TENANT_ID, OidcIssuer, az_login_lines
-from localstack.processes import PROJECT_ROOT
-from localstack.stack import start_arm
+from localrig.emulator_client import DEFAULT_SUBSCRIPTION, EmulatorClient
+from localrig.oidc import DEV_SERVICE_PRINCIPAL, TENANT_ID, OidcIssuer, az_login_lines
+from localrig.processes import PROJECT_ROOT
+from localrig.stack import start_arm
 
 AZ = PROJECT_ROOT / ".venv-az" / "bin" / "az"
 pytestmark = pytest.mark.skipif(

@@ -18,6 +18,8 @@ from devhost.config import (
 from devhost.functions import HttpFunction, IndexingError, QueueFunction, TimerFunction, index_functions
 from devhost.schedule import ScheduleError, parse_schedule
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 T0 = datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)  # a Monday
 
 

@@ -20,9 +20,9 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from localstack.azurite import Azurite
-from localstack.processes import ManagedProcess
-from localstack.stack import start_host
+from localrig.azurite import Azurite
+from localrig.processes import ManagedProcess
+from localrig.stack import start_host
 
 HOST_JSON = {
     "version": "2.0",

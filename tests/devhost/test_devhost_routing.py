@@ -8,6 +8,8 @@ from devhost.functions import ALL_METHODS, HttpFunction
 from devhost.http_server import RouteTable
 from devhost.routing import RouteTemplateError, parse_template, split_path
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 
 def match(template: str, path: str) -> dict[str, str] | None:
     return parse_template(template).match(split_path(path))

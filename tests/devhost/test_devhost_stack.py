@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import localstack.stack
-from localstack.stack import start_stack
+import localrig.stack
+from localrig.stack import start_stack
 
 
 def test_stack_runs_the_app_against_azurite_and_the_emulator_and_stops_every_child(tmp_path: Path) -> None:
@@ -28,6 +28,6 @@ def test_stack_runs_the_app_against_azurite_and_the_emulator_and_stops_every_chi
 
 
 def test_missing_emulator_is_reported_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(localstack.stack, "EMULATOR_ENTRY", tmp_path / "emulator" / "__main__.py")
+    monkeypatch.setattr(localrig.stack, "EMULATOR_ENTRY", tmp_path / "emulator" / "__main__.py")
     with pytest.raises(FileNotFoundError, match="ARM emulator"):
         start_stack(tmp_path / "stack")

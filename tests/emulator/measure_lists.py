@@ -19,8 +19,8 @@ from typing import Any
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
-from localstack.emulator import start_emulator
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator import start_emulator
+from localrig.emulator_client import EmulatorClient
 
 LOCATION = "westeurope"
 

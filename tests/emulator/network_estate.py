@@ -23,7 +23,7 @@ from azure.mgmt.network.models import (
     VirtualNetwork,
 )
 
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 
 LOCATION = "westeurope"
 

@@ -23,8 +23,8 @@ from azure.mgmt.network.models import (
     NetworkSecurityGroup,
 )
 
-from localstack.emulator import start_emulator
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator import start_emulator
+from localrig.emulator_client import EmulatorClient
 from tests.emulator.network_estate import LOCATION, build_estate, firewall_body, nat_rule, rule
 
 NSG_TYPE = "Microsoft.Network/networkSecurityGroups"

@@ -7,6 +7,8 @@ import pytest
 from emulator import rbac
 from emulator.errors import ArmError
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 SUB = "/subscriptions/11111111-2222-3333-4444-555555555555"
 RG = f"{SUB}/resourceGroups/rg1"
 NSG = f"{RG}/providers/Microsoft.Network/networkSecurityGroups/nsg1"

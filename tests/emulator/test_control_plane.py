@@ -17,8 +17,8 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
-from localstack.credentials import StaticTokenCredential
-from localstack.emulator_client import DEFAULT_SUBSCRIPTION
+from localrig.credentials import StaticTokenCredential
+from localrig.emulator_client import DEFAULT_SUBSCRIPTION
 
 
 def _jwt(claims):

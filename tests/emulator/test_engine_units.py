@@ -9,6 +9,8 @@ from emulator.engine import etag_value
 from emulator.faults import FaultRules, parse_fault
 from emulator.store import Store
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 NSG = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg"
 
 

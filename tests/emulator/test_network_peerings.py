@@ -12,7 +12,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import AddressSpace, SubResource, VirtualNetwork, VirtualNetworkPeering
 
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 
 LOCATION = "westeurope"
 

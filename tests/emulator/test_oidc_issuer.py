@@ -1,4 +1,4 @@
-"""localstack's OpenID Connect issuer (issue 12) through MSAL, by way of azure-identity's
+"""localrig's OpenID Connect issuer (issue 12) through MSAL, by way of azure-identity's
 ClientSecretCredential (the service-principal flow `az login --service-principal` uses): tenant
 discovery, the client-credentials token endpoint, RS256 tokens verifiable with the JWKS, Entra ID's
 refusals; and the emulator's /metadata/endpoints pointing at it."""
@@ -18,10 +18,10 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 
-from localstack.emulator import Emulator
-from localstack.emulator_client import EmulatorClient
-from localstack.oidc import DEV_SERVICE_PRINCIPAL, TENANT_ID, OidcIssuer
-from localstack.stack import start_arm
+from localrig.emulator import Emulator
+from localrig.emulator_client import EmulatorClient
+from localrig.oidc import DEV_SERVICE_PRINCIPAL, TENANT_ID, OidcIssuer
+from localrig.stack import start_arm
 
 ARM_SCOPE = "https://management.core.windows.net//.default"
 

@@ -16,7 +16,7 @@ from emulator.admin import seed_resources
 from emulator.engine import Call, Engine
 from emulator.providers import load_providers
 from emulator.store import Store
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from tests.emulator.test_arm_behaviour import raw
 
 LOCATION = "westeurope"

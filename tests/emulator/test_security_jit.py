@@ -10,6 +10,8 @@ import pytest
 from emulator import jit
 from emulator.errors import ArmError
 
+pytestmark = pytest.mark.unit  # pure: `make test-unit` runs it
+
 SUB = "20ff7fc3-e762-44dd-bd96-b71116dcdc23"
 RG = "myRg1"
 VM = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm1"

@@ -15,8 +15,8 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkSecurityGroup
 
 from emulator.throttle import Limit, Throttle, kind_of, parse_limits
-from localstack.credentials import StaticTokenCredential
-from localstack.emulator_client import EmulatorClient
+from localrig.credentials import StaticTokenCredential
+from localrig.emulator_client import EmulatorClient
 
 LOCATION = "westeurope"
 READS = "x-ms-ratelimit-remaining-subscription-reads"

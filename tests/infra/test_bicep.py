@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import observability
+from shared.events import EventId
 from shared.settings import load_settings
 from tests.infra import bicep
 
@@ -128,7 +128,7 @@ def test_queues_include_the_app_queues_and_their_poison_queues() -> None:
 
 def test_revoke_alert_matches_the_event_the_app_logs() -> None:
     variables = bicep.parse(bicep.APP_MODULE)["variables"]
-    assert variables["revokeFailingEvent"]["value"] == observability.REVOKE_FAILING
+    assert variables["revokeFailingEvent"]["value"] == EventId.REVOKE_FAILING
     alert = bicep.resource_properties(bicep.APP_MODULE, "revokeFailingAlert")
     assert alert["severity"] <= 1 and alert["enabled"] is True
     query = alert["criteria"]["allOf"][0]["query"]

@@ -12,10 +12,13 @@ from collections.abc import Callable
 import pytest
 
 from shared import enforcement, observability
+from shared.events import EventId
 from shared.model import TargetRef, TargetState
-from shared.observability import REVOKE_FAILING, configure_telemetry, event_fields, log_event
+from shared.observability import configure_telemetry, event_fields, log_event
 from tests.infra import bicep
 from tests.integration.conftest import World
+
+REVOKE_FAILING = EventId.REVOKE_FAILING
 
 
 def test_an_event_carries_its_name_and_fields(caplog: pytest.LogCaptureFixture) -> None:

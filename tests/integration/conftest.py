@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from demo.estate import Estate
-from localstack.azurite import Azurite
-from localstack.emulator_client import EmulatorClient
+from localrig.azurite import Azurite
+from localrig.emulator_client import EmulatorClient
 from shared import enforcement
 from shared.api import defender_routes
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id

@@ -19,7 +19,7 @@ from azure.mgmt.authorization.v2022_04_01.models import (
 )
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared.identity import easy_auth_header
 from shared.services import Services, build_services
 from shared.settings import load_settings

@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
-from localstack.stack import Stack, start_stack
+from localrig.emulator_client import EmulatorClient
+from localrig.stack import Stack, start_stack
 from shared.identity import easy_auth_header
 
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"

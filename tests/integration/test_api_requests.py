@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from localstack.processes import free_port
+from localrig.processes import free_port
 from shared.api import defender_routes, records
 from shared.grants import TableGrantStore
 from shared.model import PortStatus, StatusReason, VmRef

@@ -15,7 +15,7 @@ from azure.core.exceptions import HttpResponseError
 
 from shared.azure_clients import READ_RETRIES, WRITE_RETRIES
 from shared.plan import NsgPlan
-from shared.targets import Refusal, classify
+from shared.targets import RefusalKind, classify
 from shared.targets.nsg import NsgTarget
 
 from .conftest import World
@@ -61,7 +61,7 @@ def test_a_refused_write_reaches_the_caller_after_exactly_one_attempt(
         adapter.write(snapshot, NsgPlan(desired=(), to_remove=(), to_put=(), refused={}, findings=()))
     assert _attempts(world, "PUT") == 1 + WRITE_RETRIES == 1
     refusal = classify(refused.value)
-    assert refusal.kind is Refusal.BUSY and refusal.status == 429 and refusal.retry_after == 0
+    assert refusal.kind is RefusalKind.BUSY and refusal.status == 429 and refusal.retry_after == 0
 
 
 def test_a_read_is_retried_by_azure_core_honouring_retry_after(world_factory: Callable[..., World]) -> None:

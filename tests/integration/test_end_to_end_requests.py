@@ -37,9 +37,9 @@ from azure.mgmt.security.v2020_01_01.models import (
 )
 
 from demo.estate import Estate
-from localstack.credentials import StaticTokenCredential
-from localstack.emulator_client import EmulatorClient
-from localstack.stack import Stack, start_stack
+from localrig.credentials import StaticTokenCredential
+from localrig.emulator_client import EmulatorClient
+from localrig.stack import Stack, start_stack
 from shared.identity import easy_auth_header
 from shared.settings import load_settings
 from shared.storage import queue, send

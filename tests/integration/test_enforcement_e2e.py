@@ -16,8 +16,8 @@ from demo import snapshot
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
 from demo.snapshot import ESTATE_NSGS, our_denies, ports_of, wait_for
-from localstack.emulator_client import EmulatorClient
-from localstack.stack import Stack, start_stack
+from localrig.emulator_client import EmulatorClient
+from localrig.stack import Stack, start_stack
 from shared import enforcement, plan
 from shared.settings import load_settings
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared.api import defender_routes
 from tests.integration.jit_world import API_VERSION, OWNER, Person, World, app_env, end_time
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared.api import defender_routes
 from tests.integration.jit_world import API_VERSION, OWNER, World, app_env
 

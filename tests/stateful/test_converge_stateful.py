@@ -43,7 +43,7 @@ from hypothesis.stateful import (
 )
 
 from demo.estate import Estate
-from localstack.emulator_client import EmulatorClient
+from localrig.emulator_client import EmulatorClient
 from shared import enforcement, plan
 from shared.defender import parse_policy_body
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id

@@ -232,7 +232,7 @@ def test_connection_commands_ready_to_paste() -> None:
 def test_arm_refusals_are_classified_for_converge() -> None:
     from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
-    from shared.targets import Refusal, classify
+    from shared.targets import RefusalKind, classify
 
     class Response:
         def __init__(self, status: int, headers: dict[str, str]) -> None:
@@ -246,13 +246,13 @@ def test_arm_refusals_are_classified_for_converge() -> None:
     def error(status: int, headers: dict[str, str] | None = None) -> HttpResponseError:
         return HttpResponseError(response=Response(status, headers or {}))  # type: ignore[arg-type]
 
-    assert classify(error(412)).kind is Refusal.STALE
+    assert classify(error(412)).kind is RefusalKind.STALE
     busy = classify(error(429, {"Retry-After": "7"}))
-    assert busy.kind is Refusal.BUSY and busy.retry_after == 7.0
-    assert classify(error(409)).kind is Refusal.BUSY
-    assert classify(error(503)).kind is Refusal.TRANSIENT
-    assert classify(error(400)).kind is Refusal.FATAL
-    assert classify(ServiceRequestError("refused")).kind is Refusal.TRANSIENT
+    assert busy.kind is RefusalKind.BUSY and busy.retry_after == 7.0
+    assert classify(error(409)).kind is RefusalKind.BUSY
+    assert classify(error(503)).kind is RefusalKind.TRANSIENT
+    assert classify(error(400)).kind is RefusalKind.FATAL
+    assert classify(ServiceRequestError("refused")).kind is RefusalKind.TRANSIENT
 
 
 # ---- issue 15 item 3: Deny names cannot collide, and a duplicate is refused, never merged ----

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from shared.enforcement import transitions
 from shared.enforcement.kinds import KindPlan, PlanContext
 from shared.enforcement.recording import ACTOR, update_grant
+from shared.events import EventId
 from shared.model import Grant, TargetKind, TargetRef, TargetState
 from shared.plan import GrantOnFirewall, allocate_mapped_ports, plan_firewall
 from shared.settings import Settings
@@ -156,7 +157,7 @@ def allocate_ports(
         if fresh is not None:
             by_id[grant_id] = fresh
             deps.audit.record(
-                "grant.port_mapped",
+                EventId.GRANT_PORT_MAPPED,
                 subject=grant_id,
                 actor=ACTOR,
                 target=target.key,

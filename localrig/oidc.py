@@ -1,7 +1,7 @@
 """A minimal OpenID Connect issuer standing in for Microsoft Entra ID, enough for MSAL (and so for
 `az login --service-principal`) against the local stack.
 
-`python -m localstack.oidc --port P --data-dir D --ca-dir EMULATOR_DATA_DIR` serves HTTPS with a
+`python -m localrig.oidc --port P --data-dir D --ca-dir EMULATOR_DATA_DIR` serves HTTPS with a
 certificate signed by the ARM emulator's CA (so one `ca.pem` is trusted for both), an RSA key made at
 every start, and Entra ID's endpoints for one tenant, as MSAL uses them:
 
@@ -45,9 +45,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.certs import issue_server_certificate
-from localstack.processes import ManagedProcess, free_port, port_is_open
+from localrig.processes import ManagedProcess, free_port, port_is_open
 
-log = logging.getLogger("localstack.oidc")
+log = logging.getLogger("localrig.oidc")
 
 # The emulator answers this tenant for tokens without `tid` (emulator.engine.DEFAULT_TENANT).
 TENANT_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -311,7 +311,7 @@ def make_server(issuer: Issuer, host: str, port: int, cert: Path, key: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localstack.oidc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localrig.oidc", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True, help="where its TLS certificate goes")
     parser.add_argument("--ca-dir", type=Path, required=True, help="the ARM emulator's data dir (ca.pem)")
@@ -381,7 +381,7 @@ def start_issuer(
         [
             sys.executable,
             "-m",
-            "localstack.oidc",
+            "localrig.oidc",
             "--port",
             str(port),
             "--data-dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's published well-known development key; it protects nothing.

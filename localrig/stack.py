@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from localstack.azurite import Azurite, start_azurite
-from localstack.emulator import Emulator, start_emulator
-from localstack.oidc import OidcIssuer, az_login_lines, start_issuer
-from localstack.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.azurite import Azurite, start_azurite
+from localrig.emulator import Emulator, start_emulator
+from localrig.oidc import OidcIssuer, az_login_lines, start_issuer
+from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
 
 EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
 

@@ -1,4 +1,4 @@
-"""`python -m localstack up`: run Azurite, the ARM emulator and the function app until Ctrl-C."""
+"""`python -m localrig up`: run Azurite, the ARM emulator and the function app until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from localstack.processes import ProcessFailedToStartError
-from localstack.stack import start_stack
+from localrig.processes import ProcessFailedToStartError
+from localrig.stack import start_stack
 
 # How often the foreground loop checks that every child is still alive.
 WATCH_INTERVAL_SECONDS = 0.5
@@ -25,14 +25,14 @@ def _ports(text: str) -> tuple[int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localrig", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the local stack in the foreground")
     up.add_argument("--host-port", type=int, default=7071)
     up.add_argument("--emulator-port", type=int, default=8443)
     up.add_argument("--issuer-port", type=int, default=8444, help="the OpenID Connect issuer for az login")
     up.add_argument("--azurite-ports", type=_ports, default=(10000, 10001, 10002))
-    up.add_argument("--data-dir", type=Path, default=Path(".localstack"))
+    up.add_argument("--data-dir", type=Path, default=Path(".localrig"))
     args = parser.parse_args(argv)
 
     stop = threading.Event()

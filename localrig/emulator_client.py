@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from localstack.credentials import StaticTokenCredential
+from localrig.credentials import StaticTokenCredential
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000e1"
 ClientT = TypeVar("ClientT")

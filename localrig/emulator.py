@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from localstack.processes import ManagedProcess, free_port, port_is_open
+from localrig.processes import ManagedProcess, free_port, port_is_open
 
 
 @dataclass
