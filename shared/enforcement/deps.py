@@ -80,11 +80,13 @@ def build_deps(
     from shared.storage import table
 
     budget = ArmBudget(sleep)
+    # Every answer of these clients reports the bucket (not only the list calls that pass
+    # `observe` themselves): the adapters' GETs and If-Match writes too.
     network_factory = network or lru_cache(maxsize=16)(
-        lambda sub: budget.watch(network_client(sub, settings), sub)
+        lambda sub: network_client(sub, settings, response_hook=budget.observe(sub))
     )
     compute_factory = compute or lru_cache(maxsize=16)(
-        lambda sub: budget.watch(compute_client(sub, settings), sub)
+        lambda sub: compute_client(sub, settings, response_hook=budget.observe(sub))
     )
     return ConvergeDeps(
         settings=settings,
