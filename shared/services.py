@@ -17,7 +17,7 @@ from shared.grants import TableGrantStore
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
 from shared.model import JitPolicy
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.policy import Limits
 from shared.policy_store import TablePolicyStore
 from shared.settings import Settings, get_settings
@@ -46,7 +46,7 @@ class ConvergeNotifier:
         try:
             send(self._queue, dump_converge_message(ConvergePolicy(policy_id=policy_id, vm_ids=vm_ids)))
         except AzureError as error:
-            log_event("policy.converge_deferred", logging.WARNING, error=str(error)[:500])
+            log_event("policy.converge_deferred", logging.WARNING, error=brief(error))
 
 
 @dataclass

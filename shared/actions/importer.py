@@ -22,10 +22,10 @@ from azure.core.exceptions import AzureError
 
 from shared.actions.policies import admit_policy
 from shared.actions.refusal import Refusal
-from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION, AuthorizationUnavailableError
+from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION
 from shared.azure_clients import security_client
 from shared.model import DomainError, Principal
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.policy_store import check_subscription, policy_ref
 from shared.services import Services
 from shared.topology import TopologyResolver
@@ -58,10 +58,7 @@ class ImportDefenderPolicies:
             check_subscription(subscription_id)
         except DomainError as error:
             raise Refusal.invalid(error) from None
-        try:
-            may_write = services.authorizer.may_somewhere(principal, WRITE_POLICY_ACTION, subscription_id)
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
+        may_write = services.authorizer.check_somewhere(principal, WRITE_POLICY_ACTION, subscription_id)
         if not may_write:
             services.audit.record(
                 "policy.import_refused",
@@ -76,7 +73,7 @@ class ImportDefenderPolicies:
         try:
             found = list(self._client_for(subscription_id).jit_network_access_policies.list())
         except AzureError as error:
-            log_event("import.defender_unreadable", logging.ERROR, error=str(error)[:500])
+            log_event("import.defender_unreadable", logging.ERROR, error=brief(error))
             raise Refusal(
                 502,
                 "DefenderUnavailable",
@@ -141,10 +138,7 @@ class ImportDefenderPolicies:
         return report
 
     def _allowed(self, principal: Principal, action: str, scope: str) -> bool:
-        try:
-            return self._services.authorizer.is_allowed(principal, action, scope)
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
+        return self._services.authorizer.check(principal, action, scope)
 
     def _skip_if_visible(
         self, report: ImportReport, principal: Principal, scope: str, policy_id: str, reason: str

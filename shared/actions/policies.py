@@ -13,7 +13,6 @@ from shared.authz import (
     DELETE_POLICY_ACTION,
     READ_POLICY_ACTION,
     WRITE_POLICY_ACTION,
-    AuthorizationUnavailableError,
 )
 from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
 from shared.model import DomainError, JitPolicy, PolicyRef, Principal
@@ -26,18 +25,6 @@ from shared.topology import TopologyResolver
 class PutOutcome:
     body: dict[str, Any]
     created: bool
-
-
-def _require(services: Services, principal: Principal, action: str, scope: str) -> None:
-    try:
-        allowed = services.authorizer.is_allowed(principal, action, scope)
-    except AuthorizationUnavailableError as error:
-        raise Refusal.unavailable(str(error)) from None
-    if not allowed:
-        raise Refusal.forbidden(
-            f"{principal.display_name} ({principal.object_id}) does not have authorization to perform "
-            f"action '{action}' over scope '{scope}'"
-        )
 
 
 def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
@@ -98,7 +85,7 @@ class PutPolicy:
 
     def __call__(self, ref: PolicyRef, body: Any, principal: Principal) -> PutOutcome:
         services = self._services
-        _require(services, principal, WRITE_POLICY_ACTION, ref.id)
+        services.authorizer.require(principal, WRITE_POLICY_ACTION, ref.id)
         policy, canonical = admit_policy(services, ref, body, principal)
         previous = services.policies.get(ref)
         created = services.policies.put(ref, canonical, services.clock())
@@ -122,7 +109,7 @@ class GetPolicy:
         self._services = services
 
     def __call__(self, ref: PolicyRef, principal: Principal) -> dict[str, Any]:
-        _require(self._services, principal, READ_POLICY_ACTION, ref.id)
+        self._services.authorizer.require(principal, READ_POLICY_ACTION, ref.id)
         stored = self._services.policies.get(ref)
         if stored is None:
             raise Refusal.not_found(
@@ -159,11 +146,7 @@ class ListPolicies:
             raise Refusal.invalid(error) from None
         readable = []
         for stored in self._services.policies.list_in(subscription_id, resource_group, location):
-            try:
-                allowed = self._services.authorizer.is_allowed(principal, READ_POLICY_ACTION, stored.ref.id)
-            except AuthorizationUnavailableError as error:
-                raise Refusal.unavailable(str(error)) from None
-            if allowed:
+            if self._services.authorizer.check(principal, READ_POLICY_ACTION, stored.ref.id):
                 readable.append(policy_answer(self._services, stored))
         return {"value": readable}
 
@@ -176,7 +159,7 @@ class DeletePolicy:
         self._services = services
 
     def __call__(self, ref: PolicyRef, principal: Principal) -> bool:
-        _require(self._services, principal, DELETE_POLICY_ACTION, ref.id)
+        self._services.authorizer.require(principal, DELETE_POLICY_ACTION, ref.id)
         previous = self._services.policies.get(ref)
         deleted = self._services.policies.delete(ref)
         if deleted:

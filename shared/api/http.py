@@ -20,7 +20,7 @@ from shared.actions.refusal import Refusal
 from shared.defender import API_VERSION, check_json_depth
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.services import Services, get_services
 
 JSON = "application/json"
@@ -150,7 +150,7 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
                 return error_response(400, error.code, f"{error.field}: {error.reason}", error.field)
             except AzureError as error:
                 log_event(
-                    "api.storage_unavailable", logging.ERROR, handler=handler.__name__, error=str(error)[:500]
+                    "api.storage_unavailable", logging.ERROR, handler=handler.__name__, error=brief(error)
                 )
                 return error_response(
                     503,

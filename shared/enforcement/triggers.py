@@ -24,7 +24,7 @@ from shared.enforcement.reconciler import TargetOutcome, converge, grants_by_tar
 from shared.enforcement.snapshot import EstateSnapshot, EstateView, target_subscriptions
 from shared.enforcement.views import PathView, vm_policy_of
 from shared.model import DomainError, Grant, TargetRef, TargetState, VmRef
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.topology import TopologyError, VmPath
 
 ACTOR = recording.ACTOR
@@ -107,7 +107,7 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
     try:
         message = parse_converge_message(body)
     except ValidationError as error:
-        log_event("converge.message_invalid", logging.ERROR, error=str(error)[:500])
+        log_event("converge.message_invalid", logging.ERROR, error=brief(error))
         return []
     try:
         if isinstance(message, ConvergeGrant):
@@ -233,7 +233,7 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
                 settle_pathless(deps, grant)
         except Exception as error:  # noqa: BLE001 - one grant must not stop the pass
             log_event(
-                "converge.grant_failed", logging.ERROR, grant_id=grant.grant_id, error=repr(error)[:500]
+                "converge.grant_failed", logging.ERROR, grant_id=grant.grant_id, error=brief(repr(error))
             )
     by_target = grants_by_target(resolved)
     stored_findings = _stored_findings(deps)
@@ -244,8 +244,8 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
             if _differs(deps, target, by_target.get(key, []), view, key in registry, stored_findings, now):
                 differing.append(target)
         except Exception as error:  # noqa: BLE001 - one target's planning must not stop the pass
-            log_event("converge.plan_failed", logging.ERROR, target=key, error=repr(error)[:500])
-            failed[key] = repr(error)[:500]
+            log_event("converge.plan_failed", logging.ERROR, target=key, error=brief(repr(error)))
+            failed[key] = brief(repr(error))
             differing.append(target)  # converge it the careful way (lease, GET), isolated there too
     return PassPlan(view, list(found.values()), differing, failed)
 
@@ -295,9 +295,7 @@ def reconcile_all(deps: ConvergeDeps) -> list[TargetRef]:
     except AzureError as error:
         # Fail closed: without the grants (or policies) nothing is planned, opened or removed; the
         # next tick tries again. Loud, since revocations also wait on this.
-        log_event(
-            "reconcile.unplannable", logging.ERROR, error_type=type(error).__name__, error=str(error)[:500]
-        )
+        log_event("reconcile.unplannable", logging.ERROR, error_type=type(error).__name__, error=brief(error))
         return []
     # Hint-driven converges until the next tick reuse this pass's Deny baseline instead of
     # resolving every policy VM again.
@@ -347,7 +345,7 @@ def _each_isolated(
                 target=target.key,
                 reason=reason,
                 error_type=type(error).__name__,
-                error=str(error)[:500],
+                error=brief(error),
             )
 
 
