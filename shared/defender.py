@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from shared.answers import JitNetworkAccessRequest, RequestPort, RequestVm
 from shared.model import (
     FIREWALL_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
@@ -373,33 +374,42 @@ def status_reason(grant: Grant) -> StatusReason:
     return StatusReason.USER_REQUESTED
 
 
-def request_port_to_wire(grant: Grant) -> dict[str, Any]:
-    body: dict[str, Any] = {"number": grant.port}
+def request_port_to_wire(grant: Grant, **ours: Any) -> RequestPort:
+    """Defender's port of a request; `ours` adds our fields (RequestPort's second half)."""
+    port = RequestPort(
+        number=grant.port,
+        endTimeUtc=format_time(grant.end_time),
+        status=grant.status,
+        statusReason=status_reason(grant),
+        **ours,
+    )
+    # Defender names one source in the singular, several in the plural; no mappedPort without a firewall.
     if len(grant.source_prefixes) == 1:
-        body["allowedSourceAddressPrefix"] = grant.source_prefixes[0]
+        port.allowedSourceAddressPrefix = grant.source_prefixes[0]
     else:
-        body["allowedSourceAddressPrefixes"] = list(grant.source_prefixes)
-    body["endTimeUtc"] = format_time(grant.end_time)
-    body["status"] = grant.status.value
-    body["statusReason"] = status_reason(grant).value
+        port.allowedSourceAddressPrefixes = list(grant.source_prefixes)
     if grant.mapped_port is not None:
-        body["mappedPort"] = grant.mapped_port
-    return body
+        port.mappedPort = grant.mapped_port
+    return port
+
+
+def request_vms(grants: Sequence[Grant], port: Callable[[Grant], RequestPort]) -> list[RequestVm]:
+    """The grants of one request by VM, VMs and ports in request order."""
+    by_vm: dict[str, RequestVm] = {}
+    for grant in grants:
+        by_vm.setdefault(grant.vm.key, RequestVm(id=grant.vm.id, ports=[])).ports.append(port(grant))
+    return list(by_vm.values())
 
 
 def request_to_wire(
     grants: Sequence[Grant], *, start_time: datetime, requestor: str, justification: str | None
-) -> dict[str, Any]:
-    """Defender's JitNetworkAccessRequest for the grants of one request, VMs in request order."""
-    by_vm: dict[str, dict[str, Any]] = {}
-    for grant in grants:
-        entry = by_vm.setdefault(grant.vm.key, {"id": grant.vm.id, "ports": []})
-        entry["ports"].append(request_port_to_wire(grant))
-    body: dict[str, Any] = {
-        "virtualMachines": list(by_vm.values()),
-        "startTimeUtc": format_time(start_time),
-        "requestor": requestor,
-    }
+) -> JitNetworkAccessRequest:
+    """Defender's JitNetworkAccessRequest for the grants of one request (no justification: absent)."""
+    body = JitNetworkAccessRequest(
+        virtualMachines=request_vms(grants, request_port_to_wire),
+        startTimeUtc=format_time(start_time),
+        requestor=requestor,
+    )
     if justification is not None:
-        body["justification"] = justification
+        body.justification = justification
     return body

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import AzureError
 
 from shared.actions.policies import admit_policy
 from shared.actions.refusal import Refusal
+from shared.answers import ImportReport, SkippedPolicy
 from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION
 from shared.azure_clients import security_client
 from shared.model import DomainError, Principal
@@ -35,16 +35,6 @@ _POLICY_ID = re.compile(
     r"/locations/(?P<loc>[^/]+)/jitNetworkAccessPolicies/(?P<name>[^/]+)$",
     re.IGNORECASE,
 )
-
-
-@dataclass
-class ImportReport:
-    adopted: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"adopted": self.adopted, "unchanged": self.unchanged, "skipped": self.skipped}
 
 
 class ImportDefenderPolicies:
@@ -80,7 +70,7 @@ class ImportDefenderPolicies:
                 f"Defender's JIT policies in subscription {subscription_id} could not be read "
                 f"({type(error).__name__}); nothing was imported",
             ) from None
-        report = ImportReport()
+        report = ImportReport(adopted=[], unchanged=[], skipped=[])
         topology: list[TopologyResolver] = []  # one reader for the whole import, made when first needed
 
         def shared_topology() -> TopologyResolver:
@@ -114,7 +104,7 @@ class ImportDefenderPolicies:
             except Refusal as refusal:
                 if refusal.status >= 500:
                     raise
-                report.skipped.append({"id": policy_id, "reason": refusal.message})
+                report.skipped.append(SkippedPolicy(id=policy_id, reason=refusal.message))
                 continue
             existing = services.policies.get(ref)
             if existing is not None and existing.body == canonical:
@@ -123,7 +113,7 @@ class ImportDefenderPolicies:
             try:
                 services.policies.put(ref, canonical, services.clock())
             except DomainError as error:
-                report.skipped.append({"id": policy_id, "reason": f"{error.field}: {error.reason}"})
+                report.skipped.append(SkippedPolicy(id=policy_id, reason=f"{error.field}: {error.reason}"))
                 continue
             report.adopted.append(ref.id)
             services.audit.record(
@@ -133,7 +123,7 @@ class ImportDefenderPolicies:
             "policy.import_finished",
             subject=f"/subscriptions/{subscription_id}",
             actor=principal.object_id,
-            **report.to_wire(),
+            **report.wire(),
         )
         return report
 
@@ -146,4 +136,4 @@ class ImportDefenderPolicies:
         """Name a skipped policy only to a caller who may read it: Azure's lists filter by RBAC too,
         and the app reads Defender with its own identity, which sees more than the caller may."""
         if self._allowed(principal, READ_POLICY_ACTION, scope):
-            report.skipped.append({"id": policy_id, "reason": reason})
+            report.skipped.append(SkippedPolicy(id=policy_id, reason=reason))

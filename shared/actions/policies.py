@@ -35,7 +35,7 @@ def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
             start_time=request.record.start_time,
             requestor=request.record.requester.display_name,
             justification=request.record.justification,
-        )
+        ).wire()
         for request in services.grants.policy_history(stored.ref)
     ]
     return policy_to_wire(stored.ref, stored.body, history)

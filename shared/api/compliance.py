@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.answers import ComplianceList
 from shared.api.http import ApiCall, endpoint, json_response
 from shared.authz import READ_POLICY_ACTION
 from shared.compliance import FindingStore, StoredFinding
@@ -35,4 +36,4 @@ def get_compliance(call: ApiCall) -> func.HttpResponse:
             )
         if readable[subscription]:
             visible.append(finding)
-    return json_response(200, {"value": [f.to_json() for f in visible], "count": len(visible)})
+    return json_response(200, ComplianceList(value=[f.to_json() for f in visible], count=len(visible)))

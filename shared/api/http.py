@@ -17,6 +17,7 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
+from shared.answers import Answer
 from shared.defender import API_VERSION, check_json_depth
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
@@ -85,6 +86,9 @@ def request_location(request_id: str) -> str:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """`body` is an Answer (serialised by its `wire()`) or plain JSON (a policy, an error)."""
+    if isinstance(body, Answer):
+        body = body.wire()
     return func.HttpResponse(
         json.dumps(body, default=str), status_code=status, mimetype=JSON, headers=headers or {}
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.actions.importer import ImportReport
+from shared.answers import Answer, ImportReport, SkippedPolicy
 from shared.api.records import grant_to_wire, request_answer
 from shared.compliance import StoredFinding
 from shared.defender import request_to_wire
@@ -59,8 +59,8 @@ def actual() -> dict[str, Any]:
     finding = StoredFinding(
         "nsg|/subscriptions/s/nsg", "ForeignRuleOpensPort", "allow-ssh", "", 22, "d", START, START
     )
-    report = ImportReport(["/a"], [], [{"id": "/b", "reason": "why"}])
-    return {
+    report = ImportReport(adopted=["/a"], unchanged=[], skipped=[SkippedPolicy(id="/b", reason="why")])
+    answers = {
         "grants": [grant_to_wire(g, START + timedelta(minutes=90)) for g in every],
         "request": request_answer(StoredRequest(record, every)),
         "request_bare": request_answer(StoredRequest(bare, every[:1])),
@@ -69,8 +69,13 @@ def actual() -> dict[str, Any]:
             every[:1], start_time=START, requestor="alice", justification=None
         ),
         "finding": finding.to_json(),
-        "import_report": report.to_wire(),
+        "import_report": report,
     }
+    return {name: wire(answer) for name, answer in answers.items()}
+
+
+def wire(answer: Any) -> Any:
+    return [wire(item) for item in answer] if isinstance(answer, list) else Answer.wire(answer)
 
 
 def test_answers_keep_their_wire_shape() -> None:
