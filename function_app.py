@@ -6,10 +6,10 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api import routes
-from shared.enforcement import get_converge_deps, handle_converge_message, reconcile_all, sweep_expired
+from shared.composition import root
+from shared.enforcement import handle_converge_message, reconcile_all, sweep_expired
 from shared.observability import configure_telemetry
 from shared.queue_intake import handle_queued_request
-from shared.services import get_services
 from shared.settings import get_settings
 
 # First, so that events logged while the app starts are exported too (a no-op without App Insights).
@@ -29,7 +29,7 @@ routes.register(app)
 
 @app.queue_trigger(arg_name="msg", queue_name="%PORTCULLIS_REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
 def jit_requests(msg: func.QueueMessage) -> None:
-    handle_queued_request(msg.get_body(), get_services())
+    handle_queued_request(msg.get_body(), root().services)
 
 
 # ---- enforcement: make the network match the grants, and keep it so ----
@@ -37,14 +37,14 @@ def jit_requests(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%PORTCULLIS_CONVERGE_QUEUE%", connection="AzureWebJobsStorage")
 def jit_converge(msg: func.QueueMessage) -> None:
-    handle_converge_message(msg.get_body(), get_converge_deps())
+    handle_converge_message(msg.get_body(), root().enforcement)
 
 
 @app.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False)
 def jit_expiry_sweep(timer: func.TimerRequest) -> None:
-    sweep_expired(get_converge_deps())
+    sweep_expired(root().enforcement)
 
 
 @app.timer_trigger(arg_name="timer", schedule="30 */3 * * * *", run_on_startup=True)
 def jit_reconcile(timer: func.TimerRequest) -> None:
-    reconcile_all(get_converge_deps())
+    reconcile_all(root().enforcement)

@@ -1,4 +1,5 @@
-"""The request side's collaborators, built once per process from settings (tests build their own)."""
+"""The request side's collaborators (the process builds them once, in shared/composition.py; tests
+build their own)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient
 
 from shared.audit import TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
@@ -20,7 +22,7 @@ from shared.model import JitPolicy
 from shared.observability import brief, log_event
 from shared.policy import Limits
 from shared.policy_store import TablePolicyStore
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.storage import queue, send
 from shared.topology import TopologyResolver
 
@@ -33,8 +35,9 @@ class ConvergeNotifier:
     """Hands work to enforcement through the converge queue: a grant (`ConvergeGrant`, now or at a
     given time) or a policy change (`ConvergePolicy`). The request reads nothing from ARM."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._queue = queue(settings.converge_queue, settings)
+    def __init__(self, settings: Settings, client: QueueClient | None = None) -> None:
+        """`client`: the process's converge-queue client (shared/composition.py), else a new one."""
+        self._queue = client or queue(settings.converge_queue, settings)
 
     def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None:
         send(self._queue, dump_converge_message(ConvergeGrant(grant_id=grant_id)), visible_at=visible_at)
@@ -83,7 +86,12 @@ def build_services(
     *,
     role_reader_for: Callable[[str], RoleReader] | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    grants: TableGrantStore | None = None,
+    audit: TableAuditTrail | None = None,
+    converge: ConvergeNotifier | None = None,
 ) -> Services:
+    """The request side's collaborators; those given are shared with enforcement (the composition
+    root, shared/composition.py), the rest are built here."""
     readers: dict[str, RoleReader] = {}
 
     def arm_role_reader(subscription_id: str) -> RoleReader:
@@ -95,15 +103,10 @@ def build_services(
     return Services(
         settings=settings,
         policies=TablePolicyStore(settings),
-        grants=TableGrantStore(settings),
-        audit=TableAuditTrail(settings, clock),
+        grants=grants or TableGrantStore(settings),
+        audit=audit or TableAuditTrail(settings, clock),
         authenticator=Authenticator(settings),
         authorizer=Authorizer(role_reader_for or arm_role_reader, settings.rbac_cache_seconds),
-        converge=ConvergeNotifier(settings),
+        converge=converge or ConvergeNotifier(settings),
         clock=clock,
     )
-
-
-@lru_cache(maxsize=1)
-def get_services() -> Services:
-    return build_services(get_settings())

@@ -2,7 +2,7 @@
 
 Errors are ARM's `{"error": {"code", "message", "target"?, "details"?}}`. Bad input is a 4xx naming
 the field; a storage outage is a 503 (nothing was opened). Handlers take `services` so tests can pass
-their own; the Functions triggers use the process-wide ones.
+their own; the Functions triggers use the process's (shared/composition.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
 from shared.answers import Answer
+from shared.composition import root
 from shared.defender import API_VERSION, check_json_depth
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
 from shared.observability import brief, log_event
-from shared.services import Services, get_services
+from shared.services import Services
 
 JSON = "application/json"
 
@@ -137,7 +138,7 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
     def decorate(handler: Handler) -> Endpoint:
         @wraps(handler)
         def run(request: func.HttpRequest, services: Services | None = None) -> func.HttpResponse:
-            call = ApiCall(request, services or get_services())
+            call = ApiCall(request, services or root().services)
             try:
                 if authenticate:
                     _ = call.principal

@@ -1,4 +1,5 @@
-"""Everything enforcement needs, wired once per process: Table storage, ARM clients, caches, clock."""
+"""Everything enforcement needs: Table storage, ARM clients, caches, clock (the process builds it
+once, in shared/composition.py)."""
 
 from __future__ import annotations
 
@@ -107,14 +108,15 @@ def build_deps(
     )
 
 
-def queue_enqueuer(settings: Settings) -> Callable[[TargetRef, int], None]:
-    """Sends ConvergeTarget hints on the converge queue, visible after `delay` seconds."""
+def queue_enqueuer(settings: Settings, client: Any = None) -> Callable[[TargetRef, int], None]:
+    """Sends ConvergeTarget hints on the converge queue, visible after `delay` seconds. `client`: the
+    process's converge-queue client (shared/composition.py), else a new one."""
     from datetime import UTC
 
     from shared.messages import ConvergeTarget, dump_converge_message
     from shared.storage import queue, send
 
-    client = queue(settings.converge_queue, settings)
+    client = client or queue(settings.converge_queue, settings)
 
     def enqueue(target: TargetRef, delay: int) -> None:
         moment = datetime.now(UTC)
@@ -126,26 +128,3 @@ def queue_enqueuer(settings: Settings) -> Callable[[TargetRef, int], None]:
         )
 
     return enqueue
-
-
-_process_deps: list[ConvergeDeps] = []
-
-
-def get_converge_deps() -> ConvergeDeps:
-    """The process-wide enforcement collaborators (real clock, real sleep, hints on the queue)."""
-    if not _process_deps:
-        import time
-        from datetime import UTC
-
-        from shared.settings import get_settings
-
-        settings = get_settings()
-        _process_deps.append(
-            build_deps(
-                settings,
-                now=lambda: datetime.now(UTC),
-                sleep=time.sleep,
-                enqueue_target=queue_enqueuer(settings),
-            )
-        )
-    return _process_deps[0]
