@@ -4,24 +4,25 @@ build their own)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from shared.audit import TableAuditTrail
+from shared.audit import AuditEvent, TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
-from shared.grants import TableGrantStore
+from shared.grants import RequestRecord, StoredRequest, TableGrantStore
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
-from shared.model import JitPolicy
+from shared.model import AuditTrail, Grant, JitPolicy, PolicyRef, TargetRef, VmRef
 from shared.observability import brief, log_event
 from shared.policy import Limits
-from shared.policy_store import TablePolicyStore
+from shared.policy_store import StoredPolicy, TablePolicyStore
 from shared.settings import Settings
 from shared.storage import queue, send
 from shared.topology import TopologyResolver
@@ -52,15 +53,65 @@ class ConvergeNotifier:
             log_event("policy.converge_deferred", logging.WARNING, error=brief(error))
 
 
+# ---- what the request side needs of its collaborators (Table storage and the converge queue in the
+# app; in-memory fakes in tests/fakes.py, so request-side decisions have fast unit tests) ----
+
+
+class PolicyStore(Protocol):
+    def put(self, ref: PolicyRef, body: dict[str, Any], now: datetime | None = None) -> bool: ...
+
+    def get(self, ref: PolicyRef) -> StoredPolicy | None: ...
+
+    def delete(self, ref: PolicyRef) -> bool: ...
+
+    def list_in(
+        self, subscription_id: str, resource_group: str | None = None, location: str | None = None
+    ) -> list[StoredPolicy]: ...
+
+    def for_vm(self, vm: VmRef) -> Iterator[StoredPolicy]: ...
+
+
+class RequestStore(Protocol):
+    """Requests and their grants, as intake writes and the records read them."""
+
+    def create_request(self, record: RequestRecord, grants: Sequence[Grant]) -> None:
+        """Raises RequestExistsError if the request id is taken."""
+        ...
+
+    def get_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def policy_history(self, policy: PolicyRef, limit: int = ...) -> list[StoredRequest]: ...
+
+    def list_for_vm(self, vm: VmRef, *, open_only: bool, port: int | None = None) -> list[Grant]: ...
+
+    def list_for_target(self, target: TargetRef, *, include_closed: bool = False) -> list[Grant]: ...
+
+    def get(self, grant_id: str) -> Grant | None: ...
+
+    def update(self, grant: Grant) -> Grant:
+        """Raises ConcurrentUpdateError if the grant changed since it was read."""
+        ...
+
+
+class RequestAudit(AuditTrail, Protocol):
+    def for_subject(self, subject: str) -> list[AuditEvent]: ...
+
+
+class Notifier(Protocol):
+    def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None: ...
+
+    def policy_changed(self, policy_id: str, *versions: JitPolicy | None) -> None: ...
+
+
 @dataclass
 class Services:
     settings: Settings
-    policies: TablePolicyStore
-    grants: TableGrantStore
-    audit: TableAuditTrail
+    policies: PolicyStore
+    grants: RequestStore
+    audit: RequestAudit
     authenticator: Authenticator
     authorizer: Authorizer
-    converge: ConvergeNotifier
+    converge: Notifier
     clock: Callable[[], datetime] = field(default=_utc_now)
     # A fresh topology reader per request (the policy API's firewall check): nothing stale, each
     # resource read once per request.
