@@ -12,7 +12,7 @@ from typing import Any
 from shared.answers import Answer, ImportReport, SkippedPolicy
 from shared.api.records import grant_to_wire, request_answer
 from shared.compliance import StoredFinding
-from shared.defender import request_to_wire
+from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
 from shared.grants import RequestRecord, StoredRequest
 from shared.model import (
     Grant,
@@ -70,12 +70,39 @@ def actual() -> dict[str, Any]:
         ),
         "finding": finding.to_json(),
         "import_report": report,
+        "policy": policy_answer(every),
     }
     return {name: wire(answer) for name, answer in answers.items()}
 
 
 def wire(answer: Any) -> Any:
-    return [wire(item) for item in answer] if isinstance(answer, list) else Answer.wire(answer)
+    if isinstance(answer, list):
+        return [wire(item) for item in answer]
+    return answer.wire() if isinstance(answer, Answer) else answer
+
+
+def policy_answer(every: list[Grant]) -> Any:
+    body = {
+        "properties": {
+            "virtualMachines": [
+                {
+                    "id": every[0].vm.id,
+                    "ports": [
+                        {
+                            "number": 22,
+                            "protocol": "TCP",
+                            "allowedSourceAddressPrefix": "*",
+                            "maxRequestAccessDuration": "PT3H",
+                        }
+                    ],
+                    "publicIpAddress": "198.51.100.4",
+                }
+            ]
+        }
+    }
+    _, canonical = parse_policy_body(body, POLICY)
+    history = [request_to_wire(every, start_time=START, requestor="alice", justification=None).wire()]
+    return policy_to_wire(POLICY, canonical, history)
 
 
 def test_answers_keep_their_wire_shape() -> None:
