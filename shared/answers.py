@@ -5,7 +5,8 @@ spelled in one place.
 `null` versus absent is part of the contract (Defender leaves `mappedPort` and `justification` out
 when there is none; our records send `null`): a field with a default is left out unless the builder
 sets it (`exclude_unset`); a field without one is always sent, as `null` when its type allows.
-Field names are the wire's (Defender's camelCase), hence the `noqa: N815`.
+Field names are the wire's (Defender's camelCase), hence the `noqa: N815`. The policy answer lives
+in shared/defender.py, beside the models that validate a policy.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, WithJsonSchema
 
-from shared.answers import JitNetworkAccessRequest, RequestPort, RequestVm
+from shared.answers import Answer, JitNetworkAccessRequest, RequestPort, RequestVm
 from shared.model import (
     FIREWALL_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
@@ -92,6 +92,52 @@ class PolicyWire(_Wire):
     kind: StrictStr | None = None
     location: StrictStr | None = None
     properties: PolicyPropertiesWire
+
+
+def _inlined(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` written in place, to describe a value that is not
+    validated by it (a stored body answered as stored)."""
+    schema = model.model_json_schema(mode="serialization")
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+# A policy's VMs are answered as stored (the canonical body a PUT validated, `canonical_policy_body`),
+# not validated again on every read; the schema is the one that validated them.
+StoredVms = Annotated[
+    list[dict[str, Any]], WithJsonSchema({"type": "array", "items": _inlined(PolicyVmWire)})
+]
+
+
+class PolicyProperties(Answer):
+    virtualMachines: StoredVms  # noqa: N815
+    requests: list[JitNetworkAccessRequest]
+    provisioningState: str  # noqa: N815
+
+
+class JitNetworkAccessPolicy(Answer):
+    """Defender's policy resource, as GET, PUT and the lists answer it."""
+
+    id: str
+    name: str
+    type: str
+    location: str
+    kind: str
+    properties: PolicyProperties
+
+
+class PolicyList(Answer):
+    value: list[JitNetworkAccessPolicy]
 
 
 # ---- initiate ----
@@ -292,20 +338,20 @@ def parse_policy_body(body: Any, ref: PolicyRef) -> tuple[JitPolicy, dict[str, A
 
 
 def policy_to_wire(
-    ref: PolicyRef, stored: Mapping[str, Any], requests: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": ref.id,
-        "name": ref.name,
-        "type": POLICY_TYPE,
-        "location": ref.location,
-        "kind": stored.get("kind", "Basic"),
-        "properties": {
-            "virtualMachines": stored["virtualMachines"],
-            "requests": list(requests),
-            "provisioningState": "Succeeded",
-        },
-    }
+    ref: PolicyRef, stored: Mapping[str, Any], requests: Iterable[JitNetworkAccessRequest]
+) -> JitNetworkAccessPolicy:
+    return JitNetworkAccessPolicy(
+        id=ref.id,
+        name=ref.name,
+        type=POLICY_TYPE,
+        location=ref.location,
+        kind=stored.get("kind", "Basic"),
+        properties=PolicyProperties(
+            virtualMachines=stored["virtualMachines"],
+            requests=list(requests),
+            provisioningState="Succeeded",
+        ),
+    )
 
 
 def policy_example(policy: JitPolicy) -> dict[str, Any]:

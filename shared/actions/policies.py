@@ -14,7 +14,13 @@ from shared.authz import (
     READ_POLICY_ACTION,
     WRITE_POLICY_ACTION,
 )
-from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
+from shared.defender import (
+    JitNetworkAccessPolicy,
+    PolicyList,
+    parse_policy_body,
+    policy_to_wire,
+    request_to_wire,
+)
 from shared.model import DomainError, JitPolicy, PolicyRef, Principal
 from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
 from shared.services import Services
@@ -23,11 +29,11 @@ from shared.topology import TopologyResolver
 
 @dataclass(frozen=True)
 class PutOutcome:
-    body: dict[str, Any]
+    body: JitNetworkAccessPolicy
     created: bool
 
 
-def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
+def policy_answer(services: Services, stored: StoredPolicy) -> JitNetworkAccessPolicy:
     """The policy as Defender answers it, with its request history from the grant store."""
     history = [
         request_to_wire(
@@ -35,7 +41,7 @@ def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
             start_time=request.record.start_time,
             requestor=request.record.requester.display_name,
             justification=request.record.justification,
-        ).wire()
+        )
         for request in services.grants.policy_history(stored.ref)
     ]
     return policy_to_wire(stored.ref, stored.body, history)
@@ -108,7 +114,7 @@ class GetPolicy:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    def __call__(self, ref: PolicyRef, principal: Principal) -> dict[str, Any]:
+    def __call__(self, ref: PolicyRef, principal: Principal) -> JitNetworkAccessPolicy:
         self._services.authorizer.require(principal, READ_POLICY_ACTION, ref.id)
         stored = self._services.policies.get(ref)
         if stored is None:
@@ -135,7 +141,7 @@ class ListPolicies:
         subscription_id: str,
         resource_group: str | None = None,
         location: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PolicyList:
         try:
             check_subscription(subscription_id)
             if resource_group is not None:
@@ -148,7 +154,7 @@ class ListPolicies:
         for stored in self._services.policies.list_in(subscription_id, resource_group, location):
             if self._services.authorizer.check(principal, READ_POLICY_ACTION, stored.ref.id):
                 readable.append(policy_answer(self._services, stored))
-        return {"value": readable}
+        return PolicyList(value=readable)
 
 
 class DeletePolicy:

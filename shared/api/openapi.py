@@ -77,10 +77,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     for reply in route.replies:
         answer: dict[str, Any] = {"description": reply.description}
         if reply.model is not None:
-            schema = _schema(reply.model, reply.name, schemas)
-            if reply.listed:
-                schema = {"type": "object", "properties": {"value": {"type": "array", "items": schema}}}
-            answer["content"] = {"application/json": {"schema": schema}}
+            answer["content"] = {"application/json": {"schema": _schema(reply.model, None, schemas)}}
         if reply.headers:
             answer["headers"] = {
                 header: {"schema": {"type": "string"}, "description": text}

@@ -17,9 +17,15 @@ from typing import Any
 import azure.functions as func
 from pydantic import BaseModel
 
-from shared.answers import ComplianceList, GrantList, Health, ImportReport, JitNetworkAccessRequest
+from shared.answers import (
+    ComplianceList,
+    GrantList,
+    Health,
+    ImportReport,
+    JitNetworkAccessRequest,
+)
 from shared.api import compliance, defender_routes, openapi, records
-from shared.defender import API_VERSION, InitiateWire, PolicyWire
+from shared.defender import API_VERSION, InitiateWire, JitNetworkAccessPolicy, PolicyList, PolicyWire
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
@@ -31,10 +37,6 @@ class Reply:
     status: int
     description: str
     model: type[BaseModel] | None = None
-    # The component name, when it is not the model's class name (Defender's names for its bodies).
-    name: str | None = None
-    # Defender's list answers wrap the model: {"value": [model, ...]}.
-    listed: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)  # header -> description
 
 
@@ -103,10 +105,6 @@ _LIST_SCOPES = (
 )
 
 
-def _policy_reply(status: int, description: str, *, listed: bool = False) -> Reply:
-    return Reply(status, description, PolicyWire, "JitNetworkAccessPolicy", listed)
-
-
 _LOCATION = {
     "Location": "/api/requests/{requestId} (relative): poll until every port reads Initiated (or Revoked)"
 }
@@ -122,9 +120,8 @@ ROUTES: tuple[Route, ...] = (
         'create or replace a JIT policy (Defender\'s JSON; our extension per VM: `"portcullis": '
         '{"firewallId": ...}`)',
         "`.../jitNetworkAccessPolicies/write`",
-        (_policy_reply(200, "stored (created or replaced)"),),
+        (Reply(200, "stored (created or replaced)", JitNetworkAccessPolicy),),
         body=PolicyWire,
-        body_name="JitNetworkAccessPolicy",
         defender=True,
     ),
     Route(
@@ -136,7 +133,7 @@ ROUTES: tuple[Route, ...] = (
         "Defender",
         "read a JIT policy and its request history",
         "`.../jitNetworkAccessPolicies/read`",
-        (_policy_reply(200, "the policy and its request history"),),
+        (Reply(200, "the policy and its request history", JitNetworkAccessPolicy),),
         defender=True,
     ),
     Route(
@@ -179,7 +176,7 @@ ROUTES: tuple[Route, ...] = (
             "Defender",
             f"list the JIT policies of {what} the caller may read",
             "`.../jitNetworkAccessPolicies/read`",
-            (_policy_reply(200, "the policies the caller may read", listed=True),),
+            (Reply(200, "the policies the caller may read", PolicyList),),
             defender=True,
         )
         for index, (function, scope, what) in enumerate(_LIST_SCOPES)
