@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from shared.answers import Answer, ImportReport, SkippedPolicy
+from shared.api.http import error_response
 from shared.api.records import grant_to_wire, request_answer
 from shared.compliance import StoredFinding
 from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
 from shared.grants import RequestRecord, StoredRequest
 from shared.model import (
+    DomainError,
     Grant,
     PolicyRef,
     PortStatus,
@@ -71,6 +73,7 @@ def actual() -> dict[str, Any]:
         "finding": finding.to_json(),
         "import_report": report,
         "policy": policy_answer(every),
+        "errors": [json.loads(e.get_body()) for e in errors()],
     }
     return {name: wire(answer) for name, answer in answers.items()}
 
@@ -79,6 +82,16 @@ def wire(answer: Any) -> Any:
     if isinstance(answer, list):
         return [wire(item) for item in answer]
     return answer.wire() if isinstance(answer, Answer) else answer
+
+
+def errors() -> list[Any]:
+    several = [DomainError("a", "bad"), DomainError("b", "worse", code="Other")]
+    return [
+        error_response(404, "RequestNotFound", "request r9 does not exist"),
+        error_response(400, "InvalidRequestContent", "body: not JSON", "body", several[:1]),
+        error_response(400, "InvalidRequestContent", "a: bad; b: worse", "a", several),
+        error_response(401, "AuthenticationFailed", "no token"),
+    ]
 
 
 def policy_answer(every: list[Grant]) -> Any:
