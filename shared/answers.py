@@ -26,6 +26,28 @@ class Answer(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+# ---- ARM's error body, answered by every route ----
+
+
+class ErrorDetail(Answer):
+    code: str
+    message: str
+    target: str
+
+
+class ErrorInfo(Answer):
+    code: str
+    message: str
+    target: str | None = None  # the field at fault, when one is
+    details: list[ErrorDetail] | None = None  # only when several fields are at fault
+
+
+class Error(Answer):
+    """`{"error": {"code", "message", "target"?, "details"?}}`, as ARM answers."""
+
+    error: ErrorInfo
+
+
 # ---- Defender's JitNetworkAccessRequest, and what our records add to it ----
 
 

@@ -17,7 +17,7 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
-from shared.answers import Answer
+from shared.answers import Answer, Error, ErrorDetail, ErrorInfo
 from shared.composition import root
 from shared.defender import API_VERSION, check_json_depth
 from shared.identity import AuthenticationError, caller_address
@@ -98,15 +98,15 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def error_response(
     status: int, code: str, message: str, target: str | None = None, details: list[DomainError] | None = None
 ) -> func.HttpResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error = ErrorInfo(code=code, message=message)
     if target:
-        error["target"] = target
+        error.target = target
     if details and len(details) > 1:
-        error["details"] = [
-            {"code": d.code, "message": f"{d.field}: {d.reason}", "target": d.field} for d in details
+        error.details = [
+            ErrorDetail(code=d.code, message=f"{d.field}: {d.reason}", target=d.field) for d in details
         ]
     headers = {"WWW-Authenticate": 'Bearer realm="portcullis"'} if status == 401 else None
-    return json_response(status, {"error": error}, headers)
+    return json_response(status, Error(error=error), headers)
 
 
 def check_api_version(call: ApiCall) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 from pydantic import BaseModel
 
+from shared.answers import Error
 from shared.api.http import ApiCall, endpoint, json_response
 from shared.defender import API_VERSION
 from shared.queue_intake import QueuedEnvelope
@@ -123,20 +124,6 @@ def document() -> dict[str, Any]:
     from shared.api.routes import ROUTES  # the table names this module's handler
 
     schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "target": {"type": "string"},
-                        "details": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            },
-        },
         # Not an HTTP body: the queue channel's message, documented beside the API.
         "QueuedAccessRequest": {
             "description": "A message on the jit-requests queue (base64 text): the initiate body "
@@ -145,6 +132,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths: dict[str, Any] = {}
+    _schema(Error, None, schemas)
     for route in ROUTES:
         paths.setdefault("/" + route.path, {})[route.method.lower()] = _operation(route, schemas)
     for model_schema in list(schemas.values()):
