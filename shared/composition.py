@@ -2,10 +2,10 @@
 
 The request side (`Services`: stores, audit, authenticator, authorizer, converge notifier) and the
 enforcement side (`ConvergeDeps`: stores, audit, ARM clients, leases, budget) share what they have
-in common: one grant store, one audit trail, one converge-queue client. Each side is built on first
-use (a worker that only serves HTTP never builds ARM clients for enforcement) and at most once per
-process, under a lock because the Functions worker runs invocations on threads. Tests build their own
-collaborators (`build_services`, `build_deps`) and never touch this root.
+in common: one policy store, one grant store, one audit trail, one converge-queue client. Each side
+is built on first use (a worker that only serves HTTP never builds ARM clients for enforcement) and
+at most once per process, under a lock because the Functions worker runs invocations on threads.
+Tests build their own collaborators (`build_services`, `build_deps`) and never touch this root.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.audit import TableAuditTrail
     from shared.enforcement.deps import ConvergeDeps
     from shared.grants import TableGrantStore
+    from shared.policy_store import TablePolicyStore
     from shared.services import Services
 
 
@@ -66,6 +67,15 @@ class Root:
         return TableAuditTrail(self.settings, utc_now)
 
     @property
+    def policy_store(self) -> TablePolicyStore:
+        return self._once("policy_store", self._build_policy_store)
+
+    def _build_policy_store(self) -> TablePolicyStore:
+        from shared.policy_store import TablePolicyStore
+
+        return TablePolicyStore(self.settings)
+
+    @property
     def converge_queue(self) -> QueueClient:
         return self._once("converge_queue", self._build_converge_queue)
 
@@ -83,6 +93,7 @@ class Root:
 
         return build_services(
             self.settings,
+            policies=self.policy_store,
             grants=self.grants,
             audit=self.audit,
             converge=ConvergeNotifier(self.settings, self.converge_queue),
@@ -94,7 +105,7 @@ class Root:
         return self._once("enforcement", self._build_enforcement)
 
     def _build_enforcement(self) -> ConvergeDeps:
-        from shared.enforcement.deps import build_deps, queue_enqueuer
+        from shared.enforcement.deps import TablePolicies, build_deps, queue_enqueuer
 
         return build_deps(
             self.settings,
@@ -103,6 +114,7 @@ class Root:
             enqueue_target=queue_enqueuer(self.settings, self.converge_queue),
             store=self.grants,
             audit=self.audit,
+            policies=TablePolicies(self.settings, self.policy_store),
         )
 
 

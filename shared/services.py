@@ -137,6 +137,7 @@ def build_services(
     *,
     role_reader_for: Callable[[str], RoleReader] | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    policies: TablePolicyStore | None = None,
     grants: TableGrantStore | None = None,
     audit: TableAuditTrail | None = None,
     converge: ConvergeNotifier | None = None,
@@ -153,7 +154,7 @@ def build_services(
 
     return Services(
         settings=settings,
-        policies=TablePolicyStore(settings),
+        policies=policies or TablePolicyStore(settings),
         grants=grants or TableGrantStore(settings),
         audit=audit or TableAuditTrail(settings, clock),
         authenticator=Authenticator(settings),

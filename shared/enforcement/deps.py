@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.compliance import FindingStore
 from shared.enforcement.budget import ArmBudget
@@ -15,6 +15,9 @@ from shared.lease import HintBook, TableLeases, TargetRegistry
 from shared.model import AuditTrail, GrantStore, JitPolicy, TargetRef
 from shared.settings import Settings
 from shared.topology import TopologyResolver
+
+if TYPE_CHECKING:
+    from shared.policy_store import TablePolicyStore
 
 
 class PolicySource(Protocol):
@@ -51,10 +54,11 @@ class ConvergeDeps:
 class TablePolicies:
     """Every stored JIT policy, across subscriptions: the Deny baseline and the managed targets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: TablePolicyStore | None = None) -> None:
+        """`store`: the process's policy store (shared/composition.py), else a new one."""
         from shared.policy_store import TablePolicyStore
 
-        self._store = TablePolicyStore(settings)
+        self._store = store or TablePolicyStore(settings)
 
     def all(self) -> Sequence[JitPolicy]:
         return [stored.policy for stored in self._store.list_all()]
@@ -71,6 +75,7 @@ def build_deps(
     store: GrantStore | None = None,
     audit: AuditTrail | None = None,
     topology: TopologyResolver | None = None,
+    policies: PolicySource | None = None,
 ) -> ConvergeDeps:
     """Everything converge needs, from settings (Table storage, ARM clients, caches)."""
     from functools import lru_cache
@@ -93,7 +98,7 @@ def build_deps(
         settings=settings,
         store=store or TableGrantStore(settings),
         audit=audit or TableAuditTrail(settings, now),
-        policies=TablePolicies(settings),
+        policies=policies or TablePolicies(settings),
         topology=topology or TopologyResolver(network_factory, compute_factory),
         leases=TableLeases(table("leases", settings), now, settings.converge_lease_seconds),
         hints=HintBook(table("leases", settings), now),
