@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.actions.refusal import Refusal
+from shared.arm_ids import subscription_of
 from shared.model import Principal, arm_key
 
 INITIATE_ACTION = "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action"
@@ -113,6 +115,41 @@ class Authorizer:
                 self._decisions[key] = (allowed, now + self._cache_seconds)
         return allowed
 
+    def check(self, principal: Principal, action: str, scope: str) -> bool:
+        """`is_allowed` for a request: RBAC that cannot be read is the caller's 503
+        (AuthorizationUnavailable), never "allowed". The one place that mapping is made."""
+        try:
+            return self.is_allowed(principal, action, scope)
+        except AuthorizationUnavailableError as error:
+            raise Refusal.unavailable(str(error)) from None
+
+    def require(
+        self,
+        principal: Principal,
+        action: str,
+        scope: str,
+        *,
+        field: str | None = None,
+        target: str | None = None,
+        why: str = "",
+    ) -> None:
+        """Refuse with ARM's 403 (AuthorizationFailed, in ARM's words) unless the principal may; 503
+        when RBAC cannot be read. `field` names the input at fault in the message and as the error's
+        target; `target` only as its target; `why` ends the message."""
+        if not self.check(principal, action, scope):
+            raise Refusal.forbidden(
+                f"{field + ': ' if field else ''}{principal.display_name} ({principal.object_id}) does not "
+                f"have authorization to perform action '{action}' over scope '{scope}'{why}",
+                target=field or target,
+            )
+
+    def check_somewhere(self, principal: Principal, action: str, subscription_id: str) -> bool:
+        """`may_somewhere` for a request, with RBAC that cannot be read as a 503 (as `check`)."""
+        try:
+            return self.may_somewhere(principal, action, subscription_id)
+        except AuthorizationUnavailableError as error:
+            raise Refusal.unavailable(str(error)) from None
+
     def may_somewhere(self, principal: Principal, action: str, subscription_id: str) -> bool:
         """Does the principal hold `action` at some scope in (or above) the subscription? The check an
         operation over a whole subscription makes before it reads anything with the app's identity
@@ -157,10 +194,10 @@ def _is_management_group(scope: str) -> bool:
 
 
 def _subscription_of(scope: str) -> str:
-    parts = [p for p in scope.split("/") if p]
-    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
-        return parts[1]
-    raise AuthorizationUnavailableError(f"{scope!r} is not inside a subscription")
+    try:
+        return subscription_of(scope)
+    except ValueError:
+        raise AuthorizationUnavailableError(f"{scope!r} is not inside a subscription") from None
 
 
 class ArmRoleReader:

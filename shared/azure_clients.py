@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -128,8 +129,13 @@ def arm_credential(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=settings.storage.managed_identity_client_id)
 
 
-def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments every azure-mgmt-* client takes from our settings."""
+ResponseHook = Callable[[Any], None]
+
+
+def client_kwargs(settings: Settings, response_hook: ResponseHook | None = None) -> dict[str, Any]:
+    """Keyword arguments every azure-mgmt-* client takes from our settings. `response_hook` sees
+    every answer the client receives (azure-core's `raw_response_hook`, run by the client's
+    CustomHookPolicy): the reconcile timer's ARM budget reads its headers there."""
     kwargs: dict[str, Any] = {
         "base_url": settings.arm_endpoint,
         "user_agent": USER_AGENT,
@@ -142,6 +148,8 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.arm_ca_bundle is not None:
         kwargs["connection_verify"] = str(settings.arm_ca_bundle)
     kwargs["transport"] = shared_transport(kwargs.get("connection_verify", True))
+    if response_hook is not None:
+        kwargs["raw_response_hook"] = response_hook
     return kwargs
 
 
@@ -150,18 +158,26 @@ def _credential_for(settings: Settings) -> TokenCredential:
     return arm_credential(settings)
 
 
-def network_client(subscription_id: str, settings: Settings | None = None) -> Any:
+def network_client(
+    subscription_id: str, settings: Settings | None = None, response_hook: ResponseHook | None = None
+) -> Any:
     from azure.mgmt.network import NetworkManagementClient
 
     settings = settings or get_settings()
-    return NetworkManagementClient(_credential_for(settings), subscription_id, **client_kwargs(settings))
+    return NetworkManagementClient(
+        _credential_for(settings), subscription_id, **client_kwargs(settings, response_hook)
+    )
 
 
-def compute_client(subscription_id: str, settings: Settings | None = None) -> Any:
+def compute_client(
+    subscription_id: str, settings: Settings | None = None, response_hook: ResponseHook | None = None
+) -> Any:
     from azure.mgmt.compute import ComputeManagementClient
 
     settings = settings or get_settings()
-    return ComputeManagementClient(_credential_for(settings), subscription_id, **client_kwargs(settings))
+    return ComputeManagementClient(
+        _credential_for(settings), subscription_id, **client_kwargs(settings, response_hook)
+    )
 
 
 def authorization_client(subscription_id: str, settings: Settings | None = None) -> Any:

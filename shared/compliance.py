@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from shared.answers import ComplianceFinding
 from shared.model import TargetRef
 from shared.plan import Finding
 from shared.settings import Settings
@@ -34,19 +35,19 @@ class StoredFinding:
     first_seen: datetime
     last_seen: datetime
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ComplianceFinding:
         kind, _, resource_id = self.target.partition("|")
-        return {
-            "kind": self.kind,
-            "targetKind": kind,
-            "targetId": resource_id,
-            "ruleName": self.rule,
-            "virtualMachineId": self.vm,  # "" for a finding about the target as a whole
-            "port": self.port,
-            "detail": self.detail,
-            "firstSeen": self.first_seen.isoformat(),
-            "lastSeen": self.last_seen.isoformat(),
-        }
+        return ComplianceFinding(
+            kind=self.kind,
+            targetKind=kind,
+            targetId=resource_id,
+            ruleName=self.rule,
+            virtualMachineId=self.vm,
+            port=self.port,
+            detail=self.detail,
+            firstSeen=self.first_seen.isoformat(),
+            lastSeen=self.last_seen.isoformat(),
+        )
 
 
 def _row(finding: Finding) -> str:

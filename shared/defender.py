@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, WithJsonSchema
 
+from shared.answers import Answer, JitNetworkAccessRequest, RequestPort, RequestVm
 from shared.model import (
     FIREWALL_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
@@ -90,6 +91,52 @@ class PolicyWire(_Wire):
     kind: StrictStr | None = None
     location: StrictStr | None = None
     properties: PolicyPropertiesWire
+
+
+def _inlined(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` written in place, to describe a value that is not
+    validated by it (a stored body answered as stored)."""
+    schema = model.model_json_schema(mode="serialization")
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+# A policy's VMs are answered as stored (the canonical body a PUT validated, `canonical_policy_body`),
+# not validated again on every read; the schema is the one that validated them.
+StoredVms = Annotated[
+    list[dict[str, Any]], WithJsonSchema({"type": "array", "items": _inlined(PolicyVmWire)})
+]
+
+
+class PolicyProperties(Answer):
+    virtualMachines: StoredVms  # noqa: N815
+    requests: list[JitNetworkAccessRequest]
+    provisioningState: str  # noqa: N815
+
+
+class JitNetworkAccessPolicy(Answer):
+    """Defender's policy resource, as GET, PUT and the lists answer it."""
+
+    id: str
+    name: str
+    type: str
+    location: str
+    kind: str
+    properties: PolicyProperties
+
+
+class PolicyList(Answer):
+    value: list[JitNetworkAccessPolicy]
 
 
 # ---- initiate ----
@@ -290,20 +337,20 @@ def parse_policy_body(body: Any, ref: PolicyRef) -> tuple[JitPolicy, dict[str, A
 
 
 def policy_to_wire(
-    ref: PolicyRef, stored: Mapping[str, Any], requests: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": ref.id,
-        "name": ref.name,
-        "type": POLICY_TYPE,
-        "location": ref.location,
-        "kind": stored.get("kind", "Basic"),
-        "properties": {
-            "virtualMachines": stored["virtualMachines"],
-            "requests": list(requests),
-            "provisioningState": "Succeeded",
-        },
-    }
+    ref: PolicyRef, stored: Mapping[str, Any], requests: Iterable[JitNetworkAccessRequest]
+) -> JitNetworkAccessPolicy:
+    return JitNetworkAccessPolicy(
+        id=ref.id,
+        name=ref.name,
+        type=POLICY_TYPE,
+        location=ref.location,
+        kind=stored.get("kind", "Basic"),
+        properties=PolicyProperties(
+            virtualMachines=stored["virtualMachines"],
+            requests=list(requests),
+            provisioningState="Succeeded",
+        ),
+    )
 
 
 # ---- initiate bodies and request answers ----
@@ -350,33 +397,42 @@ def status_reason(grant: Grant) -> StatusReason:
     return StatusReason.USER_REQUESTED
 
 
-def request_port_to_wire(grant: Grant) -> dict[str, Any]:
-    body: dict[str, Any] = {"number": grant.port}
+def request_port_to_wire(grant: Grant, **ours: Any) -> RequestPort:
+    """Defender's port of a request; `ours` adds our fields (RequestPort's second half)."""
+    port = RequestPort(
+        number=grant.port,
+        endTimeUtc=format_time(grant.end_time),
+        status=grant.status,
+        statusReason=status_reason(grant),
+        **ours,
+    )
+    # Defender names one source in the singular, several in the plural; no mappedPort without a firewall.
     if len(grant.source_prefixes) == 1:
-        body["allowedSourceAddressPrefix"] = grant.source_prefixes[0]
+        port.allowedSourceAddressPrefix = grant.source_prefixes[0]
     else:
-        body["allowedSourceAddressPrefixes"] = list(grant.source_prefixes)
-    body["endTimeUtc"] = format_time(grant.end_time)
-    body["status"] = grant.status.value
-    body["statusReason"] = status_reason(grant).value
+        port.allowedSourceAddressPrefixes = list(grant.source_prefixes)
     if grant.mapped_port is not None:
-        body["mappedPort"] = grant.mapped_port
-    return body
+        port.mappedPort = grant.mapped_port
+    return port
+
+
+def request_vms(grants: Sequence[Grant], port: Callable[[Grant], RequestPort]) -> list[RequestVm]:
+    """The grants of one request by VM, VMs and ports in request order."""
+    by_vm: dict[str, RequestVm] = {}
+    for grant in grants:
+        by_vm.setdefault(grant.vm.key, RequestVm(id=grant.vm.id, ports=[])).ports.append(port(grant))
+    return list(by_vm.values())
 
 
 def request_to_wire(
     grants: Sequence[Grant], *, start_time: datetime, requestor: str, justification: str | None
-) -> dict[str, Any]:
-    """Defender's JitNetworkAccessRequest for the grants of one request, VMs in request order."""
-    by_vm: dict[str, dict[str, Any]] = {}
-    for grant in grants:
-        entry = by_vm.setdefault(grant.vm.key, {"id": grant.vm.id, "ports": []})
-        entry["ports"].append(request_port_to_wire(grant))
-    body: dict[str, Any] = {
-        "virtualMachines": list(by_vm.values()),
-        "startTimeUtc": format_time(start_time),
-        "requestor": requestor,
-    }
+) -> JitNetworkAccessRequest:
+    """Defender's JitNetworkAccessRequest for the grants of one request (no justification: absent)."""
+    body = JitNetworkAccessRequest(
+        virtualMachines=request_vms(grants, request_port_to_wire),
+        startTimeUtc=format_time(start_time),
+        requestor=requestor,
+    )
     if justification is not None:
-        body["justification"] = justification
+        body.justification = justification
     return body

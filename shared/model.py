@@ -11,14 +11,16 @@ on every target on its path, then `Initiated`, then `Revoked` with a reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.events import EventId
+
+T = TypeVar("T")
 
 # ---- names compared the way ARM compares them ----
 
@@ -374,6 +376,19 @@ class GrantStore(Protocol):
 
 class ConcurrentUpdateError(RuntimeError):
     """The record changed since it was read (ETag mismatch): re-read and try again."""
+
+
+def retry_on_conflict(attempt: Callable[[int], T], *, attempts: int, gave_up: str) -> T:
+    """Run `attempt(n)` (read, decide, one ETag-guarded write) again while its write meets a
+    concurrent update, at most `attempts` times; then ConcurrentUpdateError(`gave_up`). The one
+    RetryOnConflict of the record side (ARM writes have enforcement's `write_loop`, which also
+    backs off): attempt 0 may use what the caller read already, later ones must read again."""
+    for number in range(attempts):
+        try:
+            return attempt(number)
+        except ConcurrentUpdateError:
+            continue
+    raise ConcurrentUpdateError(gave_up)
 
 
 class AuditTrail(Protocol):

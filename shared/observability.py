@@ -74,6 +74,16 @@ def log_event(name: EventId, level: int | str = logging.INFO, **fields: Any) -> 
     _logger.log(numeric_level, message, extra=event_fields(name, fields))
 
 
+# The longest error text a log field, an audit record or a recorded ARM refusal carries.
+ERROR_TEXT_LIMIT: Final = 500
+
+
+def brief(error: object) -> str:
+    """An error as bounded text: an exception's text can hold a whole HTTP answer, and App Insights
+    attributes and Table properties must stay small. The one place that bound is applied."""
+    return str(error)[:ERROR_TEXT_LIMIT]
+
+
 def _aad_client_id(authentication_string: str | None) -> str | None:
     """The managed identity's client id from `ClientId=<id>;Authorization=AAD`, else None."""
     if not authentication_string:

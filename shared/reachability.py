@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.arm_ids import parent_of
 from shared.model import ResourceId
 
 # A peering carries traffic only once both sides exist; ARM then reports "Connected" on each side.
@@ -22,10 +23,7 @@ CONNECTED = "connected"
 
 def vnet_of_subnet(subnet_id: str) -> ResourceId:
     """`.../virtualNetworks/{vnet}/subnets/{subnet}` -> `.../virtualNetworks/{vnet}`."""
-    parts = subnet_id.rstrip("/").split("/")
-    if len(parts) < 2 or parts[-2].lower() != "subnets":
-        raise ValueError(f"{subnet_id!r} is not a subnet id")
-    return ResourceId("/".join(parts[:-2]))
+    return ResourceId(parent_of(subnet_id, "subnets"))
 
 
 def connected_peers(vnet: Mapping[str, Any]) -> tuple[ResourceId, ...]:

@@ -1,27 +1,30 @@
-"""The request side's collaborators, built once per process from settings (tests build their own)."""
+"""The request side's collaborators (the process builds them once, in shared/composition.py; tests
+build their own)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient
 
-from shared.audit import TableAuditTrail
+from shared.audit import AuditEvent, TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
 from shared.events import EventId
-from shared.grants import TableGrantStore
+from shared.grants import RequestRecord, StoredRequest, TableGrantStore
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
-from shared.model import JitPolicy
-from shared.observability import log_event
+from shared.model import AuditTrail, Grant, JitPolicy, PolicyRef, TargetRef, VmRef
+from shared.observability import brief, log_event
 from shared.policy import Limits
-from shared.policy_store import TablePolicyStore
-from shared.settings import Settings, get_settings
+from shared.policy_store import StoredPolicy, TablePolicyStore
+from shared.settings import Settings
 from shared.storage import queue, send
 from shared.topology import TopologyResolver
 
@@ -34,8 +37,9 @@ class ConvergeNotifier:
     """Hands work to enforcement through the converge queue: a grant (`ConvergeGrant`, now or at a
     given time) or a policy change (`ConvergePolicy`). The request reads nothing from ARM."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._queue = queue(settings.converge_queue, settings)
+    def __init__(self, settings: Settings, client: QueueClient | None = None) -> None:
+        """`client`: the process's converge-queue client (shared/composition.py), else a new one."""
+        self._queue = client or queue(settings.converge_queue, settings)
 
     def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None:
         send(self._queue, dump_converge_message(ConvergeGrant(grant_id=grant_id)), visible_at=visible_at)
@@ -47,18 +51,68 @@ class ConvergeNotifier:
         try:
             send(self._queue, dump_converge_message(ConvergePolicy(policy_id=policy_id, vm_ids=vm_ids)))
         except AzureError as error:
-            log_event(EventId.POLICY_CONVERGE_DEFERRED, logging.WARNING, error=str(error)[:500])
+            log_event(EventId.POLICY_CONVERGE_DEFERRED, logging.WARNING, error=brief(error))
+
+
+# ---- what the request side needs of its collaborators (Table storage and the converge queue in the
+# app; in-memory fakes in tests/fakes.py, so request-side decisions have fast unit tests) ----
+
+
+class PolicyStore(Protocol):
+    def put(self, ref: PolicyRef, body: dict[str, Any], now: datetime | None = None) -> bool: ...
+
+    def get(self, ref: PolicyRef) -> StoredPolicy | None: ...
+
+    def delete(self, ref: PolicyRef) -> bool: ...
+
+    def list_in(
+        self, subscription_id: str, resource_group: str | None = None, location: str | None = None
+    ) -> list[StoredPolicy]: ...
+
+    def for_vm(self, vm: VmRef) -> Iterator[StoredPolicy]: ...
+
+
+class RequestStore(Protocol):
+    """Requests and their grants, as intake writes and the records read them."""
+
+    def create_request(self, record: RequestRecord, grants: Sequence[Grant]) -> None:
+        """Raises RequestExistsError if the request id is taken."""
+        ...
+
+    def get_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def policy_history(self, policy: PolicyRef, limit: int = ...) -> list[StoredRequest]: ...
+
+    def list_for_vm(self, vm: VmRef, *, open_only: bool, port: int | None = None) -> list[Grant]: ...
+
+    def list_for_target(self, target: TargetRef, *, include_closed: bool = False) -> list[Grant]: ...
+
+    def get(self, grant_id: str) -> Grant | None: ...
+
+    def update(self, grant: Grant) -> Grant:
+        """Raises ConcurrentUpdateError if the grant changed since it was read."""
+        ...
+
+
+class RequestAudit(AuditTrail, Protocol):
+    def for_subject(self, subject: str) -> list[AuditEvent]: ...
+
+
+class Notifier(Protocol):
+    def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None: ...
+
+    def policy_changed(self, policy_id: str, *versions: JitPolicy | None) -> None: ...
 
 
 @dataclass
 class Services:
     settings: Settings
-    policies: TablePolicyStore
-    grants: TableGrantStore
-    audit: TableAuditTrail
+    policies: PolicyStore
+    grants: RequestStore
+    audit: RequestAudit
     authenticator: Authenticator
     authorizer: Authorizer
-    converge: ConvergeNotifier
+    converge: Notifier
     clock: Callable[[], datetime] = field(default=_utc_now)
     # A fresh topology reader per request (the policy API's firewall check): nothing stale, each
     # resource read once per request.
@@ -84,7 +138,13 @@ def build_services(
     *,
     role_reader_for: Callable[[str], RoleReader] | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    policies: TablePolicyStore | None = None,
+    grants: TableGrantStore | None = None,
+    audit: TableAuditTrail | None = None,
+    converge: ConvergeNotifier | None = None,
 ) -> Services:
+    """The request side's collaborators; those given are shared with enforcement (the composition
+    root, shared/composition.py), the rest are built here."""
     readers: dict[str, RoleReader] = {}
 
     def arm_role_reader(subscription_id: str) -> RoleReader:
@@ -95,16 +155,11 @@ def build_services(
 
     return Services(
         settings=settings,
-        policies=TablePolicyStore(settings),
-        grants=TableGrantStore(settings),
-        audit=TableAuditTrail(settings, clock),
+        policies=policies or TablePolicyStore(settings),
+        grants=grants or TableGrantStore(settings),
+        audit=audit or TableAuditTrail(settings, clock),
         authenticator=Authenticator(settings),
         authorizer=Authorizer(role_reader_for or arm_role_reader, settings.rbac_cache_seconds),
-        converge=ConvergeNotifier(settings),
+        converge=converge or ConvergeNotifier(settings),
         clock=clock,
     )
-
-
-@lru_cache(maxsize=1)
-def get_services() -> Services:
-    return build_services(get_settings())

@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.arm_ids import ArmId
 from shared.model import ResourceId, TargetKind, TargetRef, VmPolicy, VmRef
 from shared.plan import NicOnTarget
 from shared.reachability import connected_peers, firewall_may_front, vnet_of_subnet
@@ -42,16 +43,13 @@ class ArmPath:
 
     @classmethod
     def parse(cls, resource_id: str) -> ArmPath:
-        parts = [p for p in resource_id.split("/") if p]
-        lowered = [p.lower() for p in parts]
         try:
-            sub = parts[lowered.index("subscriptions") + 1]
-            rg = parts[lowered.index("resourcegroups") + 1]
-            provider_at = lowered.index("providers")
-        except (ValueError, IndexError):
-            raise TopologyError(resource_id, "not an ARM resource id") from None
-        tail = parts[provider_at + 2 :]  # after the namespace: type, name, childType, childName...
-        return cls(sub, rg, tuple(tail[1::2]))
+            parsed = ArmId.parse(resource_id)
+        except ValueError:
+            parsed = None
+        if parsed is None or not parsed.resource_group or not parsed.names:
+            raise TopologyError(resource_id, "not an ARM resource id")
+        return cls(parsed.subscription_id, parsed.resource_group, parsed.names)
 
 
 @dataclass(frozen=True)

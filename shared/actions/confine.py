@@ -32,7 +32,6 @@ from shared.actions.refusal import Refusal
 from shared.authz import (
     FIREWALL_WRITE_ACTION,
     RULE_COLLECTION_GROUP_WRITE_ACTION,
-    AuthorizationUnavailableError,
     Authorizer,
 )
 from shared.model import DomainError, JitPolicy, Principal, ResourceId, VmPolicy, arm_key
@@ -208,17 +207,13 @@ class FirewallConfinement:
 
     def _require_write(self, facts: FirewallFacts, field: str) -> None:
         action, scope = facts.write_action
-        try:
-            allowed = self._authorizer.is_allowed(self._principal, action, scope)
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
-        if not allowed:
-            raise Refusal.forbidden(
-                f"{field}: {self._principal.display_name} ({self._principal.object_id}) does not have "
-                f"authorization to perform action '{action}' over scope '{scope}', so a policy written by "
-                "them cannot open ports on this firewall",
-                target=field,
-            )
+        self._authorizer.require(
+            self._principal,
+            action,
+            scope,
+            field=field,
+            why=", so a policy written by them cannot open ports on this firewall",
+        )
 
 
 def _field(entry: VmPolicy, path: str) -> str:

@@ -15,18 +15,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import AzureError
 
 from shared.actions.policies import admit_policy
 from shared.actions.refusal import Refusal
-from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION, AuthorizationUnavailableError
+from shared.answers import ImportReport, SkippedPolicy
+from shared.authz import READ_POLICY_ACTION, WRITE_POLICY_ACTION
 from shared.azure_clients import security_client
 from shared.events import EventId
 from shared.model import DomainError, Principal
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.policy_store import check_subscription, policy_ref
 from shared.services import Services
 from shared.topology import TopologyResolver
@@ -36,16 +36,6 @@ _POLICY_ID = re.compile(
     r"/locations/(?P<loc>[^/]+)/jitNetworkAccessPolicies/(?P<name>[^/]+)$",
     re.IGNORECASE,
 )
-
-
-@dataclass
-class ImportReport:
-    adopted: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"adopted": self.adopted, "unchanged": self.unchanged, "skipped": self.skipped}
 
 
 class ImportDefenderPolicies:
@@ -59,10 +49,7 @@ class ImportDefenderPolicies:
             check_subscription(subscription_id)
         except DomainError as error:
             raise Refusal.invalid(error) from None
-        try:
-            may_write = services.authorizer.may_somewhere(principal, WRITE_POLICY_ACTION, subscription_id)
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
+        may_write = services.authorizer.check_somewhere(principal, WRITE_POLICY_ACTION, subscription_id)
         if not may_write:
             services.audit.record(
                 EventId.POLICY_IMPORT_REFUSED,
@@ -77,14 +64,14 @@ class ImportDefenderPolicies:
         try:
             found = list(self._client_for(subscription_id).jit_network_access_policies.list())
         except AzureError as error:
-            log_event(EventId.IMPORT_DEFENDER_UNREADABLE, logging.ERROR, error=str(error)[:500])
+            log_event(EventId.IMPORT_DEFENDER_UNREADABLE, logging.ERROR, error=brief(error))
             raise Refusal(
                 502,
                 "DefenderUnavailable",
                 f"Defender's JIT policies in subscription {subscription_id} could not be read "
                 f"({type(error).__name__}); nothing was imported",
             ) from None
-        report = ImportReport()
+        report = ImportReport(adopted=[], unchanged=[], skipped=[])
         topology: list[TopologyResolver] = []  # one reader for the whole import, made when first needed
 
         def shared_topology() -> TopologyResolver:
@@ -118,7 +105,7 @@ class ImportDefenderPolicies:
             except Refusal as refusal:
                 if refusal.status >= 500:
                     raise
-                report.skipped.append({"id": policy_id, "reason": refusal.message})
+                report.skipped.append(SkippedPolicy(id=policy_id, reason=refusal.message))
                 continue
             existing = services.policies.get(ref)
             if existing is not None and existing.body == canonical:
@@ -127,7 +114,7 @@ class ImportDefenderPolicies:
             try:
                 services.policies.put(ref, canonical, services.clock())
             except DomainError as error:
-                report.skipped.append({"id": policy_id, "reason": f"{error.field}: {error.reason}"})
+                report.skipped.append(SkippedPolicy(id=policy_id, reason=f"{error.field}: {error.reason}"))
                 continue
             report.adopted.append(ref.id)
             services.audit.record(
@@ -137,15 +124,12 @@ class ImportDefenderPolicies:
             EventId.POLICY_IMPORT_FINISHED,
             subject=f"/subscriptions/{subscription_id}",
             actor=principal.object_id,
-            **report.to_wire(),
+            **report.wire(),
         )
         return report
 
     def _allowed(self, principal: Principal, action: str, scope: str) -> bool:
-        try:
-            return self._services.authorizer.is_allowed(principal, action, scope)
-        except AuthorizationUnavailableError as error:
-            raise Refusal.unavailable(str(error)) from None
+        return self._services.authorizer.check(principal, action, scope)
 
     def _skip_if_visible(
         self, report: ImportReport, principal: Principal, scope: str, policy_id: str, reason: str
@@ -153,4 +137,4 @@ class ImportDefenderPolicies:
         """Name a skipped policy only to a caller who may read it: Azure's lists filter by RBAC too,
         and the app reads Defender with its own identity, which sees more than the caller may."""
         if self._allowed(principal, READ_POLICY_ACTION, scope):
-            report.skipped.append({"id": policy_id, "reason": reason})
+            report.skipped.append(SkippedPolicy(id=policy_id, reason=reason))

@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from azure.core.exceptions import AzureError
 
-from shared.actions.refusal import Refusal, TransientFailureError
+from shared.actions.refusal import UNAVAILABLE, Refusal, TransientFailureError
 from shared.actions.revoke import revoke_grant
-from shared.authz import INITIATE_ACTION, AuthorizationUnavailableError
+from shared.authz import INITIATE_ACTION
 from shared.defender import InitiateWire, access_request_from_wire, check_json_depth, parse_model
 from shared.events import EventId
 from shared.grants import (
@@ -43,7 +43,7 @@ from shared.grants import (
 )
 from shared.identity import same_principal
 from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.policy import ApprovedPort, evaluate
 from shared.policy_store import StoredPolicy
 from shared.services import Services
@@ -157,7 +157,7 @@ class InitiateAccess:
                 logging.ERROR,
                 request=request_id,
                 grants=[g.grant_id for g in grants],
-                error=str(error)[:500],
+                error=brief(error),
             )
             if command.channel == "queue":
                 raise  # redelivery finds the request by its ticket and writes the missing audit rows
@@ -174,7 +174,7 @@ class InitiateAccess:
                 logging.ERROR,
                 request=request_id,
                 grants=[g.grant_id for g in grants],
-                error=str(error)[:500],
+                error=brief(error),
             )
         # The request as written (no re-read): its progress is what GET /api/requests/{id} reports.
         return InitiateResult(stored, created=True)
@@ -242,18 +242,18 @@ class InitiateAccess:
     def _authorize(self, requester: Principal, vm_ids: list[str], channel: Channel) -> None:
         for index, vm_id in enumerate(vm_ids):
             try:
-                allowed = self._services.authorizer.is_allowed(requester, INITIATE_ACTION, vm_id)
-            except AuthorizationUnavailableError as error:
+                self._services.authorizer.require(
+                    requester, INITIATE_ACTION, vm_id, target=f"virtualMachines[{index}].id"
+                )
+            except Refusal as refusal:
+                if refusal.status != UNAVAILABLE:
+                    raise
                 if channel == "queue":
                     # Transient: the queue retries, then the poison queue keeps the message.
-                    raise TransientFailureError(str(error)) from error
-                raise Refusal.unavailable(f"{error}; nothing was opened, try again shortly") from None
-            if not allowed:
-                raise Refusal.forbidden(
-                    f"{requester.display_name} ({requester.object_id}) does not have authorization to "
-                    f"perform action '{INITIATE_ACTION}' over scope '{vm_id}'",
-                    f"virtualMachines[{index}].id",
-                )
+                    raise TransientFailureError(refusal.message) from None
+                raise Refusal.unavailable(
+                    f"{refusal.message}; nothing was opened, try again shortly"
+                ) from None
 
     def _resend(self, existing: StoredRequest, command: InitiateCommand, fingerprint: str) -> InitiateResult:
         record = existing.record

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import re
 
-from shared.actions.refusal import Refusal
 from shared.authz import (
     FIREWALL_WRITE_ACTION,
     READ_POLICY_ACTION,
     RULE_COLLECTION_GROUP_WRITE_ACTION,
     WRITE_POLICY_ACTION,
-    AuthorizationUnavailableError,
 )
 from shared.identity import same_principal
 from shared.model import (
@@ -86,10 +84,7 @@ class Oversight:
     def allowed(self, action: str, scope: str) -> bool:
         key = (action, scope)
         if key not in self._answers:
-            try:
-                self._answers[key] = self._services.authorizer.is_allowed(self._principal, action, scope)
-            except AuthorizationUnavailableError as error:
-                raise Refusal.unavailable(str(error)) from None
+            self._answers[key] = self._services.authorizer.check(self._principal, action, scope)
         return self._answers[key]
 
     def is_requester(self, grant: Grant) -> bool:

@@ -13,9 +13,14 @@ from shared.authz import (
     DELETE_POLICY_ACTION,
     READ_POLICY_ACTION,
     WRITE_POLICY_ACTION,
-    AuthorizationUnavailableError,
 )
-from shared.defender import parse_policy_body, policy_to_wire, request_to_wire
+from shared.defender import (
+    JitNetworkAccessPolicy,
+    PolicyList,
+    parse_policy_body,
+    policy_to_wire,
+    request_to_wire,
+)
 from shared.events import EventId
 from shared.model import DomainError, JitPolicy, PolicyRef, Principal
 from shared.policy_store import StoredPolicy, check_location, check_resource_group, check_subscription
@@ -25,23 +30,11 @@ from shared.topology import TopologyResolver
 
 @dataclass(frozen=True)
 class PutOutcome:
-    body: dict[str, Any]
+    body: JitNetworkAccessPolicy
     created: bool
 
 
-def _require(services: Services, principal: Principal, action: str, scope: str) -> None:
-    try:
-        allowed = services.authorizer.is_allowed(principal, action, scope)
-    except AuthorizationUnavailableError as error:
-        raise Refusal.unavailable(str(error)) from None
-    if not allowed:
-        raise Refusal.forbidden(
-            f"{principal.display_name} ({principal.object_id}) does not have authorization to perform "
-            f"action '{action}' over scope '{scope}'"
-        )
-
-
-def policy_answer(services: Services, stored: StoredPolicy) -> dict[str, Any]:
+def policy_answer(services: Services, stored: StoredPolicy) -> JitNetworkAccessPolicy:
     """The policy as Defender answers it, with its request history from the grant store."""
     history = [
         request_to_wire(
@@ -99,7 +92,7 @@ class PutPolicy:
 
     def __call__(self, ref: PolicyRef, body: Any, principal: Principal) -> PutOutcome:
         services = self._services
-        _require(services, principal, WRITE_POLICY_ACTION, ref.id)
+        services.authorizer.require(principal, WRITE_POLICY_ACTION, ref.id)
         policy, canonical = admit_policy(services, ref, body, principal)
         previous = services.policies.get(ref)
         created = services.policies.put(ref, canonical, services.clock())
@@ -122,8 +115,8 @@ class GetPolicy:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    def __call__(self, ref: PolicyRef, principal: Principal) -> dict[str, Any]:
-        _require(self._services, principal, READ_POLICY_ACTION, ref.id)
+    def __call__(self, ref: PolicyRef, principal: Principal) -> JitNetworkAccessPolicy:
+        self._services.authorizer.require(principal, READ_POLICY_ACTION, ref.id)
         stored = self._services.policies.get(ref)
         if stored is None:
             raise Refusal.not_found(
@@ -149,7 +142,7 @@ class ListPolicies:
         subscription_id: str,
         resource_group: str | None = None,
         location: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PolicyList:
         try:
             check_subscription(subscription_id)
             if resource_group is not None:
@@ -160,13 +153,9 @@ class ListPolicies:
             raise Refusal.invalid(error) from None
         readable = []
         for stored in self._services.policies.list_in(subscription_id, resource_group, location):
-            try:
-                allowed = self._services.authorizer.is_allowed(principal, READ_POLICY_ACTION, stored.ref.id)
-            except AuthorizationUnavailableError as error:
-                raise Refusal.unavailable(str(error)) from None
-            if allowed:
+            if self._services.authorizer.check(principal, READ_POLICY_ACTION, stored.ref.id):
                 readable.append(policy_answer(self._services, stored))
-        return {"value": readable}
+        return PolicyList(value=readable)
 
 
 class DeletePolicy:
@@ -177,7 +166,7 @@ class DeletePolicy:
         self._services = services
 
     def __call__(self, ref: PolicyRef, principal: Principal) -> bool:
-        _require(self._services, principal, DELETE_POLICY_ACTION, ref.id)
+        self._services.authorizer.require(principal, DELETE_POLICY_ACTION, ref.id)
         previous = self._services.policies.get(ref)
         deleted = self._services.policies.delete(ref)
         if deleted:

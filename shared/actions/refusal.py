@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from shared.model import DomainError
 
+# The status of a refusal because something the decision needs (RBAC) cannot be read.
+UNAVAILABLE = 503
+
 
 @dataclass
 class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not a fault
@@ -38,7 +41,7 @@ class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not a fault
 
     @classmethod
     def unavailable(cls, message: str) -> Refusal:
-        return cls(503, "AuthorizationUnavailable", message)
+        return cls(UNAVAILABLE, "AuthorizationUnavailable", message)
 
 
 class TransientFailureError(RuntimeError):

@@ -14,8 +14,8 @@ from shared.actions.refusal import Refusal
 from shared.authz import WRITE_POLICY_ACTION
 from shared.events import EventId
 from shared.grants import StoredRequest
-from shared.model import ConcurrentUpdateError, Grant, PortStatus, Principal, StatusReason
-from shared.observability import log_event
+from shared.model import Grant, PortStatus, Principal, StatusReason, retry_on_conflict
+from shared.observability import brief, log_event
 from shared.services import Services
 
 _ATTEMPTS = 5
@@ -34,9 +34,11 @@ def revoke_grant(
     With `audit_first`, the decision is audited before the write (`grant.revoking`), so a caller
     whose answer depends on it can say "nothing was changed" when that audit fails; a caller whose
     own decision is already on record (a superseding request) skips it."""
-    current: Grant | None = grant
     intent_recorded = not audit_first
-    for _ in range(_ATTEMPTS):
+
+    def attempt(number: int) -> Grant | None:
+        nonlocal intent_recorded
+        current = grant if number == 0 else services.grants.get(grant.grant_id)
         if current is None or current.status is PortStatus.REVOKED:
             return None
         if not intent_recorded:
@@ -45,13 +47,7 @@ def revoke_grant(
                 EventId.GRANT_REVOKING, subject=grant.grant_id, actor=actor, reason=reason.value, **details
             )
             intent_recorded = True
-        try:
-            revoked = services.grants.update(
-                replace(current, status=PortStatus.REVOKED, status_reason=reason)
-            )
-        except ConcurrentUpdateError:
-            current = services.grants.get(grant.grant_id)
-            continue
+        revoked = services.grants.update(replace(current, status=PortStatus.REVOKED, status_reason=reason))
         # The grant is revoked from here on, so a storage failure below must not be answered as
         # "nothing was changed": it is logged, and enforcement's timers close the rules regardless
         # (they read the grant's status, not the message).
@@ -74,10 +70,13 @@ def revoke_grant(
                 grant=grant.grant_id,
                 reason=reason.value,
                 actor=actor,
-                error=str(error)[:500],
+                error=brief(error),
             )
         return revoked
-    raise ConcurrentUpdateError(f"grant {grant.grant_id} kept changing; revoke it again")
+
+    return retry_on_conflict(
+        attempt, attempts=_ATTEMPTS, gave_up=f"grant {grant.grant_id} kept changing; revoke it again"
+    )
 
 
 class RevokeAccess:
@@ -112,9 +111,7 @@ class RevokeAccess:
         except AzureError as error:
             # Some grants may be revoked already: say so, never "nothing was changed". Revoking again
             # is harmless, so the caller's retry finishes the job.
-            log_event(
-                EventId.REVOKE_STORAGE_FAILED, logging.ERROR, request=request_id, error=str(error)[:500]
-            )
+            log_event(EventId.REVOKE_STORAGE_FAILED, logging.ERROR, request=request_id, error=brief(error))
             raise Refusal(
                 503,
                 "ServiceUnavailable",

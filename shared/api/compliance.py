@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.actions.refusal import Refusal
+from shared.answers import ComplianceList
 from shared.api.http import ApiCall, endpoint, json_response
-from shared.authz import READ_POLICY_ACTION, AuthorizationUnavailableError
+from shared.authz import READ_POLICY_ACTION
 from shared.compliance import FindingStore, StoredFinding
 from shared.model import ResourceId
 
@@ -31,12 +31,9 @@ def get_compliance(call: ApiCall) -> func.HttpResponse:
     for finding in findings:
         subscription = _subscription(finding).lower()
         if subscription not in readable:
-            try:
-                readable[subscription] = bool(subscription) and call.services.authorizer.is_allowed(
-                    call.principal, READ_POLICY_ACTION, f"/subscriptions/{subscription}"
-                )
-            except AuthorizationUnavailableError as error:
-                raise Refusal.unavailable(str(error)) from None
+            readable[subscription] = bool(subscription) and call.services.authorizer.check(
+                call.principal, READ_POLICY_ACTION, f"/subscriptions/{subscription}"
+            )
         if readable[subscription]:
             visible.append(finding)
-    return json_response(200, {"value": [f.to_json() for f in visible], "count": len(visible)})
+    return json_response(200, ComplianceList(value=[f.to_json() for f in visible], count=len(visible)))

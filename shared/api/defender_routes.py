@@ -71,6 +71,6 @@ def initiate(call: ApiCall) -> func.HttpResponse:
         requestor=stored.record.requester.display_name,
         justification=stored.record.justification,
     )
-    body["requestId"] = stored.record.request_id
+    body.requestId = stored.record.request_id
     location = request_location(stored.record.request_id)
     return json_response(202, body, {"Location": location, "Retry-After": "5"})

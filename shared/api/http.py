@@ -2,7 +2,7 @@
 
 Errors are ARM's `{"error": {"code", "message", "target"?, "details"?}}`. Bad input is a 4xx naming
 the field; a storage outage is a 503 (nothing was opened). Handlers take `services` so tests can pass
-their own; the Functions triggers use the process-wide ones.
+their own; the Functions triggers use the process's (shared/composition.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import Refusal
+from shared.answers import Answer, Error, ErrorDetail, ErrorInfo
+from shared.composition import root
 from shared.defender import API_VERSION, check_json_depth
 from shared.events import EventId
 from shared.identity import AuthenticationError, caller_address
 from shared.model import DomainError, Principal
-from shared.observability import log_event
-from shared.services import Services, get_services
+from shared.observability import brief, log_event
+from shared.services import Services
 
 JSON = "application/json"
 
@@ -86,6 +88,9 @@ def request_location(request_id: str) -> str:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """`body` is an Answer (serialised by its `wire()`) or plain JSON (a policy, an error)."""
+    if isinstance(body, Answer):
+        body = body.wire()
     return func.HttpResponse(
         json.dumps(body, default=str), status_code=status, mimetype=JSON, headers=headers or {}
     )
@@ -94,15 +99,15 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def error_response(
     status: int, code: str, message: str, target: str | None = None, details: list[DomainError] | None = None
 ) -> func.HttpResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error = ErrorInfo(code=code, message=message)
     if target:
-        error["target"] = target
+        error.target = target
     if details and len(details) > 1:
-        error["details"] = [
-            {"code": d.code, "message": f"{d.field}: {d.reason}", "target": d.field} for d in details
+        error.details = [
+            ErrorDetail(code=d.code, message=f"{d.field}: {d.reason}", target=d.field) for d in details
         ]
     headers = {"WWW-Authenticate": 'Bearer realm="portcullis"'} if status == 401 else None
-    return json_response(status, {"error": error}, headers)
+    return json_response(status, Error(error=error), headers)
 
 
 def check_api_version(call: ApiCall) -> None:
@@ -134,7 +139,7 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
     def decorate(handler: Handler) -> Endpoint:
         @wraps(handler)
         def run(request: func.HttpRequest, services: Services | None = None) -> func.HttpResponse:
-            call = ApiCall(request, services or get_services())
+            call = ApiCall(request, services or root().services)
             try:
                 if authenticate:
                     _ = call.principal
@@ -154,7 +159,7 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
                     EventId.API_STORAGE_UNAVAILABLE,
                     logging.ERROR,
                     handler=handler.__name__,
-                    error=str(error)[:500],
+                    error=brief(error),
                 )
                 return error_response(
                     503,

@@ -4,7 +4,7 @@ endpoint. Who sees and revokes which grant is shared.actions.oversight."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 import azure.functions as func
 
@@ -12,75 +12,81 @@ from shared.actions.importer import ImportDefenderPolicies
 from shared.actions.oversight import Oversight, firewall_target, firewall_write_action
 from shared.actions.refusal import Refusal
 from shared.actions.revoke import RevokeAccess
+from shared.answers import (
+    ConnectionDetails,
+    GrantAnswer,
+    GrantList,
+    GrantRequestor,
+    JitNetworkAccessRequest,
+    RequestPort,
+)
 from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.authz import READ_POLICY_ACTION
-from shared.defender import format_time, request_port_to_wire, status_reason
+from shared.defender import format_time, request_port_to_wire, request_vms, status_reason
 from shared.grants import StoredRequest
 from shared.model import DomainError, Grant, VmRef
 from shared.plan import connection_commands
 
 
-def grant_to_wire(grant: Grant, now: Any) -> dict[str, Any]:
-    return {
-        "grantId": grant.grant_id,
-        "requestId": grant.request_id,
-        "policyId": grant.policy.id,
-        "vmId": grant.vm.id,
-        "port": grant.port,
-        "protocol": grant.protocol.value,
-        "sourceAddressPrefixes": list(grant.source_prefixes),
-        "startTimeUtc": format_time(grant.start_time),
-        "endTimeUtc": format_time(grant.end_time),
-        "requestor": {"objectId": grant.requester.object_id, "name": grant.requester.display_name},
-        "justification": grant.justification,
-        "ticketId": grant.ticket_id,
-        "status": grant.status.value,
-        "statusReason": status_reason(grant).value,
-        "active": grant.is_open_at(now),
-        "targets": dict(grant.targets),
-        "mappedPort": grant.mapped_port,
-        "connectAddress": grant.connect_address,
-        "connectPort": grant.connect_port,
-    }
+def grant_to_wire(grant: Grant, now: datetime) -> GrantAnswer:
+    return GrantAnswer(
+        grantId=grant.grant_id,
+        requestId=grant.request_id,
+        policyId=grant.policy.id,
+        vmId=grant.vm.id,
+        port=grant.port,
+        protocol=grant.protocol,
+        sourceAddressPrefixes=list(grant.source_prefixes),
+        startTimeUtc=format_time(grant.start_time),
+        endTimeUtc=format_time(grant.end_time),
+        requestor=GrantRequestor(objectId=grant.requester.object_id, name=grant.requester.display_name),
+        justification=grant.justification,
+        ticketId=grant.ticket_id,
+        status=grant.status,
+        statusReason=status_reason(grant),
+        active=grant.is_open_at(now),
+        targets=dict(grant.targets),
+        mappedPort=grant.mapped_port,
+        connectAddress=grant.connect_address,
+        connectPort=grant.connect_port,
+    )
 
 
-def connection_details(grant: Grant) -> dict[str, Any] | None:
+def connection_details(grant: Grant) -> ConnectionDetails | None:
     """Address, port and ready-to-paste ssh / rdp lines; None until enforcement knows the address."""
     commands = connection_commands(grant.connect_address, grant.connect_port)
     if commands is None:
         return None
-    return {**commands, "port": grant.connect_port}
+    return ConnectionDetails(
+        address=commands["address"], port=grant.connect_port, ssh=commands["ssh"], rdp=commands["rdp"]
+    )
 
 
-def request_answer(stored: StoredRequest) -> dict[str, Any]:
+def request_answer(stored: StoredRequest) -> JitNetworkAccessRequest:
     """Defender's JitNetworkAccessRequest plus what we know beside it (ids, ticket, connect details)."""
     record = stored.record
-    by_vm: dict[str, dict[str, Any]] = {}
-    for grant in stored.grants:
-        entry = by_vm.setdefault(grant.vm.key, {"id": grant.vm.id, "ports": []})
-        port = request_port_to_wire(grant)
-        port.update(
-            {
-                "grantId": grant.grant_id,
-                "protocol": grant.protocol.value,
-                "connectAddress": grant.connect_address,
-                "connectPort": grant.connect_port,
-                "connection": connection_details(grant),
-                "targets": dict(grant.targets),
-            }
+
+    def port(grant: Grant) -> RequestPort:
+        return request_port_to_wire(
+            grant,
+            grantId=grant.grant_id,
+            protocol=grant.protocol,
+            connectAddress=grant.connect_address,
+            connectPort=grant.connect_port,
+            connection=connection_details(grant),
+            targets=dict(grant.targets),
         )
-        entry["ports"].append(port)
-    body: dict[str, Any] = {
-        "requestId": record.request_id,
-        "policyId": record.policy.id,
-        "virtualMachines": list(by_vm.values()),
-        "startTimeUtc": format_time(record.start_time),
-        "requestor": record.requester.display_name,
-        "requestorObjectId": record.requester.object_id,
-        "justification": record.justification,
-        "ticketId": record.ticket_id,
-    }
-    return body
+
+    return JitNetworkAccessRequest(
+        requestId=record.request_id,
+        policyId=record.policy.id,
+        virtualMachines=request_vms(stored.grants, port),
+        startTimeUtc=format_time(record.start_time),
+        requestor=record.requester.display_name,
+        requestorObjectId=record.requester.object_id,
+        justification=record.justification,
+        ticketId=record.ticket_id,
+    )
 
 
 def _stored_request(call: ApiCall) -> StoredRequest:
@@ -146,10 +152,10 @@ def list_grants(call: ApiCall) -> func.HttpResponse:
     if active:
         grants = [g for g in grants if g.is_open_at(now)]
     grants.sort(key=lambda g: (g.start_time, g.grant_id))
-    return json_response(200, {"value": [grant_to_wire(g, now) for g in grants]})
+    return json_response(200, GrantList(value=[grant_to_wire(g, now) for g in grants]))
 
 
 @endpoint()
 def import_defender_policies(call: ApiCall) -> func.HttpResponse:
     report = ImportDefenderPolicies(call.services)(call.route("subscriptionId"), call.principal)
-    return json_response(200, report.to_wire())
+    return json_response(200, report)

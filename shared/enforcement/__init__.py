@@ -12,7 +12,7 @@ errors.py       temporary vs permanent failures
 deps.py         wiring
 """
 
-from shared.enforcement.deps import ConvergeDeps, build_deps, get_converge_deps, queue_enqueuer
+from shared.enforcement.deps import ConvergeDeps, build_deps, queue_enqueuer
 from shared.enforcement.errors import SimulatedCrash, TargetWriteError
 from shared.enforcement.reconciler import MAX_WRITE_ATTEMPTS, TargetOutcome, converge
 from shared.enforcement.triggers import (
@@ -34,7 +34,6 @@ __all__ = [
     "build_deps",
     "converge",
     "dispatch",
-    "get_converge_deps",
     "handle_converge_message",
     "handle_grant",
     "managed_targets",

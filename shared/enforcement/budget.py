@@ -2,8 +2,9 @@
 
 Since 2024 ARM throttles each subscription and principal with a token bucket (reads 250, refilled at
 25/s; writes 200, refilled at 10/s) and reports what is left in `x-ms-ratelimit-remaining-
-subscription-reads` / `-writes` on every answer. The reconcile timer's calls pass `observe` as
-azure-core's `raw_response_hook` and call `pace` before each further call: when less than
+subscription-reads` / `-writes` on every answer. Enforcement's ARM clients are built with `observe`
+as azure-core's `raw_response_hook` (shared/azure_clients.py, the one place that builds clients), so
+every answer reports; the reconcile timer calls `pace` before each further call: when less than
 `reserve` tokens remain, the timer waits for the bucket to refill that far, so the budget a
 revocation or a new grant needs is always there. Request- and expiry-driven work never paces.
 """
@@ -54,18 +55,6 @@ class ArmBudget:
                     self._remaining[(sub, kind)] = remaining
 
         return hook
-
-    def watch(self, client: Any, subscription_id: str) -> Any:
-        """Observe every answer `client` (an azure-mgmt client) receives, not only the list calls
-        that pass `observe` themselves: the adapters' GETs and If-Match writes report the bucket too.
-
-        azure-mgmt clients run one CustomHookPolicy whose default hook is the client-level
-        `raw_response_hook`; shared/azure_clients.py builds clients without one, so it is set here.
-        A client that already has a hook, or a pipeline without that policy, is left as it is."""
-        policy = getattr(getattr(client, "_config", None), "custom_hook_policy", None)
-        if policy is not None and getattr(policy, "_response_callback", "absent") is None:
-            policy._response_callback = self.observe(subscription_id)
-        return client
 
     def remaining(self, subscription_id: str, kind: str = "reads") -> int | None:
         with self._lock:

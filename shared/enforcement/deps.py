@@ -1,11 +1,12 @@
-"""Everything enforcement needs, wired once per process: Table storage, ARM clients, caches, clock."""
+"""Everything enforcement needs: Table storage, ARM clients, caches, clock (the process builds it
+once, in shared/composition.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.compliance import FindingStore
 from shared.enforcement.budget import ArmBudget
@@ -14,6 +15,9 @@ from shared.lease import HintBook, TableLeases, TargetRegistry
 from shared.model import AuditTrail, GrantStore, JitPolicy, TargetRef
 from shared.settings import Settings
 from shared.topology import TopologyResolver
+
+if TYPE_CHECKING:
+    from shared.policy_store import TablePolicyStore
 
 
 class PolicySource(Protocol):
@@ -50,10 +54,11 @@ class ConvergeDeps:
 class TablePolicies:
     """Every stored JIT policy, across subscriptions: the Deny baseline and the managed targets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: TablePolicyStore | None = None) -> None:
+        """`store`: the process's policy store (shared/composition.py), else a new one."""
         from shared.policy_store import TablePolicyStore
 
-        self._store = TablePolicyStore(settings)
+        self._store = store or TablePolicyStore(settings)
 
     def all(self) -> Sequence[JitPolicy]:
         return [stored.policy for stored in self._store.list_all()]
@@ -70,6 +75,7 @@ def build_deps(
     store: GrantStore | None = None,
     audit: AuditTrail | None = None,
     topology: TopologyResolver | None = None,
+    policies: PolicySource | None = None,
 ) -> ConvergeDeps:
     """Everything converge needs, from settings (Table storage, ARM clients, caches)."""
     from functools import lru_cache
@@ -80,17 +86,19 @@ def build_deps(
     from shared.storage import table
 
     budget = ArmBudget(sleep)
+    # Every answer of these clients reports the bucket (not only the list calls that pass
+    # `observe` themselves): the adapters' GETs and If-Match writes too.
     network_factory = network or lru_cache(maxsize=16)(
-        lambda sub: budget.watch(network_client(sub, settings), sub)
+        lambda sub: network_client(sub, settings, response_hook=budget.observe(sub))
     )
     compute_factory = compute or lru_cache(maxsize=16)(
-        lambda sub: budget.watch(compute_client(sub, settings), sub)
+        lambda sub: compute_client(sub, settings, response_hook=budget.observe(sub))
     )
     return ConvergeDeps(
         settings=settings,
         store=store or TableGrantStore(settings),
         audit=audit or TableAuditTrail(settings, now),
-        policies=TablePolicies(settings),
+        policies=policies or TablePolicies(settings),
         topology=topology or TopologyResolver(network_factory, compute_factory),
         leases=TableLeases(table("leases", settings), now, settings.converge_lease_seconds),
         hints=HintBook(table("leases", settings), now),
@@ -105,14 +113,15 @@ def build_deps(
     )
 
 
-def queue_enqueuer(settings: Settings) -> Callable[[TargetRef, int], None]:
-    """Sends ConvergeTarget hints on the converge queue, visible after `delay` seconds."""
+def queue_enqueuer(settings: Settings, client: Any = None) -> Callable[[TargetRef, int], None]:
+    """Sends ConvergeTarget hints on the converge queue, visible after `delay` seconds. `client`: the
+    process's converge-queue client (shared/composition.py), else a new one."""
     from datetime import UTC
 
     from shared.messages import ConvergeTarget, dump_converge_message
     from shared.storage import queue, send
 
-    client = queue(settings.converge_queue, settings)
+    client = client or queue(settings.converge_queue, settings)
 
     def enqueue(target: TargetRef, delay: int) -> None:
         moment = datetime.now(UTC)
@@ -124,26 +133,3 @@ def queue_enqueuer(settings: Settings) -> Callable[[TargetRef, int], None]:
         )
 
     return enqueue
-
-
-_process_deps: list[ConvergeDeps] = []
-
-
-def get_converge_deps() -> ConvergeDeps:
-    """The process-wide enforcement collaborators (real clock, real sleep, hints on the queue)."""
-    if not _process_deps:
-        import time
-        from datetime import UTC
-
-        from shared.settings import get_settings
-
-        settings = get_settings()
-        _process_deps.append(
-            build_deps(
-                settings,
-                now=lambda: datetime.now(UTC),
-                sleep=time.sleep,
-                enqueue_target=queue_enqueuer(settings),
-            )
-        )
-    return _process_deps[0]

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from shared.enforcement import transitions
 from shared.enforcement.errors import TargetWriteError
 from shared.events import EventId
-from shared.model import ConcurrentUpdateError, Grant, TargetRef, TargetState
-from shared.observability import log_event
+from shared.model import Grant, TargetRef, TargetState, retry_on_conflict
+from shared.observability import brief, log_event
 from shared.plan import parse_marker
 
 if TYPE_CHECKING:
@@ -30,21 +30,24 @@ def update_grant(
     """Apply `change` with an ETag-guarded update, re-reading on conflict (RetryOnConflict); audit the
     events of the version that was written. None if nothing changed. `known` (as read earlier in this
     pass) saves a read when it needs no change."""
-    for attempt in range(MAX_RECORD_ATTEMPTS):
-        current = known if attempt == 0 and known is not None else deps.store.get(grant_id)
+
+    def attempt(number: int) -> Grant | None:
+        current = known if number == 0 and known is not None else deps.store.get(grant_id)
         if current is None:
             return None
         transition = change(current)
         if transition.grant is None:
             return None
-        try:
-            written = deps.store.update(transition.grant)
-        except ConcurrentUpdateError:
-            continue
+        written = deps.store.update(transition.grant)
         for name, details in transition.events:
             deps.audit.record(name, subject=grant_id, actor=ACTOR, **details)
         return written
-    raise ConcurrentUpdateError(f"grant {grant_id} kept changing; gave up after {MAX_RECORD_ATTEMPTS} tries")
+
+    return retry_on_conflict(
+        attempt,
+        attempts=MAX_RECORD_ATTEMPTS,
+        gave_up=f"grant {grant_id} kept changing; gave up after {MAX_RECORD_ATTEMPTS} tries",
+    )
 
 
 def record(
@@ -165,7 +168,7 @@ def record_failure(
             target=target.key,
             grant_ids=sorted(closing),
             attempts=failure.attempts,
-            error=f"{failure.refusal.status} {failure.refusal.code}: {failure.refusal.message}"[:500],
+            error=brief(f"{failure.refusal.status} {failure.refusal.code}: {failure.refusal.message}"),
         )
     for grant in grants:
         update_grant(

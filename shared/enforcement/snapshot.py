@@ -21,7 +21,7 @@ from azure.core.exceptions import AzureError
 from shared.enforcement.views import BaselineMap, baseline_map, entries_on, vm_policy_of
 from shared.events import EventId
 from shared.model import Grant, JitPolicy, PolicyPort, ResourceId, TargetRef, VmPolicy, VmRef
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.plan import BaselineEntry
 from shared.targets.wire import NETWORK_API_VERSION, list_raw
 from shared.topology import (
@@ -116,7 +116,7 @@ def list_subscription(deps: ConvergeDeps, subscription_id: str) -> SubscriptionL
 
     def collection(kind: str, client: Any, resource_type: str, api_version: str) -> dict[str, dict[str, Any]]:
         # Raw wire JSON through the client's pipeline (no SDK models: they cost most of a pass's time
-        # and memory); the client's hook reports ARM's remaining budget (budget.watch).
+        # and memory); the client's raw_response_hook reports ARM's remaining budget (budget.observe).
         pace()
         return _by_id(kind, list_raw(client, f"{base}/{resource_type}", api_version=api_version))
 
@@ -159,7 +159,7 @@ def list_rule_groups(deps: ConvergeDeps, policy_id: str) -> list[dict[str, Any]]
         return list(list_raw(deps.network(path.subscription_id), groups_path))
     except AzureError as error:
         log_event(
-            EventId.SNAPSHOT_RULE_GROUPS_UNLISTED, logging.WARNING, policy=policy_id, error=str(error)[:300]
+            EventId.SNAPSHOT_RULE_GROUPS_UNLISTED, logging.WARNING, policy=policy_id, error=brief(error)
         )
         return None
 
@@ -188,7 +188,7 @@ class EstateSnapshot:
                     EventId.SNAPSHOT_SUBSCRIPTION_UNLISTED,
                     logging.ERROR,
                     subscription=sub,
-                    error=str(error)[:300],
+                    error=brief(error),
                 )
         return cls(listings, lambda policy_id: list_rule_groups(deps, policy_id))
 
@@ -341,11 +341,11 @@ class EstateView:
             except TopologyError as error:
                 # Logged once per pass (not per target that asks); the resolver caches per-VM failures.
                 if vm.key not in self.unresolved:
-                    log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=str(error)[:300])
+                    log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=brief(error))
                 self.unresolved[vm.key] = str(error)
                 self._paths[key] = None
             except AzureError as error:
-                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=str(error)[:300])
+                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=vm.id, error=brief(error))
                 self._paths[key] = None
         return self._paths[key]
 

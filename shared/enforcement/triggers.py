@@ -25,7 +25,7 @@ from shared.enforcement.snapshot import EstateSnapshot, EstateView, target_subsc
 from shared.enforcement.views import PathView, vm_policy_of
 from shared.events import EventId
 from shared.model import DomainError, Grant, TargetRef, TargetState, VmRef
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.topology import TopologyError, VmPath
 
 ACTOR = recording.ACTOR
@@ -108,7 +108,7 @@ def handle_converge_message(body: str | bytes, deps: ConvergeDeps) -> list[Targe
     try:
         message = parse_converge_message(body)
     except ValidationError as error:
-        log_event(EventId.CONVERGE_MESSAGE_INVALID, logging.ERROR, error=str(error)[:500])
+        log_event(EventId.CONVERGE_MESSAGE_INVALID, logging.ERROR, error=brief(error))
         return []
     try:
         if isinstance(message, ConvergeGrant):
@@ -237,7 +237,10 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
                 settle_pathless(deps, grant)
         except Exception as error:  # noqa: BLE001 - one grant must not stop the pass
             log_event(
-                EventId.CONVERGE_GRANT_FAILED, logging.ERROR, grant_id=grant.grant_id, error=repr(error)[:500]
+                EventId.CONVERGE_GRANT_FAILED,
+                logging.ERROR,
+                grant_id=grant.grant_id,
+                error=brief(repr(error)),
             )
     by_target = grants_by_target(resolved)
     stored_findings = _stored_findings(deps)
@@ -248,8 +251,8 @@ def plan_pass(deps: ConvergeDeps) -> PassPlan:
             if _differs(deps, target, by_target.get(key, []), view, key in registry, stored_findings, now):
                 differing.append(target)
         except Exception as error:  # noqa: BLE001 - one target's planning must not stop the pass
-            log_event(EventId.CONVERGE_PLAN_FAILED, logging.ERROR, target=key, error=repr(error)[:500])
-            failed[key] = repr(error)[:500]
+            log_event(EventId.CONVERGE_PLAN_FAILED, logging.ERROR, target=key, error=brief(repr(error)))
+            failed[key] = brief(repr(error))
             differing.append(target)  # converge it the careful way (lease, GET), isolated there too
     return PassPlan(view, list(found.values()), differing, failed)
 
@@ -303,7 +306,7 @@ def reconcile_all(deps: ConvergeDeps) -> list[TargetRef]:
             EventId.RECONCILE_UNPLANNABLE,
             logging.ERROR,
             error_type=type(error).__name__,
-            error=str(error)[:500],
+            error=brief(error),
         )
         return []
     # Hint-driven converges until the next tick reuse this pass's Deny baseline instead of
@@ -354,7 +357,7 @@ def _each_isolated(
                 target=target.key,
                 reason=reason,
                 error_type=type(error).__name__,
-                error=str(error)[:500],
+                error=brief(error),
             )
 
 

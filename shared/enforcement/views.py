@@ -14,7 +14,7 @@ from typing import Protocol
 
 from shared.events import EventId
 from shared.model import Grant, JitPolicy, PolicyPort, TargetRef, VmPolicy
-from shared.observability import log_event
+from shared.observability import brief, log_event
 from shared.plan import BaselineEntry
 from shared.topology import TopologyError, TopologyResolver, VmPath
 
@@ -96,7 +96,7 @@ def build_baseline_index(topology: TopologyResolver, policies: Sequence[JitPolic
                     resolved[entry.vm.key] = topology.path(entry.vm, entry)
                 except TopologyError as error:
                     log_event(
-                        EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=entry.vm.key, error=str(error)[:300]
+                        EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=entry.vm.key, error=brief(error)
                     )
                     resolved[entry.vm.key] = None
             path = resolved[entry.vm.key]
@@ -120,7 +120,7 @@ class ResolverView:
             try:
                 self._cache[key] = self._topology.path(grant.vm, vm_policy_of(self._policies, grant))
             except TopologyError as error:
-                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=key, error=str(error)[:300])
+                log_event(EventId.TOPOLOGY_UNRESOLVED, logging.WARNING, vm=key, error=brief(error))
                 self._cache[key] = None
         return self._cache[key]
 

@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from shared.observability import brief
+
 
 class RefusalKind(StrEnum):
     """How ARM refused a write, which decides what converge does next (`ArmRefusal.kind`); not to be
@@ -36,7 +38,7 @@ class ArmRefusal:
 
 def classify(error: AzureError) -> ArmRefusal:
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
-        return ArmRefusal(RefusalKind.TRANSIENT, None, "ConnectionError", str(error)[:300])
+        return ArmRefusal(RefusalKind.TRANSIENT, None, "ConnectionError", brief(error))
     status = getattr(error, "status_code", None)
     code = "Unknown"
     if isinstance(error, HttpResponseError):
@@ -49,7 +51,7 @@ def classify(error: AzureError) -> ArmRefusal:
             retry_after = float(header) if header is not None else None
         except ValueError:
             retry_after = None
-    message = str(error)[:300]
+    message = brief(error)
     if status == 412:
         return ArmRefusal(RefusalKind.STALE, status, code, message)
     if status in (409, 429):

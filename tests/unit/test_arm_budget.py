@@ -38,16 +38,45 @@ def test_unparseable_headers_are_ignored() -> None:
 
 
 def test_a_client_reports_every_answer_through_its_hook() -> None:
-    """The real SDK client's hook policy: watch() makes every answer of that client observed."""
-    from azure.core.credentials import AccessToken
+    """The real SDK client with the keyword arguments shared/azure_clients.py gives every client
+    (the budget's hook among them): an answer that comes through its pipeline is observed."""
+    import io
+
+    import requests
+    import urllib3
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.mgmt.network import NetworkManagementClient
 
-    class Token:
-        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-            return AccessToken("t", 2**31)
+    from shared.azure_clients import StaticTokenCredential, client_kwargs
+    from shared.settings import load_settings
 
+    class Answers(requests.adapters.BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+            body = b'{"name": "nsg"}'
+            raw = urllib3.HTTPResponse(
+                body=io.BytesIO(body),
+                headers={WRITE_HEADER: "7", "content-type": "application/json"},
+                status=200,
+                preload_content=False,
+            )
+            return requests.adapters.HTTPAdapter().build_response(request, raw)
+
+        def close(self) -> None: ...
+
+    session = requests.Session()
+    session.mount("https://", Answers())
     budget = ArmBudget(lambda s: None)
-    client = budget.watch(NetworkManagementClient(Token(), "sub"), "sub")
-    hook = client._config.custom_hook_policy._response_callback
-    hook(answer(**{WRITE_HEADER: "7"}))
+    settings = load_settings(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "PORTCULLIS_ARM_ENDPOINT": "https://arm.test",
+            "PORTCULLIS_ARM_CREDENTIAL": "static-token",
+        }
+    )
+    kwargs = {
+        **client_kwargs(settings, budget.observe("sub")),
+        "transport": RequestsTransport(session=session),
+    }
+    client = NetworkManagementClient(StaticTokenCredential(), "sub", **kwargs)
+    assert client.network_security_groups.get("rg", "nsg").name == "nsg"
     assert budget.remaining("sub", "writes") == 7

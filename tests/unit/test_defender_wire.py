@@ -174,5 +174,5 @@ def test_request_wire_shape_has_defender_fields() -> None:
         start_time=__import__("datetime").datetime(2030, 1, 1, tzinfo=__import__("datetime").UTC),
         requestor="a@b",
         justification=None,
-    )
+    ).wire()
     assert body == {"virtualMachines": [], "startTimeUtc": "2030-01-01T00:00:00.000000Z", "requestor": "a@b"}

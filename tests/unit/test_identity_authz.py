@@ -168,3 +168,26 @@ def test_unreadable_rbac_raises_instead_of_allowing() -> None:
         authorizer.is_allowed(
             Principal("u", "u", PrincipalSource.JWT), INITIATE, "/subscriptions/s/resourceGroups/rg"
         )
+
+
+def test_require_answers_503_when_rbac_cannot_be_read_and_403_when_denied() -> None:
+    from shared.actions.refusal import Refusal
+
+    who = Principal("u", "User", PrincipalSource.JWT)
+    scope = "/subscriptions/s/resourceGroups/rg"
+    with pytest.raises(Refusal) as unavailable:
+        Authorizer(lambda sub: BrokenReader(), cache_seconds=60).require(who, INITIATE, scope)
+    assert (unavailable.value.status, unavailable.value.code) == (503, "AuthorizationUnavailable")
+
+    class NoAssignments(BrokenReader):
+        def assignments_at_or_above(self, scope: str) -> list[RoleAssignment]:
+            return []
+
+    with pytest.raises(Refusal) as denied:
+        Authorizer(lambda sub: NoAssignments(), cache_seconds=0).require(
+            who, INITIATE, scope, field="f", why="."
+        )
+    assert (denied.value.status, denied.value.code, denied.value.target) == (403, "AuthorizationFailed", "f")
+    assert denied.value.message == (
+        f"f: User (u) does not have authorization to perform action '{INITIATE}' over scope '{scope}'."
+    )

@@ -1,0 +1,327 @@
+"""The HTTP route table: every route of the API, once. `function_app.py` registers one Function per
+entry (its name is the Function's name in App Insights and in the per-function disable switch
+`AzureWebJobs.<name>.Disabled`); /api/openapi.json builds its paths from it (shared/api/openapi.py);
+the README's route table is rendered from it and checked by tests/unit/test_route_table.py.
+
+Adding a route: a handler (`@endpoint()` in shared/api/), its answer model (shared/answers.py) and
+one `Route` here; then `python -m shared.api.routes` prints the README table to paste.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+from pydantic import BaseModel
+
+from shared.answers import (
+    ComplianceList,
+    GrantList,
+    Health,
+    ImportReport,
+    JitNetworkAccessRequest,
+)
+from shared.api import compliance, defender_routes, openapi, records
+from shared.defender import API_VERSION, InitiateWire, JitNetworkAccessPolicy, PolicyList, PolicyWire
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented answer of a route (errors are added for every route by openapi.py)."""
+
+    status: int
+    description: str
+    model: type[BaseModel] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # header -> description
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str = ""
+    kind: str = "string"
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str  # the Function's name
+    method: str
+    path: str  # below the route prefix (host.json: /api)
+    handler: Handler
+    operation_id: str
+    tag: str
+    summary: str  # what it does (README, OpenAPI summary)
+    rbac: str  # the Azure RBAC the caller needs (README)
+    replies: tuple[Reply, ...]
+    description: str = ""
+    body: type[BaseModel] | None = None
+    body_name: str | None = None
+    query: tuple[Query, ...] = ()
+    defender: bool = False  # Defender's route: `api-version` is required
+    public: bool = False  # no sign-in
+
+    @property
+    def readme_route(self) -> str:
+        suffix = f"?api-version={API_VERSION}" if self.defender else ""
+        return f"{self.method} /api/{self.path}{suffix}"
+
+
+def health(request: func.HttpRequest, services: Any = None) -> func.HttpResponse:
+    """Liveness only: reads no setting, storage or ARM, so it answers while they are down."""
+    return func.HttpResponse(
+        json.dumps(Health(status="ok").wire()), status_code=200, mimetype="application/json"
+    )
+
+
+_SECURITY = "providers/Microsoft.Security"
+_POLICY = (
+    "subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/"
+    f"{_SECURITY}/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}"
+)
+_LIST_SCOPES = (
+    ("jit_policies_list_subscription", f"subscriptions/{{subscriptionId}}/{_SECURITY}", "a subscription"),
+    (
+        "jit_policies_list_region",
+        f"subscriptions/{{subscriptionId}}/{_SECURITY}/locations/{{ascLocation}}",
+        "a subscription's location",
+    ),
+    (
+        "jit_policies_list_resource_group",
+        f"subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/{_SECURITY}",
+        "a resource group",
+    ),
+    (
+        "jit_policies_list_resource_group_region",
+        f"subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/{_SECURITY}"
+        "/locations/{ascLocation}",
+        "a resource group's location",
+    ),
+)
+
+
+_LOCATION = {
+    "Location": "/api/requests/{requestId} (relative): poll until every port reads Initiated (or Revoked)"
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "jit_policy_put",
+        "PUT",
+        _POLICY,
+        defender_routes.put_policy,
+        "JitNetworkAccessPolicies_CreateOrUpdate",
+        "Defender",
+        'create or replace a JIT policy (Defender\'s JSON; our extension per VM: `"portcullis": '
+        '{"firewallId": ...}`)',
+        "`.../jitNetworkAccessPolicies/write`",
+        (Reply(200, "stored (created or replaced)", JitNetworkAccessPolicy),),
+        body=PolicyWire,
+        defender=True,
+    ),
+    Route(
+        "jit_policy_get",
+        "GET",
+        _POLICY,
+        defender_routes.get_policy,
+        "JitNetworkAccessPolicies_Get",
+        "Defender",
+        "read a JIT policy and its request history",
+        "`.../jitNetworkAccessPolicies/read`",
+        (Reply(200, "the policy and its request history", JitNetworkAccessPolicy),),
+        defender=True,
+    ),
+    Route(
+        "jit_policy_delete",
+        "DELETE",
+        _POLICY,
+        defender_routes.delete_policy,
+        "JitNetworkAccessPolicies_Delete",
+        "Defender",
+        "delete a JIT policy (Defender's answers: 200, or 204 when there was none)",
+        "`.../jitNetworkAccessPolicies/delete`",
+        (Reply(200, "deleted"), Reply(204, "there was no such policy")),
+        defender=True,
+    ),
+    Route(
+        "jit_policy_initiate",
+        "POST",
+        _POLICY + "/initiate",
+        defender_routes.initiate,
+        "JitNetworkAccessPolicies_Initiate",
+        "Defender",
+        "request access: 202 with Defender's `JitNetworkAccessRequest`, a `requestId` and "
+        "`Location: /api/requests/{id}` (relative)",
+        "`.../initiate/action` on the VM",
+        (Reply(202, "accepted and recorded; poll Location", JitNetworkAccessRequest, headers=_LOCATION),),
+        description="Ask for access. Without allowedSourceAddressPrefix the caller's own address (as the "
+        "platform reports it) is used. Answers with Defender's request plus `requestId`; ports read "
+        "`Initiating` until enforcement has opened every rule.",
+        body=InitiateWire,
+        body_name="JitNetworkAccessPolicyInitiateRequest",
+        defender=True,
+    ),
+    *(
+        Route(
+            function,
+            "GET",
+            scope + "/jitNetworkAccessPolicies",
+            defender_routes.list_policies,
+            f"JitNetworkAccessPolicies_List{index}",
+            "Defender",
+            f"list the JIT policies of {what} the caller may read",
+            "`.../jitNetworkAccessPolicies/read`",
+            (Reply(200, "the policies the caller may read", PolicyList),),
+            defender=True,
+        )
+        for index, (function, scope, what) in enumerate(_LIST_SCOPES)
+    ),
+    Route(
+        "request_get",
+        "GET",
+        "requests/{requestId}",
+        records.get_request,
+        "Requests_Get",
+        "Records",
+        "the request, per port: status (`Initiating`, `Initiated`, `Revoked` + reason), mapped port, "
+        "connection details (`ssh -p ...`, `mstsc /v:...`)",
+        "requester, or policy read; a firewall's writer sees the ports on that firewall",
+        (Reply(200, "the request", JitNetworkAccessRequest),),
+    ),
+    Route(
+        "request_revoke",
+        "DELETE",
+        "requests/{requestId}",
+        records.revoke_request,
+        "Requests_Revoke",
+        "Records",
+        "revoke early (`UserRequested`)",
+        "requester, or policy write (all ports); a firewall's writer revokes the ports on that firewall",
+        (
+            Reply(
+                202,
+                "revoked; rules close shortly",
+                JitNetworkAccessRequest,
+                headers={
+                    "Location": "/api/requests/{requestId} (relative): poll until every port reads Revoked"
+                },
+            ),
+        ),
+    ),
+    Route(
+        "grants_list",
+        "GET",
+        "grants",
+        records.list_grants,
+        "Grants_List",
+        "Records",
+        "`?vm={vm id}`: grants on a VM (your own, plus everyone's under policies you may read or on "
+        "firewalls you may write); `?firewall={firewall or Firewall Policy id}`: every grant with a "
+        "rule on it; `&active=true`: open ones only",
+        "`?vm=`: none beyond sign-in (you see only what those rights allow); `?firewall=`: "
+        "`Microsoft.Network/azureFirewalls/write` on a classic firewall, "
+        "`Microsoft.Network/firewallPolicies/ruleCollectionGroups/write` on a Firewall Policy",
+        (Reply(200, "the grants you may see", GrantList),),
+        query=(
+            Query(
+                "vm",
+                "a VM's resource id: your own grants on it, and everyone's under policies you may read or "
+                "on firewalls you may write (give vm or firewall)",
+            ),
+            Query(
+                "firewall",
+                "an Azure Firewall id, or a Firewall Policy id: every grant with a rule on it, if you may "
+                "write it (give vm or firewall)",
+            ),
+            Query("active", kind="boolean", default=False),
+        ),
+    ),
+    Route(
+        "defender_policies_import",
+        "POST",
+        "subscriptions/{subscriptionId}/importDefenderJitPolicies",
+        records.import_defender_policies,
+        "Policies_ImportFromDefender",
+        "Records",
+        "adopt the subscription's Defender JIT policies: `{adopted, unchanged, skipped}`",
+        "policy write",
+        (
+            Reply(200, "what was adopted", ImportReport),
+            Reply(502, "Defender's policies could not be read; nothing was changed"),
+        ),
+        description="Adopt the subscription's Defender JIT policies the caller may write (validated as a "
+        "PUT; Defender's request history is not copied). Policies the caller may not read are not named "
+        "in the answer.",
+    ),
+    Route(
+        "compliance_get",
+        "GET",
+        "compliance",
+        compliance.get_compliance,
+        "Compliance_List",
+        "Records",
+        "findings: foreign rules that open a protected port to the Internet ahead of our Deny",
+        "policy read at the finding's subscription",
+        (Reply(200, "current findings", ComplianceList),),
+        description="Findings enforcement reports but must not fix (a foreign rule opening a protected "
+        "port ahead of our Deny, a full priority band).",
+    ),
+    Route(
+        "health",
+        "GET",
+        "health",
+        health,
+        "Health_Get",
+        "Meta",
+        "liveness",
+        "none",
+        (Reply(200, "the app is up", Health),),
+        public=True,
+    ),
+    Route(
+        "openapi_document",
+        "GET",
+        "openapi.json",
+        openapi.get_openapi,
+        "OpenApi_Get",
+        "Meta",
+        "this API as an OpenAPI 3.1 document",
+        "none",
+        (Reply(200, "this document"),),
+        public=True,
+    ),
+)
+
+
+def register(app: func.FunctionApp) -> None:
+    """One Function per route, named by the table."""
+    for route in ROUTES:
+        app.function_name(route.function)(
+            app.route(route=route.path, methods=[route.method])(_trigger(route))
+        )
+
+
+def _trigger(route: Route) -> Handler:
+    handler = route.handler
+
+    def trigger(req: func.HttpRequest) -> func.HttpResponse:
+        return handler(req)
+
+    trigger.__name__ = trigger.__qualname__ = route.function
+    return trigger
+
+
+def readme_table() -> str:
+    """The README's route table, rendered from ROUTES."""
+    lines = ["| route | what it does | Azure RBAC the caller needs |", "|---|---|---|"]
+    lines += [f"| `{route.readme_route}` | {route.summary} | {route.rbac} |" for route in ROUTES]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(readme_table())
