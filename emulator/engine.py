@@ -917,8 +917,18 @@ class Engine:
     # --- long-running operations -------------------------------------------------------------------
 
     def _start(
-        self, call: Call, resource_type: ResourceType, rid: ResourceId, kind: str, record_id: str
+        self,
+        call: Call,
+        resource_type: ResourceType,
+        rid: ResourceId,
+        kind: str,
+        record_id: str,
+        *,
+        locks: bool = True,
+        **extra: Any,
     ) -> dict[str, Any]:
+        """Record a long-running operation; one that `locks` holds its resource's lock until done
+        (a concurrent write gets 409/429), an action locks nothing. `extra` is kept on the record."""
         now = time.time()
         record = self.store.get(record_id)
         location = (record.body.get("location") if record else None) or DEFAULT_REGION
@@ -927,7 +937,7 @@ class Engine:
             "kind": kind,
             "resource_id": str(rid),
             "record_id": record_id,
-            "lock_id": resource_type.lock_id(rid),
+            "lock_id": resource_type.lock_id(rid) if locks else f"action:{uuid.uuid4()}",
             "type": resource_type.type_key,
             "namespace": rid.namespace,
             "segment": resource_type.operations_segment,
@@ -939,9 +949,11 @@ class Engine:
             "completes_at": now + self.lro_duration(resource_type.type_key),
             "failure": call.lro_failure,
             "caller": call.caller,
+            **extra,
         }
         self._operations[op["id"]] = op
-        self._locks[op["lock_id"].lower()] = op["id"]
+        if locks:
+            self._locks[op["lock_id"].lower()] = op["id"]
         self._pending.add(op["id"])
         self.store.mark_dirty()
         if op["completes_at"] <= now:
@@ -952,33 +964,7 @@ class Engine:
         """A long-running POST action whose result is known now (e.g. a NIC's effective NSGs): 202
         with `Location` (+ `Azure-AsyncOperation`); the Location URL answers 202 until the type's
         duration has passed, then 200 with `result`. The action locks nothing."""
-        now = time.time()
-        record = self.store.get(str(rid))
-        location = (record.body.get("location") if record else None) or DEFAULT_REGION
-        op: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "kind": "action",
-            "resource_id": str(rid),
-            "record_id": str(rid),
-            "lock_id": f"action:{uuid.uuid4()}",
-            "type": resource_type.type_key,
-            "namespace": rid.namespace,
-            "segment": resource_type.operations_segment,
-            "subscription": rid.subscription or "00000000-0000-0000-0000-000000000000",
-            "region": str(location).replace(" ", "").lower(),
-            "api_version": call.api_version,
-            "status": "InProgress",
-            "started": now,
-            "completes_at": now + self.lro_duration(resource_type.type_key),
-            "failure": call.lro_failure,
-            "caller": call.caller,
-            "result": result,
-        }
-        self._operations[op["id"]] = op
-        self._pending.add(op["id"])
-        self.store.mark_dirty()
-        if op["completes_at"] <= now:
-            self.settle()
+        op = self._start(call, resource_type, rid, "action", str(rid), locks=False, result=result)
         return Response(202, headers=self._operation_headers(call, op, location=True))
 
     def _signature(self, op_id: str) -> str:

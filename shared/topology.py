@@ -447,39 +447,29 @@ class TopologyResolver:
 
     def virtual_network(self, vnet_id: str) -> dict[str, Any]:
         """A VNet's wire JSON, with its `virtualNetworkPeerings` (see shared.reachability)."""
-
-        def load() -> dict[str, Any]:
-            path = ArmPath.parse(vnet_id)
-            try:
-                body: dict[str, Any] = (
-                    self._network(path.subscription_id)
-                    .virtual_networks.get(path.resource_group, path.names[0])
-                    .as_dict()
-                )
-            except ResourceNotFoundError:
-                raise TopologyError(vnet_id, "the virtual network does not exist") from None
-            return body
-
-        vnet: dict[str, Any] = self._cached(f"vnet|{ResourceId(vnet_id).key}", load)
-        return vnet
+        return self._network_body("virtual_networks", "virtual network", vnet_id)
 
     def firewall_body(self, firewall_id: str) -> dict[str, Any]:
         """An Azure Firewall's wire JSON (its subnet, Firewall Policy and public IP references)."""
+        return self._network_body("azure_firewalls", "Azure Firewall", firewall_id)
+
+    def _network_body(self, operations: str, what: str, resource_id: str) -> dict[str, Any]:
+        """One top-level Network resource by id (cached); missing -> TopologyError naming it."""
 
         def load() -> dict[str, Any]:
-            path = ArmPath.parse(firewall_id)
+            path = ArmPath.parse(resource_id)
             try:
                 body: dict[str, Any] = (
-                    self._network(path.subscription_id)
-                    .azure_firewalls.get(path.resource_group, path.names[0])
+                    getattr(self._network(path.subscription_id), operations)
+                    .get(path.resource_group, path.names[0])
                     .as_dict()
                 )
             except ResourceNotFoundError:
-                raise TopologyError(firewall_id, "the Azure Firewall does not exist") from None
+                raise TopologyError(resource_id, f"the {what} does not exist") from None
             return body
 
-        firewall: dict[str, Any] = self._cached(f"fwbody|{ResourceId(firewall_id).key}", load)
-        return firewall
+        found: dict[str, Any] = self._cached(f"{operations}|{ResourceId(resource_id).key}", load)
+        return found
 
     def firewalls_in(self, subscription_id: str) -> tuple[dict[str, Any], ...]:
         """Every Azure Firewall of a subscription (wire JSON), one list call."""
