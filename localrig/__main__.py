@@ -1,4 +1,5 @@
-"""`python -m localrig up`: run Azurite, the ARM emulator and the function app until Ctrl-C."""
+"""`python -m localrig up`: run Azurite, the ARM emulator, the OpenID Connect issuer and the function
+app until Ctrl-C. PORTCULLIS_LOCAL_AUTH=jwt (default) or headers says how the app authenticates."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from localrig.processes import ProcessFailedToStartError
-from localrig.stack import start_stack
+from localrig.stack import LocalAuth, local_auth, start_stack
 
 # How often the foreground loop checks that every child is still alive.
 WATCH_INTERVAL_SECONDS = 0.5
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--azurite-ports", type=_ports, default=(10000, 10001, 10002))
     up.add_argument("--data-dir", type=Path, default=Path(".localrig"))
     args = parser.parse_args(argv)
+    try:
+        auth = local_auth()
+    except ValueError as error:
+        print(f"local stack not started: {error}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    print(f"starting the local stack in {args.data_dir.resolve()} ...", flush=True)
+    print(f"starting the local stack in {args.data_dir.resolve()} (sign-in: {auth}) ...", flush=True)
     try:
         stack = start_stack(
             args.data_dir,
@@ -50,12 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             emulator_port=args.emulator_port,
             issuer_port=args.issuer_port,
             azurite_ports=args.azurite_ports,
+            auth=auth,
         )
     except (ProcessFailedToStartError, FileNotFoundError, OSError) as error:
         print(f"local stack failed to start: {error}", file=sys.stderr)
         return 1
     with stack:
         print(stack.describe(), flush=True)
+        if auth is LocalAuth.JWT:
+            print("The portcullis CLI against this stack (paste these two lines):", flush=True)
+            print(stack.cli_configure_line(), flush=True)
+            print(stack.cli_login_line(), flush=True)
         print("Local stack is up. Press Ctrl-C to stop.", flush=True)
         while not stop.wait(WATCH_INTERVAL_SECONDS):
             dead = stack.dead_process()

@@ -1,5 +1,6 @@
-"""A minimal OpenID Connect issuer standing in for Microsoft Entra ID, enough for MSAL (and so for
-`az login --service-principal`) against the local stack.
+"""A minimal OpenID Connect issuer standing in for Microsoft Entra ID: for MSAL (and so for
+`az login --service-principal`) against the local stack, and for the dev users of
+localrig/devusers.py signing in to the Portcullis API (the CLI's `login --dev-user`, the web page).
 
 `python -m localrig.oidc --port P --data-dir D --ca-dir EMULATOR_DATA_DIR` serves HTTPS with a
 certificate signed by the ARM emulator's CA (so one `ca.pem` is trusted for both), an RSA key made at
@@ -8,18 +9,33 @@ every start, and Entra ID's endpoints for one tenant, as MSAL uses them:
 - `GET /{tenant}/v2.0/.well-known/openid-configuration` (tenant discovery; MSAL's `authority.py`
   reads `authorization_endpoint`, `token_endpoint`, `issuer`), also `/{tenant}/.well-known/...` (v1);
 - `GET /{tenant}/discovery/v2.0/keys` (JWKS, `kid` = the key's thumbprint);
-- `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`, `client_id`,
-  `client_secret`, `scope={resource}/.default` (what MSAL's `acquire_token_for_client` sends): an
-  RS256 access token `{aud, iss, iat, nbf, exp, appid, azp, appidacr, idtyp: "app", oid, sub, tid,
-  ver}` for a registered audience, answered `{token_type, expires_in, ext_expires_in, access_token}`;
-  refusals are Entra ID's `{error, error_description: "AADSTS...", error_codes, timestamp,
-  trace_id, correlation_id}` (400 `invalid_client` for an unknown client or a wrong secret,
+- `POST /{tenant}/oauth2/v2.0/token`, Entra ID's v2 token endpoint (form-encoded):
+  - `grant_type=client_credentials`, `client_id`, `client_secret`, `scope={resource}/.default` (what
+    MSAL's `acquire_token_for_client` sends): an RS256 app token `{aud, iss, iat, nbf, exp, appid,
+    azp, appidacr, idtyp: "app", oid, sub, tid, ver}` for a registered audience;
+  - `grant_type=password` (resource owner password, public clients only: `client_id` =
+    devusers.PUBLIC_CLIENT_ID), `username` (a dev user's name or UPN), `password`
+    (devusers.DEV_PASSWORD), `scope=api://portcullis-local/.default` (plus `openid profile
+    offline_access` if wanted): an RS256 user token `{aud, iss, iat, nbf, exp, azp, azpacr: "0",
+    idtyp: "user", name, oid, preferred_username, scp: "user_impersonation", sub, tid, uti, ver:
+    "2.0"}`; with `openid` an `id_token` (aud = the client), with `offline_access` a `refresh_token`;
+  - `grant_type=refresh_token`, `client_id`, `refresh_token`, `scope`: fresh tokens for that user
+    (refresh tokens are signed by the issuer's key, so they die with the process);
+  answered `{token_type, scope?, expires_in, ext_expires_in, access_token, ...}`; refusals are Entra
+  ID's `{error, error_description: "AADSTS...", error_codes, timestamp, trace_id, correlation_id}`
+  (400 `invalid_grant` AADSTS50126 for a wrong password or an unknown user, 400
+  `unauthorized_client` for an unknown client, 401 `invalid_client` for a wrong secret,
   `invalid_scope` for an unknown audience, `unsupported_grant_type`; 400 `invalid_tenant` on
   discovery of another tenant).
+- CORS: a page on this machine (http or https on 127.0.0.1, localhost or [::1], any port) may call
+  every endpoint from the browser, preflight (`OPTIONS`) included, as Entra ID allows single-page
+  applications to.
 
-Who may log in and for which audiences are two tables, `PRINCIPALS` and `AUDIENCES`: a later dev
-user or the app's own audience is one more entry (plus a grant handler for users' flows). The ARM
-emulator accepts any bearer token; it records the caller as the token's `oid`.
+Who may log in and for which audiences are tables: `PRINCIPALS` (service principals), the dev users
+of localrig/devusers.py (people), `AUDIENCES` (ARM's two and the app's `api://portcullis-local`). The
+ARM emulator accepts any bearer token; it records the caller as the token's `oid`. MSAL's own
+username/password flow cannot be used against this issuer: it asks `https://{host}/common/userrealm/`
+without the port; send the password grant as a plain form POST (localrig.stack.password_grant).
 """
 
 from __future__ import annotations
@@ -45,6 +61,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.certs import issue_server_certificate
+from localrig.devusers import APP_AUDIENCE, DEV_PASSWORD, DEV_USERS, PUBLIC_CLIENT_ID, DevUser, dev_user
 from localrig.processes import ManagedProcess, free_port, port_is_open
 
 log = logging.getLogger("localrig.oidc")
@@ -52,6 +69,17 @@ log = logging.getLogger("localrig.oidc")
 # The emulator answers this tenant for tokens without `tid` (emulator.engine.DEFAULT_TENANT).
 TENANT_ID = "00000000-0000-0000-0000-0000000000a1"
 TOKEN_LIFETIME_SECONDS = 3599
+# Entra ID's refresh tokens last 90 days; a local one outlives any session of the stack (whose key is
+# new at every start, so a restart signs everyone out, as a revoked session would).
+REFRESH_TOKEN_LIFETIME_SECONDS = 24 * 3600
+# The delegated permission a user's token carries for an API (`scp`), as Entra ID names the default one.
+USER_SCOPE = "user_impersonation"
+# Scopes that ask for OpenID Connect itself, not for an API's token.
+OIDC_SCOPES = ("openid", "profile", "offline_access", "email")
+# Public clients (no secret) that may sign users in: the CLI's and the web page's (localrig.devusers).
+PUBLIC_CLIENTS = frozenset({PUBLIC_CLIENT_ID})
+# Browsers on these hosts (any port, http or https) may call discovery, JWKS and the token endpoint.
+CORS_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 @dataclass(frozen=True)
@@ -83,10 +111,12 @@ DEV_SERVICE_PRINCIPAL = Principal(
     display_name="portcullis-local-cli",
 )
 PRINCIPALS: dict[str, Principal] = {DEV_SERVICE_PRINCIPAL.client_id: DEV_SERVICE_PRINCIPAL}
-# ARM's audiences (`authentication.audiences` of the emulator's /metadata/endpoints).
+# ARM's audiences (`authentication.audiences` of the emulator's /metadata/endpoints) and the
+# Portcullis API's own (what the function app in JWT mode accepts, PORTCULLIS_JWT_AUDIENCE).
 AUDIENCES: list[Audience] = [
     Audience("https://management.core.windows.net/", aliases=("https://management.core.windows.net",)),
     Audience("https://management.azure.com/", aliases=("https://management.azure.com",)),
+    Audience(APP_AUDIENCE, aliases=(APP_AUDIENCE + "/",)),
 ]
 
 
@@ -182,24 +212,79 @@ class Issuer:
         }
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
+    def user_access_token(self, user: DevUser, audience: str, client_id: str) -> str:
+        """A delegated (user) token as Entra ID's v2 endpoint issues it for an API."""
+        now = int(time.time())
+        claims = {
+            "aud": audience,
+            "iss": self.issuer(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "azp": client_id,
+            "azpacr": "0",  # a public client: no secret, no certificate
+            "idtyp": "user",
+            "name": user.display_name,
+            "oid": user.object_id,
+            "preferred_username": user.username,
+            "scp": USER_SCOPE,
+            "sub": user.object_id,
+            "tid": self.tenant,
+            "uti": uuid.uuid4().hex[:22],
+            "ver": "2.0",
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    def id_token(self, user: DevUser, client_id: str) -> str:
+        now = int(time.time())
+        claims = {
+            "aud": client_id,
+            "iss": self.issuer(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "name": user.display_name,
+            "oid": user.object_id,
+            "preferred_username": user.username,
+            "sub": user.object_id,
+            "tid": self.tenant,
+            "ver": "2.0",
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    def refresh_token(self, user: DevUser, client_id: str, scope: str) -> str:
+        """Self-contained (signed by the issuer's key): the issuer keeps no session state."""
+        now = int(time.time())
+        claims = {
+            "aud": f"{self.issuer()}/refresh",
+            "iss": self.issuer(),
+            "iat": now,
+            "exp": now + REFRESH_TOKEN_LIFETIME_SECONDS,
+            "sub": user.object_id,
+            "azp": client_id,
+            "scope": scope,
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         grant = form.get("grant_type", "")
-        if grant != "client_credentials":
-            return _aad_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{grant}'.",
-            )
+        if grant == "client_credentials":
+            return self._client_credentials(form)
+        if grant == "password":
+            return self._password(form)
+        if grant == "refresh_token":
+            return self._refresh(form)
+        return _aad_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{grant}'.",
+        )
+
+    def _client_credentials(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         principal = PRINCIPALS.get(form.get("client_id", ""))
         if principal is None:
-            return _aad_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{form.get('client_id')}' was not found in the directory "
-                f"'{self.tenant}'.",
-            )
+            return self._unknown_client(form.get("client_id", ""))
         if form.get("client_secret") != principal.secret:
             return _aad_error(
                 401,
@@ -226,6 +311,98 @@ class Issuer:
             "access_token": self.access_token(principal, audience),
         }
 
+    def _unknown_client(self, client_id: str) -> tuple[int, dict[str, Any]]:
+        return _aad_error(
+            400,
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{client_id}' was not found in the directory '{self.tenant}'.",
+        )
+
+    def _password(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Resource owner password credentials, as Entra ID has it for public clients."""
+        client_id = form.get("client_id", "")
+        if client_id not in PUBLIC_CLIENTS:
+            return self._unknown_client(client_id)
+        for name in ("username", "password", "scope"):
+            if not form.get(name):
+                return _aad_error(
+                    400,
+                    "invalid_request",
+                    900144,
+                    f"The request body must contain the following parameter: '{name}'.",
+                )
+        user = dev_user(form["username"])
+        if user is None or form["password"] != DEV_PASSWORD:
+            log.info("oidc.password_refused username=%s", form["username"][:80])
+            return _aad_error(
+                400,
+                "invalid_grant",
+                50126,
+                "Error validating credentials due to invalid username or password.",
+            )
+        return self._user_tokens(user, client_id, form.get("scope", ""), form.get("client_info") == "1")
+
+    def _refresh(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        client_id = form.get("client_id", "")
+        if client_id not in PUBLIC_CLIENTS:
+            return self._unknown_client(client_id)
+        try:
+            claims = jwt.decode(
+                form.get("refresh_token", ""),
+                self.key.public_key(),
+                algorithms=["RS256"],
+                audience=f"{self.issuer()}/refresh",
+                issuer=self.issuer(),
+            )
+        except jwt.InvalidTokenError:
+            return _aad_error(
+                400,
+                "invalid_grant",
+                9002313,
+                "Invalid request. Request is malformed or invalid: the refresh token is not one this issuer "
+                "signed since it started, or it has expired. Sign in again.",
+            )
+        user = next((u for u in DEV_USERS if u.object_id == claims.get("sub")), None)
+        if user is None or claims.get("azp") != client_id:
+            return _aad_error(
+                400, "invalid_grant", 70000, "The provided authorization grant or refresh token is invalid."
+            )
+        scope = form.get("scope") or str(claims.get("scope", ""))
+        return self._user_tokens(user, client_id, scope, form.get("client_info") == "1")
+
+    def _user_tokens(
+        self, user: DevUser, client_id: str, scope: str, client_info: bool
+    ) -> tuple[int, dict[str, Any]]:
+        audience = audience_for(scope)
+        if audience is None:
+            return _aad_error(
+                400,
+                "invalid_scope",
+                70011,
+                f"The provided value for the input parameter 'scope' is not valid. The scope '{scope}' does "
+                "not name a registered API (e.g. api://portcullis-local/.default).",
+            )
+        asked = scope.split()
+        answer: dict[str, Any] = {
+            "token_type": "Bearer",
+            # As Entra ID answers `.default`: the consented permission and `.default` itself (what
+            # MSAL's cache matches a later silent request against); ARM's "https://.../" gives "//".
+            "scope": f"{audience}/{USER_SCOPE} {audience}/.default",
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+            "access_token": self.user_access_token(user, audience, client_id),
+        }
+        if "openid" in asked:
+            answer["id_token"] = self.id_token(user, client_id)
+        if "offline_access" in asked:
+            answer["refresh_token"] = self.refresh_token(user, client_id, scope)
+        if client_info:
+            document = json.dumps({"uid": user.object_id, "utid": self.tenant}).encode()
+            answer["client_info"] = base64.urlsafe_b64encode(document).decode().rstrip("=")
+        log.info("oidc.token user=%s client=%s audience=%s", user.name, client_id, audience)
+        return 200, answer
+
 
 def _aad_error(status: int, error: str, code: int, description: str) -> tuple[int, dict[str, Any]]:
     trace = str(uuid.uuid4())
@@ -237,6 +414,17 @@ def _aad_error(status: int, error: str, code: int, description: str) -> tuple[in
         "trace_id": trace,
         "correlation_id": str(uuid.uuid4()),
     }
+
+
+def cors_allowed(origin: str) -> bool:
+    """Is `origin` a page on this machine (http or https, 127.0.0.1, localhost or [::1], any port)?"""
+    parts = urlsplit(origin)
+    try:
+        has_port = parts.port is not None
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    host = parts.netloc.rpartition(":")[0] if has_port else parts.netloc
+    return parts.scheme in ("http", "https") and host.lower() in CORS_HOSTS and not parts.path
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -252,8 +440,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store, no-cache")
+        self._cors_headers()
         self.end_headers()
         self.wfile.write(payload)
+
+    def _cors_headers(self) -> None:
+        """Let a page served from this machine (the web page, on any local port) call us from the
+        browser, as Entra ID allows single-page applications to."""
+        origin = self.headers.get("Origin")
+        if origin and cors_allowed(origin):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+
+    def do_OPTIONS(self) -> None:
+        """The browser's CORS preflight (a POST of a form with a custom header, a GET with one)."""
+        self.send_response(204)
+        origin = self.headers.get("Origin")
+        if origin and cors_allowed(origin):
+            asked = self.headers.get("Access-Control-Request-Headers") or "Content-Type"
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", asked)
+            self.send_header("Access-Control-Max-Age", "600")
+        self._cors_headers()
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _tenant(self, path: str) -> tuple[str, str]:
         parts = path.strip("/").split("/", 1)
@@ -354,6 +564,19 @@ class OidcIssuer:
     @property
     def authority(self) -> str:
         return f"{self.base_url}/{self.tenant}"
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of its tokens (Entra ID's v2 form), what PORTCULLIS_JWT_ISSUER names."""
+        return f"{self.authority}/v2.0"
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.authority}/discovery/v2.0/keys"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.authority}/oauth2/v2.0/token"
 
     def stop(self) -> None:
         self.process.stop()

@@ -1,42 +1,121 @@
-"""The whole local stack: Azurite, the ARM emulator and the Functions app on devhost.
+"""The whole local stack: Azurite, the ARM emulator, the OpenID Connect issuer and the Functions app
+on devhost.
 
 `start_stack()` is the one way to run it (for `make up`, `make demo` and end-to-end tests); the
 environment the app gets comes from `host_environment()` so every caller configures it alike.
+
+How the app learns who calls (`LocalAuth`): by default (`jwt`) it validates bearer tokens from the
+local issuer itself (PORTCULLIS_JWT_*), so the identity path a laptop exercises is the real token
+validation and principal headers a client sends are ignored; `headers` is today's shortcut, Easy
+Auth counted as on (WEBSITE_AUTH_ENABLED) and the X-MS-CLIENT-PRINCIPAL* headers a local client sends
+trusted, for tools and scripts that send them. `Stack.headers_for(user)` signs a dev user in either way.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
 from localrig.azurite import Azurite, start_azurite
+from localrig.devusers import ALICE, APP_AUDIENCE, DEV_PASSWORD, PUBLIC_CLIENT_ID, DevUser
 from localrig.emulator import Emulator, start_emulator
 from localrig.oidc import OidcIssuer, az_login_lines, start_issuer
 from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from shared.identity import easy_auth_header
 
 EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
+# `PORTCULLIS_LOCAL_AUTH=headers make up` keeps the Easy Auth stand-in; the default is `jwt`.
+LOCAL_AUTH_VARIABLE = "PORTCULLIS_LOCAL_AUTH"
+# A cached token is fetched again when it has less than this left (a request in flight must not
+# carry a token that expires on the way).
+TOKEN_RENEW_MARGIN_SECONDS = 300
 
 
-def host_environment(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
-    """App settings for the function app against the local stack (see shared/settings.py)."""
-    return {
+class LocalAuth(StrEnum):
+    JWT = "jwt"  # the app validates the local issuer's bearer tokens (PORTCULLIS_JWT_*)
+    HEADERS = "headers"  # Easy Auth counted as on: X-MS-CLIENT-PRINCIPAL* headers trusted
+
+
+def local_auth(env: Mapping[str, str] | None = None) -> LocalAuth:
+    """The mode PORTCULLIS_LOCAL_AUTH asks for (unset or empty: jwt); ValueError naming the variable
+    and the choices for anything else."""
+    value = (os.environ if env is None else env).get(LOCAL_AUTH_VARIABLE, "").strip().lower()
+    if not value:
+        return LocalAuth.JWT
+    try:
+        return LocalAuth(value)
+    except ValueError:
+        choices = " or ".join(mode.value for mode in LocalAuth)
+        raise ValueError(f"{LOCAL_AUTH_VARIABLE}={value!r} is not a mode: use {choices}") from None
+
+
+def host_environment(
+    azurite: Azurite, emulator: Emulator, issuer: OidcIssuer | None = None, auth: LocalAuth = LocalAuth.JWT
+) -> dict[str, str]:
+    """App settings for the function app against the local stack (see shared/settings.py). JWT mode
+    needs the issuer."""
+    env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "PORTCULLIS_ARM_ENDPOINT": emulator.base_url,
         "PORTCULLIS_ARM_CA_BUNDLE": str(emulator.ca_file),
         "PORTCULLIS_ARM_CREDENTIAL": "static-token",
         # The emulator finishes long-running operations at once; do not wait between polls.
         "PORTCULLIS_ARM_POLLING_INTERVAL": "0",
-        # devhost passes X-MS-CLIENT-PRINCIPAL* through: it stands in for App Service Easy Auth.
-        "WEBSITE_AUTH_ENABLED": "true",
         # Queue trigger bindings name their queue through these app settings (%NAME%).
         "PORTCULLIS_REQUESTS_QUEUE": "jit-requests",
         "PORTCULLIS_CONVERGE_QUEUE": "jit-converge",
     }
+    if auth is LocalAuth.HEADERS:
+        # devhost passes X-MS-CLIENT-PRINCIPAL* through: it stands in for App Service Easy Auth.
+        env["WEBSITE_AUTH_ENABLED"] = "true"
+        return env
+    if issuer is None:
+        raise ValueError("JWT mode needs the OpenID Connect issuer: start it first (start_arm)")
+    env.update(
+        {
+            "PORTCULLIS_JWT_ISSUER": issuer.issuer,
+            "PORTCULLIS_JWT_AUDIENCE": APP_AUDIENCE,
+            "PORTCULLIS_JWT_JWKS_URI": issuer.jwks_uri,
+            # The issuer's certificate comes from the emulator's CA.
+            "PORTCULLIS_JWT_CA_BUNDLE": str(issuer.ca_file),
+        }
+    )
+    return env
+
+
+def password_grant(issuer: OidcIssuer, user: DevUser) -> dict[str, object]:
+    """A dev user's token for the app from the issuer's password grant (what `portcullis login
+    --dev-user` does): the issuer's JSON answer; RuntimeError with its error_description if refused."""
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "password",
+            "client_id": PUBLIC_CLIENT_ID,
+            "username": user.username,
+            "password": DEV_PASSWORD,
+            "scope": f"{APP_AUDIENCE}/.default",
+        }
+    ).encode()
+    context = ssl.create_default_context(cafile=str(issuer.ca_file))
+    request = urllib.request.Request(issuer.token_endpoint, data=form, method="POST")  # noqa: S310 - https
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:  # noqa: S310
+            body: dict[str, object] = json.load(answer)
+    except urllib.error.HTTPError as error:
+        refusal = json.load(error)
+        raise RuntimeError(f"the issuer refused {user.name}: {refusal.get('error_description')}") from None
+    return body
 
 
 def _host_ready(port: int) -> bool:
@@ -105,6 +184,9 @@ class Stack:
     host_port: int
     env: dict[str, str] = field(default_factory=dict)
     issuer: OidcIssuer | None = None
+    auth: LocalAuth = LocalAuth.JWT
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
+    _tokens_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def host_url(self) -> str:
@@ -113,6 +195,36 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"{self.host_url}/api"
+
+    def headers_for(self, user: DevUser) -> dict[str, str]:
+        """What a client sends to be `user`: in JWT mode `Authorization: Bearer` with a token from
+        the issuer's password grant (cached per user until TOKEN_RENEW_MARGIN_SECONDS before it
+        expires), in headers mode the principal headers Easy Auth would set."""
+        if self.auth is LocalAuth.HEADERS:
+            return easy_auth_header(user.object_id, user.username)
+        if self.issuer is None:
+            raise RuntimeError("this stack runs in JWT mode without an OpenID Connect issuer")
+        with self._tokens_lock:
+            token, expires_at = self._tokens.get(user.name, ("", 0.0))
+            if time.time() > expires_at - TOKEN_RENEW_MARGIN_SECONDS:
+                answer = password_grant(self.issuer, user)
+                token = str(answer["access_token"])
+                expires_at = time.time() + float(str(answer["expires_in"]))
+                self._tokens[user.name] = (token, expires_at)
+        return {"Authorization": f"Bearer {token}"}
+
+    def cli_configure_line(self) -> str:
+        """The `portcullis configure` line that points the CLI at this stack (printed by `make up`)."""
+        if self.issuer is None:
+            raise RuntimeError("the CLI signs in with the OpenID Connect issuer, and this stack has none")
+        return (
+            f"portcullis configure --endpoint {self.host_url} --audience {APP_AUDIENCE} "
+            f"--authority {self.issuer.authority} --ca-bundle {self.issuer.ca_file.resolve()}"
+        )
+
+    @staticmethod
+    def cli_login_line(user: DevUser = ALICE) -> str:
+        return f"portcullis login --dev-user {user.name}"
 
     def processes(self) -> list[ManagedProcess]:
         issuer = [self.issuer.process] if self.issuer is not None else []
@@ -153,6 +265,16 @@ class Stack:
                 "Azure CLI against the local stack (paste into a shell; `make az` installs it):",
             ]
             lines += [f"  {line}" for line in az_login_lines(self.emulator.base_url, self.issuer)]
+        if self.auth is LocalAuth.JWT:
+            lines.append(
+                f"Sign-in         JWT: the app validates the issuer's tokens (audience {APP_AUDIENCE}); "
+                f"dev users alice, bob, admin, eve, password {DEV_PASSWORD}"
+            )
+        else:
+            lines.append(
+                "Sign-in         headers: Easy Auth stand-in, X-MS-CLIENT-PRINCIPAL* headers trusted "
+                f"({LOCAL_AUTH_VARIABLE}=headers)"
+            )
         return "\n".join(lines)
 
 
@@ -166,8 +288,10 @@ def start_stack(
     app: str = "function_app",
     extra_env: Mapping[str, str] | None = None,
     emulator_args: list[str] | None = None,
+    auth: LocalAuth = LocalAuth.JWT,
 ) -> Stack:
-    """Start Azurite, the emulator and the app on devhost; use as `with start_stack(dir) as s:`.
+    """Start Azurite, the emulator, the issuer and the app on devhost; use as
+    `with start_stack(dir) as s:`. `auth` says how the app authenticates callers (LocalAuth).
 
     Children started before a failure are stopped before the error propagates.
     """
@@ -196,10 +320,10 @@ def start_stack(
             issuer_log=data_dir / "oidc.log",
         )
         started += [emulator.process, issuer.process]
-        env = {**host_environment(azurite, emulator), **(extra_env or {})}
+        env = {**host_environment(azurite, emulator, issuer, auth), **(extra_env or {})}
         host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
     except BaseException:
         for process in reversed(started):
             process.stop()
         raise
-    return Stack(data_dir, azurite, emulator, host, port, env, issuer)
+    return Stack(data_dir, azurite, emulator, host, port, env, issuer, auth)

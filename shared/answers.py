@@ -11,7 +11,7 @@ in shared/defender.py, beside the models that validate a policy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -157,6 +157,19 @@ class ImportReport(Answer):
     adopted: list[str]
     unchanged: list[str]
     skipped: list[SkippedPolicy]
+
+
+class Me(Answer):
+    """Who the app takes the caller to be, and from which address: what `--source my-ip` uses."""
+
+    objectId: str  # noqa: N815 - the Entra ID object id that role assignments are matched against
+    displayName: str  # noqa: N815 - the UPN (preferred_username) when the token has one, else the name
+    tenantId: str | None  # noqa: N815
+    groupIds: list[str]  # noqa: N815 - the group ids the token or principal carried (sorted)
+    # The caller's address as the platform reports it (last X-Forwarded-For entry, minus
+    # PORTCULLIS_TRUSTED_PROXY_HOPS); null only when it reports fewer entries than that.
+    sourceAddress: str | None  # noqa: N815
+    authentication: Literal["easyauth", "jwt"]
 
 
 class Health(Answer):

@@ -113,7 +113,15 @@ class Authenticator:
             import jwt  # lazy: ~90 ms of a cold start, and Easy Auth deployments never need it
 
             self._jwt = JwtSettings(settings.jwt_issuer, settings.jwt_audience, settings.jwt_jwks_uri)
-            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_uri, cache_keys=True, lifespan=3600, timeout=10)
+            # The local issuer's JWKS is served with the emulator's CA; Entra ID's with a public one.
+            context = None
+            if settings.jwt_ca_bundle is not None:
+                import ssl
+
+                context = ssl.create_default_context(cafile=str(settings.jwt_ca_bundle))
+            self._jwks = jwt.PyJWKClient(
+                settings.jwt_jwks_uri, cache_keys=True, lifespan=3600, timeout=10, ssl_context=context
+            )
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         lowered = {name.lower(): value for name, value in headers.items()}

@@ -72,6 +72,7 @@ class Settings:
     jwt_issuer: str | None
     jwt_audience: str | None
     jwt_jwks_uri: str | None
+    jwt_ca_bundle: Path | None
     rbac_cache_seconds: int
     max_vms_per_request: int
     max_ports_per_request: int
@@ -192,6 +193,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     ca_bundle = Path(ca_bundle_text) if ca_bundle_text else None
     if ca_bundle is not None and not ca_bundle.is_file():
         raise SettingsError(f"setting PORTCULLIS_ARM_CA_BUNDLE={ca_bundle} is not a readable file")
+    jwt_ca_bundle_text = _text(env, "PORTCULLIS_JWT_CA_BUNDLE")
+    jwt_ca_bundle = Path(jwt_ca_bundle_text) if jwt_ca_bundle_text else None
+    if jwt_ca_bundle is not None and not jwt_ca_bundle.is_file():
+        raise SettingsError(f"setting PORTCULLIS_JWT_CA_BUNDLE={jwt_ca_bundle} is not a readable file")
     credential_text = _required(env, "PORTCULLIS_ARM_CREDENTIAL", ArmCredentialKind.DEFAULT)
     try:
         credential = ArmCredentialKind(credential_text)
@@ -225,6 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_issuer=_text(env, "PORTCULLIS_JWT_ISSUER"),
         jwt_audience=_text(env, "PORTCULLIS_JWT_AUDIENCE"),
         jwt_jwks_uri=_text(env, "PORTCULLIS_JWT_JWKS_URI"),
+        jwt_ca_bundle=jwt_ca_bundle,
         rbac_cache_seconds=_int(env, "PORTCULLIS_RBAC_CACHE_SECONDS", 60, 0, 3600),
         max_vms_per_request=_int(env, "PORTCULLIS_MAX_VMS_PER_REQUEST", 10, 1, 100),
         max_ports_per_request=_int(env, "PORTCULLIS_MAX_PORTS_PER_REQUEST", 10, 1, 100),

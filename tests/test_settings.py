@@ -42,6 +42,7 @@ def test_identity_based_storage_derives_service_uris() -> None:
         ("PORTCULLIS_ARM_ENDPOINT", "http://insecure"),
         ("PORTCULLIS_ARM_CREDENTIAL", "password"),
         ("PORTCULLIS_ARM_CA_BUNDLE", "/no/such/file.pem"),
+        ("PORTCULLIS_JWT_CA_BUNDLE", "/no/such/file.pem"),
         ("PORTCULLIS_MAPPED_PORTS", "1-70000"),
         ("PORTCULLIS_MAPPED_PORTS", "banana"),
         ("PORTCULLIS_RBAC_CACHE_SECONDS", "-1"),

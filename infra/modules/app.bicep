@@ -213,7 +213,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       // Every setting the app reads (shared/settings.py, shared/observability.py); tests/infra checks it.
       // Not set here, on purpose: AzureWebJobsStorage (a connection string needs shared keys),
       // PORTCULLIS_ARM_CA_BUNDLE (emulator only), PORTCULLIS_JWT_* (the app validates tokens itself only
-      // when Easy Auth is off), WEBSITE_AUTH_ENABLED (App Service sets it because authsettingsV2 is on).
+      // when Easy Auth is off; PORTCULLIS_JWT_CA_BUNDLE is for the local issuer's CA only), WEBSITE_AUTH_ENABLED (App Service sets it because authsettingsV2 is on).
       appSettings: [
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }

@@ -23,8 +23,9 @@ from shared.answers import (
     Health,
     ImportReport,
     JitNetworkAccessRequest,
+    Me,
 )
-from shared.api import compliance, defender_routes, openapi, records
+from shared.api import compliance, defender_routes, me, openapi, records
 from shared.defender import API_VERSION, InitiateWire, JitNetworkAccessPolicy, PolicyList, PolicyWire
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -270,6 +271,21 @@ ROUTES: tuple[Route, ...] = (
         (Reply(200, "current findings", ComplianceList),),
         description="Findings enforcement reports but must not fix (a foreign rule opening a protected "
         "port ahead of our Deny, a full priority band).",
+    ),
+    Route(
+        "me_get",
+        "GET",
+        "me",
+        me.get_me,
+        "Me_Get",
+        "Meta",
+        "who you are signed in as (object id, name, tenant, groups, `easyauth` or `jwt`) and the "
+        "address the app sees you from (`sourceAddress`, what a request without a source uses)",
+        "none beyond sign-in",
+        (Reply(200, "the caller", Me),),
+        description="The caller as the app authenticated them and their address as the platform reports "
+        "it (the last X-Forwarded-For entry, PORTCULLIS_TRUSTED_PROXY_HOPS further left behind your own "
+        "proxies). Reads no role assignment.",
     ),
     Route(
         "health",

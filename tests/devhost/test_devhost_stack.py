@@ -21,7 +21,9 @@ def test_stack_runs_the_app_against_azurite_and_the_emulator_and_stops_every_chi
         assert stack.env["AzureWebJobsStorage"] == stack.azurite.connection_string
         assert stack.env["PORTCULLIS_ARM_ENDPOINT"] == stack.emulator.base_url
         assert Path(stack.env["PORTCULLIS_ARM_CA_BUNDLE"]).is_file()
-        assert stack.env["WEBSITE_AUTH_ENABLED"] == "true"
+        # JWT mode by default: the app validates the local issuer's tokens, no Easy Auth stand-in
+        assert "WEBSITE_AUTH_ENABLED" not in stack.env
+        assert stack.env["PORTCULLIS_JWT_AUDIENCE"] == "api://portcullis-local"
         assert stack.dead_process() is None
         children = stack.processes()
     assert not any(child.running() for child in children)

@@ -1,7 +1,8 @@
 """localrig's OpenID Connect issuer (issue 12) through MSAL, by way of azure-identity's
 ClientSecretCredential (the service-principal flow `az login --service-principal` uses): tenant
 discovery, the client-credentials token endpoint, RS256 tokens verifiable with the JWKS, Entra ID's
-refusals; and the emulator's /metadata/endpoints pointing at it."""
+refusals; and the emulator's /metadata/endpoints pointing at it. Issue 14: the dev users'
+password grant (raw HTTPS and MSAL), refresh tokens and CORS for pages on this machine."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 
+from localrig.devusers import ALICE, APP_AUDIENCE, BOB, DEV_PASSWORD, PUBLIC_CLIENT_ID
 from localrig.emulator import Emulator
 from localrig.emulator_client import EmulatorClient
 from localrig.oidc import DEV_SERVICE_PRINCIPAL, TENANT_ID, OidcIssuer
@@ -117,3 +119,125 @@ def test_refusals_are_entra_shaped(stack):
         f"{issuer.base_url}/some-other-tenant/v2.0/.well-known/openid-configuration", issuer.ca_file
     )
     assert status == 400 and body["error"] == "invalid_tenant" and body["error_codes"] == [90002]
+
+
+# ---- the dev users of localrig.devusers: password grant, refresh, CORS (issue 14) ----
+
+
+def _post(url: str, form: dict[str, str], ca_file, headers: dict[str, str] | None = None):
+    context = ssl.create_default_context(cafile=str(ca_file))
+    data = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return answer.status, json.load(answer), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error), dict(error.headers)
+
+
+def _password_form(username: str = ALICE.name, password: str = DEV_PASSWORD, **extra: str) -> dict[str, str]:
+    return {
+        "grant_type": "password",
+        "client_id": PUBLIC_CLIENT_ID,
+        "username": username,
+        "password": password,
+        "scope": f"{APP_AUDIENCE}/.default",
+        **extra,
+    }
+
+
+def _verified(issuer: OidcIssuer, token: str, audience: str) -> dict:
+    _, jwks = _get(issuer.jwks_uri, issuer.ca_file)
+    key = jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == jwt.get_unverified_header(token)["kid"]))
+    return jwt.decode(token, key.key, algorithms=["RS256"], audience=audience, issuer=issuer.issuer)
+
+
+def test_password_grant_issues_an_entra_v2_user_token_for_the_app(stack):
+    _, issuer = stack
+    status, answer, _ = _post(issuer.token_endpoint, _password_form(), issuer.ca_file)
+    assert status == 200, answer
+    assert answer["token_type"] == "Bearer"
+    assert answer["expires_in"] > 3000 and answer["ext_expires_in"] == answer["expires_in"]
+    assert f"{APP_AUDIENCE}/.default" in answer["scope"].split()
+    assert "refresh_token" not in answer and "id_token" not in answer  # not asked for
+    claims = _verified(issuer, answer["access_token"], APP_AUDIENCE)
+    assert claims["aud"] == APP_AUDIENCE and claims["iss"] == f"{issuer.authority}/v2.0"
+    assert (claims["oid"], claims["sub"], claims["tid"]) == (ALICE.object_id, ALICE.object_id, TENANT_ID)
+    assert (claims["name"], claims["preferred_username"]) == (ALICE.display_name, ALICE.username)
+    assert claims["scp"] == "user_impersonation" and claims["azp"] == PUBLIC_CLIENT_ID
+    assert claims.get("idtyp", "user") == "user" and "appid" not in claims and "roles" not in claims
+    assert claims["ver"] == "2.0" and claims["nbf"] <= claims["iat"] < claims["exp"]
+
+
+def test_password_grant_takes_the_upn_and_openid_scopes_and_refreshes(stack):
+    _, issuer = stack
+    form = _password_form(
+        BOB.username.upper(), scope=f"{APP_AUDIENCE}/.default openid profile offline_access"
+    )
+    status, answer, _ = _post(issuer.token_endpoint, form, issuer.ca_file)
+    assert status == 200, answer
+    id_claims = _verified(issuer, answer["id_token"], PUBLIC_CLIENT_ID)
+    assert id_claims["oid"] == BOB.object_id and id_claims["preferred_username"] == BOB.username
+    refresh = {
+        "grant_type": "refresh_token",
+        "client_id": PUBLIC_CLIENT_ID,
+        "refresh_token": answer["refresh_token"],
+        "scope": f"{APP_AUDIENCE}/.default offline_access",
+    }
+    status, renewed, _ = _post(issuer.token_endpoint, refresh, issuer.ca_file)
+    assert status == 200, renewed
+    assert _verified(issuer, renewed["access_token"], APP_AUDIENCE)["oid"] == BOB.object_id
+    status, refused, _ = _post(
+        issuer.token_endpoint, {**refresh, "refresh_token": answer["access_token"]}, issuer.ca_file
+    )
+    assert status == 400 and refused["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "error", "code"),
+    [
+        (_password_form(password="wrong"), 400, "invalid_grant", 50126),
+        (_password_form(username="mallory"), 400, "invalid_grant", 50126),
+        (_password_form(client_id=DEV_SERVICE_PRINCIPAL.client_id), 400, "unauthorized_client", 700016),
+        (_password_form(scope="https://vault.azure.net/.default"), 400, "invalid_scope", 70011),
+        (_password_form(password=""), 400, "invalid_request", 900144),
+    ],
+    ids=["wrong-password", "unknown-user", "confidential-client", "unknown-api", "no-password"],
+)
+def test_password_grant_refusals_are_entra_shaped(stack, form, status, error, code):
+    _, issuer = stack
+    answered, body, _ = _post(issuer.token_endpoint, form, issuer.ca_file)
+    assert (answered, body["error"], body["error_codes"]) == (status, error, [code])
+    assert body["error_description"].startswith(f"AADSTS{code}:")
+    assert "access_token" not in body
+
+
+def test_browser_pages_on_this_machine_may_call_the_token_endpoint(stack):
+    _, issuer = stack
+    context = ssl.create_default_context(cafile=str(issuer.ca_file))
+    origin = "http://127.0.0.1:5173"
+    preflight = urllib.request.Request(
+        issuer.token_endpoint,
+        method="OPTIONS",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    with urllib.request.urlopen(preflight, context=context, timeout=10) as answer:
+        assert answer.status == 204
+        assert answer.headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in answer.headers["Access-Control-Allow-Methods"]
+        assert "content-type" in answer.headers["Access-Control-Allow-Headers"].lower()
+    status, _, headers = _post(issuer.token_endpoint, _password_form(), issuer.ca_file, {"Origin": origin})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == origin
+    for url in (issuer.jwks_uri, f"{issuer.issuer}/.well-known/openid-configuration"):
+        request = urllib.request.Request(url, headers={"Origin": "http://localhost:8080"})
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            assert answer.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    # a page elsewhere gets no CORS grant (the browser then withholds the answer)
+    _, _, headers = _post(
+        issuer.token_endpoint, _password_form(), issuer.ca_file, {"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in headers

@@ -19,6 +19,7 @@ NOT_SET_IN_AZURE = {
     "PORTCULLIS_JWT_ISSUER": "only when Easy Auth is off; infra turns Easy Auth on",
     "PORTCULLIS_JWT_AUDIENCE": "only when Easy Auth is off; infra turns Easy Auth on",
     "PORTCULLIS_JWT_JWKS_URI": "only when Easy Auth is off; infra turns Easy Auth on",
+    "PORTCULLIS_JWT_CA_BUNDLE": "only for the local OpenID issuer's certificate (the emulator's CA)",
     "WEBSITE_AUTH_ENABLED": "App Service sets it itself when authsettingsV2 platform.enabled is true",
 }
 
