@@ -79,7 +79,10 @@ def story(data_dir: Path) -> None:
         say(f"   role assignments: {admin.name} owns the group; {alice.name} may initiate JIT on the VMs")
 
         step(3, "The administrator creates a Defender-format JIT policy through the app's API")
-        app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
+        app_admin, app_alice = (
+            AppClient(stack.api_url, admin, stack.headers_for),
+            AppClient(stack.api_url, alice, stack.headers_for),
+        )
         app_admin.put_policy(estate, estate.policy_body())
         say(f"   PUT {AppClient.policy_path(estate)}  (SSH 22 on all four VMs, RDP 3389 on {estate.vm_web})")
 

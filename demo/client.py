@@ -1,5 +1,7 @@
-"""Small clients the demo and the end-to-end tests share: the app's HTTP API (as a user whom the
-local host's stand-in for Easy Auth identifies by headers) and role assignments in the emulator."""
+"""Small clients the demo and the end-to-end tests share: the app's HTTP API (as a dev user of
+localrig/devusers.py, signed in the way the local stack runs: a bearer token from its OpenID Connect
+issuer, or the Easy Auth stand-in's headers; `Stack.headers_for`) and role assignments in the
+emulator."""
 
 from __future__ import annotations
 
@@ -7,23 +9,17 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from demo.estate import Estate
+from localrig.devusers import ADMIN, ALICE, DevUser
 from localrig.emulator_client import EmulatorClient
-from shared.identity import easy_auth_header
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # built-in Owner
 READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # built-in Reader
 API_VERSION = "2020-01-01"
-
-
-@dataclass(frozen=True)
-class User:
-    object_id: str
-    name: str
 
 
 class ApiError(RuntimeError):
@@ -34,15 +30,16 @@ class ApiError(RuntimeError):
 
 
 class AppClient:
-    def __init__(self, api_url: str, user: User) -> None:
+    def __init__(self, api_url: str, user: DevUser, sign_in: Callable[[DevUser], dict[str, str]]) -> None:
         self.api_url = api_url.rstrip("/")
         self.user = user
+        self._sign_in = sign_in
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         headers = {
             "Content-Type": "application/json",
-            **easy_auth_header(self.user.object_id, self.user.name),
+            **self._sign_in(self.user),
         }
         url = f"{self.api_url}{path}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
@@ -98,8 +95,8 @@ class AppClient:
         return self.ok("GET", "/compliance")
 
 
-def grant_roles(arm: EmulatorClient, estate: Estate) -> tuple[User, User]:
-    """An administrator (Owner on the resource group, Reader on the subscription) and a requester
+def grant_roles(arm: EmulatorClient, estate: Estate) -> tuple[DevUser, DevUser]:
+    """The dev users `admin` (Owner on the resource group, Reader on the subscription) and `alice`,
     allowed to initiate JIT access on the estate's VMs, as role assignments in the emulator's
     Microsoft.Authorization."""
     from azure.mgmt.authorization import AuthorizationManagementClient
@@ -111,8 +108,7 @@ def grant_roles(arm: EmulatorClient, estate: Estate) -> tuple[User, User]:
 
     auth = arm.client(AuthorizationManagementClient)
     sub = f"/subscriptions/{arm.subscription_id}"
-    admin = User(str(uuid.uuid4()), "admin@contoso.com")
-    alice = User(str(uuid.uuid4()), "alice@contoso.com")
+    admin, alice = ADMIN, ALICE
     role = str(uuid.uuid4())
     auth.role_definitions.create_or_update(
         sub,

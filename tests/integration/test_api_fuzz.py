@@ -2,8 +2,9 @@
 /api/openapi.json as served: for any generated input (valid per the document, and deliberately
 invalid), no answer is a 5xx, every status is documented, and every body conforms to the document.
 
-The caller holds Owner on the subscription (Easy Auth headers, as App Service would set them), so
-generated requests reach the handlers' validation and storage instead of stopping at RBAC. Two passes
+The caller, the dev user `admin`, holds Owner on the subscription (a bearer token from the local
+issuer: the stack runs in JWT mode), so generated requests reach the handlers' validation and storage
+instead of stopping at RBAC. Two passes
 per operation: everything generated, then with real path values (the estate's subscription, resource
 group, region, policy and an existing request) so bodies and queries meet real records.
 Bounded: a few examples per operation, fixed seed, no Hypothesis database, whole test well under 60 s.
@@ -34,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from demo.estate import Estate
+from localrig.devusers import ADMIN
 from localrig.emulator_client import EmulatorClient
 from localrig.stack import Stack, start_stack
-from shared.identity import easy_auth_header
 
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 EXAMPLES_PER_OPERATION = 4
@@ -69,7 +70,7 @@ def world(stack: Stack) -> dict[str, Any]:
     rg = f"rg-{uuid.uuid4().hex[:8]}"
     estate = Estate(arm.subscription_id, rg)
     arm.seed(estate.resources())
-    owner = str(uuid.uuid4())
+    owner = ADMIN.object_id
     sub_scope = f"/subscriptions/{arm.subscription_id}"
     arm.client(AuthorizationManagementClient).role_assignments.create(
         sub_scope,
@@ -80,7 +81,7 @@ def world(stack: Stack) -> dict[str, Any]:
             principal_type="User",
         ),
     )
-    headers = easy_auth_header(owner, "owner@contoso.com")
+    headers = stack.headers_for(ADMIN)
     vm_id = estate.vm_id(Estate.vm_web)
     policy_path = (
         f"{sub_scope}/resourceGroups/{rg}/providers/Microsoft.Security/locations/westeurope"

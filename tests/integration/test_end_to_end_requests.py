@@ -2,10 +2,10 @@
 initiates against the app unchanged, and a queued request becomes a grant.
 
 Pointing the SDK at the app: `SecurityCenter(cred, sub, base_url=<app>/api, authentication_policy=...)`.
-The local host is plain HTTP and stands in for App Service Easy Auth, so the test client replaces the
-SDK's bearer-token policy (which refuses to send tokens over http) with one that sets the
-X-MS-CLIENT-PRINCIPAL headers Easy Auth would set. Against a deployed app, pass a real credential
-with the app's audience as `credential_scopes` and keep the default policy (https).
+The local host is plain HTTP and the app runs in JWT mode (the stack's default), so the test client
+replaces the SDK's bearer-token policy (which refuses to send tokens over http) with one that sends
+the dev user's token from the local issuer (`Stack.headers_for`). Against a deployed app, pass a real
+credential with the app's audience as `credential_scopes` and keep the default policy (https).
 """
 
 from __future__ import annotations
@@ -38,21 +38,23 @@ from azure.mgmt.security.v2020_01_01.models import (
 
 from demo.estate import Estate
 from localrig.credentials import StaticTokenCredential
+from localrig.devusers import ADMIN, ALICE, DevUser
 from localrig.emulator_client import EmulatorClient
 from localrig.stack import Stack, start_stack
-from shared.identity import easy_auth_header
 from shared.settings import load_settings
 from shared.storage import queue, send
 
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 
 
-class EasyAuthHeaders(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    def __init__(self, object_id: str, name: str) -> None:
-        self._headers = easy_auth_header(object_id, name)
+class SignedIn(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Sends `user`'s sign-in (a bearer token in JWT mode) with every request of the SDK."""
+
+    def __init__(self, stack: Stack, user: DevUser) -> None:
+        self._stack, self._user = stack, user
 
     def on_request(self, request) -> None:  # type: ignore[no-untyped-def]
-        request.http_request.headers.update(self._headers)
+        request.http_request.headers.update(self._stack.headers_for(self._user))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def estate(stack: Stack) -> dict:
     arm.seed(estate.resources())
     auth = arm.client(AuthorizationManagementClient)
     sub = f"/subscriptions/{arm.subscription_id}"
-    admin, alice = str(uuid.uuid4()), str(uuid.uuid4())
+    admin, alice = ADMIN.object_id, ALICE.object_id
     role = str(uuid.uuid4())
     auth.role_definitions.create_or_update(
         sub,
@@ -100,20 +102,20 @@ def estate(stack: Stack) -> dict:
                 principal_type="User",
             ),
         )
-    return {"arm": arm, "rg": rg, "estate": estate, "admin": admin, "alice": alice}
+    return {"arm": arm, "rg": rg, "estate": estate}
 
 
-def sdk(stack: Stack, subscription: str, object_id: str, name: str) -> SecurityCenter:
+def sdk(stack: Stack, subscription: str, user: DevUser) -> SecurityCenter:
     return SecurityCenter(
         StaticTokenCredential(),
         subscription,
         base_url=stack.api_url,
-        authentication_policy=EasyAuthHeaders(object_id, name),
+        authentication_policy=SignedIn(stack, user),
     )
 
 
-def get_json(url: str, object_id: str, name: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, headers=easy_auth_header(object_id, name))
+def get_json(url: str, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -123,7 +125,7 @@ def get_json(url: str, object_id: str, name: str) -> tuple[int, dict]:
 
 def test_sdk_manages_policies_and_initiates_unchanged(stack: Stack, estate: dict) -> None:
     arm, rg, vm_id = estate["arm"], estate["rg"], estate["estate"].vm_id(Estate.vm_web)
-    admin = sdk(stack, arm.subscription_id, estate["admin"], "admin@contoso.com")
+    admin = sdk(stack, arm.subscription_id, ADMIN)
     policy = admin.jit_network_access_policies.create_or_update(
         rg,
         "westeurope",
@@ -152,7 +154,7 @@ def test_sdk_manages_policies_and_initiates_unchanged(stack: Stack, estate: dict
     assert [p.name for p in admin.jit_network_access_policies.list_by_resource_group(rg)] == ["default"]
     assert policy.id in [p.id for p in admin.jit_network_access_policies.list()]
 
-    alice = sdk(stack, arm.subscription_id, estate["alice"], "alice@contoso.com")
+    alice = sdk(stack, arm.subscription_id, ALICE)
     end = datetime.now(UTC) + timedelta(hours=1)
     answer = alice.jit_network_access_policies.initiate(
         rg,
@@ -171,20 +173,20 @@ def test_sdk_manages_policies_and_initiates_unchanged(stack: Stack, estate: dict
     # No prefix given: the devhost reports the socket peer, as App Service's front end does.
     assert port.allowed_source_address_prefix == "127.0.0.1/32"
     assert port.status == "Initiating"
-    assert answer.requestor == "alice@contoso.com"
+    assert answer.requestor == ALICE.username
     history = admin.jit_network_access_policies.get(rg, "westeurope", "default").requests
     assert history and history[-1].justification == "e2e"
-    status, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}&active=true", estate["alice"], "alice")
+    status, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}&active=true", stack.headers_for(ALICE))
     assert status == 200 and grants["value"][0]["port"] == 22
 
-    status, openapi = get_json(f"{stack.api_url}/openapi.json", "x", "x")
+    status, openapi = get_json(f"{stack.api_url}/openapi.json", {})
     assert status == 200 and "/requests/{requestId}" in openapi["paths"]
 
 
 def test_queued_request_gives_one_grant_and_bad_messages_are_poisoned(stack: Stack, estate: dict) -> None:
     settings = load_settings(stack.env)
     vm_id = estate["estate"].vm_id(Estate.vm_web)
-    admin = sdk(stack, estate["arm"].subscription_id, estate["admin"], "admin@contoso.com")
+    admin = sdk(stack, estate["arm"].subscription_id, ADMIN)
     admin.jit_network_access_policies.create_or_update(
         estate["rg"],
         "westeurope",
@@ -210,7 +212,7 @@ def test_queued_request_gives_one_grant_and_bad_messages_are_poisoned(stack: Sta
     message = json.dumps(
         {
             "ticketId": ticket,
-            "requester": {"objectId": estate["alice"], "displayName": "alice@contoso.com"},
+            "requester": {"objectId": ALICE.object_id, "displayName": ALICE.username},
             "virtualMachines": [
                 {
                     "id": vm_id,
@@ -235,7 +237,7 @@ def test_queued_request_gives_one_grant_and_bad_messages_are_poisoned(stack: Sta
     tickets: list = []
     poisoned: list = []
     while time.monotonic() < deadline:
-        _, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}", estate["alice"], "alice")
+        _, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}", stack.headers_for(ALICE))
         tickets = [g for g in grants.get("value", []) if g["ticketId"] == ticket]
         poisoned = list(poison.peek_messages(max_messages=32))
         if tickets and poisoned and requests_queue.get_queue_properties().approximate_message_count == 0:

@@ -39,7 +39,10 @@ def test_request_opens_every_hop_then_expiry_restores_the_network(stack: Stack) 
     estate = Estate(arm.subscription_id, f"rg-{uuid.uuid4().hex[:8]}")
     arm.seed(estate.resources())
     admin, alice = grant_roles(arm, estate)
-    app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
+    app_admin, app_alice = (
+        AppClient(stack.api_url, admin, stack.headers_for),
+        AppClient(stack.api_url, alice, stack.headers_for),
+    )
     app_admin.put_policy(estate, estate.policy_body())
 
     # No timer tick, nothing in-process: the PUT hands the policy's targets to the host's converge
