@@ -27,6 +27,12 @@ every start, and Entra ID's endpoints for one tenant, as MSAL uses them:
   `unauthorized_client` for an unknown client, 401 `invalid_client` for a wrong secret,
   `invalid_scope` for an unknown audience, `unsupported_grant_type`; 400 `invalid_tenant` on
   discovery of another tenant).
+- `GET /{tenant}/oauth2/v2.0/authorize` (`client_id` = a public client, `response_type=code`,
+  `redirect_uri` on this machine (loopback, any port), `scope`, `state`, `code_challenge` +
+  `code_challenge_method=S256` required, `nonce`): a page with one button per dev user (no password:
+  local only); the button POSTs back and the browser is redirected to `redirect_uri?code=...&state=...`;
+  `grant_type=authorization_code` with `code`, `redirect_uri`, `code_verifier` redeems it once (what
+  MSAL's `initiate_auth_code_flow` / `acquire_token_interactive` do);
 - CORS: a page on this machine (http or https on 127.0.0.1, localhost or [::1], any port) may call
   every endpoint from the browser, preflight (`OPTIONS`) included, as Entra ID allows single-page
   applications to.
@@ -43,11 +49,14 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import html
 import json
 import logging
+import secrets
 import signal
 import ssl
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -55,7 +64,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -72,6 +81,8 @@ TOKEN_LIFETIME_SECONDS = 3599
 # Entra ID's refresh tokens last 90 days; a local one outlives any session of the stack (whose key is
 # new at every start, so a restart signs everyone out, as a revoked session would).
 REFRESH_TOKEN_LIFETIME_SECONDS = 24 * 3600
+# An authorization code is good for one redemption within this time (Entra ID: 10 minutes).
+CODE_LIFETIME_SECONDS = 600
 # The delegated permission a user's token carries for an API (`scp`), as Entra ID names the default one.
 USER_SCOPE = "user_impersonation"
 # Scopes that ask for OpenID Connect itself, not for an API's token.
@@ -137,13 +148,33 @@ def _b64(data: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """An authorization code not yet redeemed: who signed in, for which client and redirect, what
+    they asked for and the PKCE challenge the redemption must answer."""
+
+    user: DevUser
+    client_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str
+    nonce: str | None
+    expires_at: float
+
+
+# What the authorize endpoint answers a browser: (status, headers, HTML body).
+Page = tuple[int, dict[str, str], str]
+
+
 @dataclass
 class Issuer:
-    """The issuer's state: its key, its tenant, its base URL."""
+    """The issuer's state: its key, its tenant, its base URL, the authorization codes not yet used."""
 
     base_url: str
     tenant: str = TENANT_ID
     key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    codes: dict[str, Authorization] = field(default_factory=dict)
+    codes_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def kid(self) -> str:
@@ -167,6 +198,13 @@ class Issuer:
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "password",
+                "client_credentials",
+            ],
+            "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": self.issuer(),
             "request_uri_parameter_supported": False,
@@ -235,9 +273,9 @@ class Issuer:
         }
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
-    def id_token(self, user: DevUser, client_id: str) -> str:
+    def id_token(self, user: DevUser, client_id: str, nonce: str | None = None) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "aud": client_id,
             "iss": self.issuer(),
             "iat": now,
@@ -250,6 +288,8 @@ class Issuer:
             "tid": self.tenant,
             "ver": "2.0",
         }
+        if nonce:
+            claims["nonce"] = nonce
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def refresh_token(self, user: DevUser, client_id: str, scope: str) -> str:
@@ -274,6 +314,8 @@ class Issuer:
             return self._password(form)
         if grant == "refresh_token":
             return self._refresh(form)
+        if grant == "authorization_code":
+            return self._authorization_code(form)
         return _aad_error(
             400,
             "unsupported_grant_type",
@@ -372,7 +414,7 @@ class Issuer:
         return self._user_tokens(user, client_id, scope, form.get("client_info") == "1")
 
     def _user_tokens(
-        self, user: DevUser, client_id: str, scope: str, client_info: bool
+        self, user: DevUser, client_id: str, scope: str, client_info: bool, nonce: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         audience = audience_for(scope)
         if audience is None:
@@ -394,7 +436,7 @@ class Issuer:
             "access_token": self.user_access_token(user, audience, client_id),
         }
         if "openid" in asked:
-            answer["id_token"] = self.id_token(user, client_id)
+            answer["id_token"] = self.id_token(user, client_id, nonce)
         if "offline_access" in asked:
             answer["refresh_token"] = self.refresh_token(user, client_id, scope)
         if client_info:
@@ -402,6 +444,143 @@ class Issuer:
             answer["client_info"] = base64.urlsafe_b64encode(document).decode().rstrip("=")
         log.info("oidc.token user=%s client=%s audience=%s", user.name, client_id, audience)
         return 200, answer
+
+    # ---- authorization code with PKCE: a browser picks a dev user ----
+
+    def authorize(self, params: dict[str, str], picked: str | None) -> Page:
+        """GET (`picked` None): the dev-user picker; POST (`picked` = the name chosen): a code,
+        redirected to the client. Before the redirect URI is known good, errors are a page (as Entra
+        ID shows them); after, they go back to the client as `error` and `error_description`."""
+        client_id = params.get("client_id", "")
+        redirect_uri = params.get("redirect_uri", "")
+        if client_id not in PUBLIC_CLIENTS:
+            return _error_page(
+                400,
+                f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory.",
+            )
+        if not on_this_machine(redirect_uri):
+            return _error_page(
+                400,
+                f"AADSTS50011: The redirect URI '{redirect_uri}' specified in the request does not match the "
+                "redirect URIs configured for the application: a loopback URL (http://127.0.0.1 or "
+                "http://localhost, any port).",
+            )
+        state = params.get("state")
+        refusal = self._authorize_refusal(params)
+        if refusal is not None:
+            error, description = refusal
+            return _redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
+        if picked is None:
+            return 200, {}, _picker_page(params)
+        user = dev_user(picked)
+        if user is None:
+            return _redirect(
+                redirect_uri,
+                {
+                    "error": "access_denied",
+                    "error_description": f"AADSTS50034: no dev user {picked!r}.",
+                    "state": state,
+                },
+            )
+        code = secrets.token_urlsafe(32)
+        with self.codes_lock:
+            now = time.time()
+            for stale in [key for key, held in self.codes.items() if held.expires_at < now]:
+                del self.codes[stale]
+            self.codes[code] = Authorization(
+                user,
+                client_id,
+                redirect_uri,
+                params.get("scope", ""),
+                params["code_challenge"],
+                params.get("nonce") or None,
+                now + CODE_LIFETIME_SECONDS,
+            )
+        log.info("oidc.authorized user=%s client=%s", user.name, client_id)
+        return _redirect(redirect_uri, {"code": code, "state": state})
+
+    def _authorize_refusal(self, params: dict[str, str]) -> tuple[str, str] | None:
+        if params.get("response_type") != "code":
+            return "unsupported_response_type", (
+                f"AADSTS700054: response_type '{params.get('response_type')}' is not enabled for the "
+                "application: use 'code'."
+            )
+        if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
+            return "invalid_request", (
+                "AADSTS9002325: Proof Key for Code Exchange is required: send code_challenge and "
+                "code_challenge_method=S256."
+            )
+        if audience_for(params.get("scope", "")) is None:
+            return "invalid_scope", (
+                f"AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope "
+                f"'{params.get('scope', '')}' does not name a registered API (e.g. api://portcullis-local/.default)."
+            )
+        return None
+
+    def _authorization_code(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        client_id = form.get("client_id", "")
+        if client_id not in PUBLIC_CLIENTS:
+            return self._unknown_client(client_id)
+        with self.codes_lock:
+            held = self.codes.pop(form.get("code", ""), None)  # one redemption, right or wrong
+        if held is None or held.expires_at < time.time():
+            return _aad_error(
+                400,
+                "invalid_grant",
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity, or was "
+                "already redeemed. Send a new interactive authorization request for this user and resource.",
+            )
+        if held.client_id != client_id or held.redirect_uri != form.get("redirect_uri"):
+            return _aad_error(
+                400,
+                "invalid_grant",
+                50011,
+                "The redirect URI or client of this redemption is not the one the code was issued to.",
+            )
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        if not verifier or not secrets.compare_digest(challenge, held.code_challenge):
+            return _aad_error(
+                400,
+                "invalid_grant",
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            )
+        scope = form.get("scope") or held.scope
+        return self._user_tokens(held.user, client_id, scope, form.get("client_info") == "1", held.nonce)
+
+
+def _redirect(redirect_uri: str, query: dict[str, str | None]) -> Page:
+    separator = "&" if urlsplit(redirect_uri).query else "?"
+    kept = {name: value for name, value in query.items() if value is not None}
+    return 302, {"Location": f"{redirect_uri}{separator}{urlencode(kept)}"}, ""
+
+
+def _error_page(status: int, message: str) -> Page:
+    body = f"<!doctype html><title>Sign-in error</title><h1>Sign-in error</h1><p>{html.escape(message)}</p>"
+    return status, {}, body
+
+
+def _picker_page(params: dict[str, str]) -> str:
+    """The dev-user picker: one button per person of localrig/devusers.py; the request's parameters
+    ride along as hidden fields."""
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+        for name, value in params.items()
+    )
+    buttons = "".join(
+        f'<p><button type="submit" name="username" value="{html.escape(user.name)}">'
+        f"{html.escape(user.display_name)} ({html.escape(user.username)}, {html.escape(user.role)})"
+        "</button></p>"
+        for user in DEV_USERS
+    )
+    return (
+        '<!doctype html><meta charset="utf-8"><title>Sign in: Portcullis local stack</title>'
+        "<h1>Sign in to the Portcullis local stack</h1>"
+        "<p>Local development only: pick a dev user (localrig/devusers.py).</p>"
+        f'<form method="post">{hidden}{buttons}</form>'
+    )
 
 
 def _aad_error(status: int, error: str, code: int, description: str) -> tuple[int, dict[str, Any]]:
@@ -416,15 +595,20 @@ def _aad_error(status: int, error: str, code: int, description: str) -> tuple[in
     }
 
 
-def cors_allowed(origin: str) -> bool:
-    """Is `origin` a page on this machine (http or https, 127.0.0.1, localhost or [::1], any port)?"""
-    parts = urlsplit(origin)
+def on_this_machine(url: str) -> bool:
+    """Is `url` on this machine: http or https, 127.0.0.1, localhost or [::1], any port, no user?"""
+    parts = urlsplit(url)
     try:
         has_port = parts.port is not None
     except ValueError:  # a port that is not a number, or out of range
         return False
     host = parts.netloc.rpartition(":")[0] if has_port else parts.netloc
-    return parts.scheme in ("http", "https") and host.lower() in CORS_HOSTS and not parts.path
+    return parts.scheme in ("http", "https") and host.lower() in CORS_HOSTS
+
+
+def cors_allowed(origin: str) -> bool:
+    """Is `origin` a page on this machine (an origin has no path)?"""
+    return on_this_machine(origin) and not urlsplit(origin).path
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -472,8 +656,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _known_tenant(self, tenant: str) -> bool:
         return tenant.lower() in (self.issuer.tenant.lower(), "organizations", "common")
 
+    def _page(self, page: Page) -> None:
+        status, headers, body = page
+        payload = body.encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store, no-cache")
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        parts = urlsplit(self.path)
+        path = parts.path
         if path == "/health":
             self._answer(200, {"status": "ok"})
             return
@@ -493,6 +690,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rest in ("/discovery/v2.0/keys", "/discovery/keys"):
             self._answer(200, self.issuer.jwks())
             return
+        if rest == "/oauth2/v2.0/authorize" and self._known_tenant(tenant):
+            self._page(self.issuer.authorize(dict(parse_qsl(parts.query)), picked=None))
+            return
         self._answer(404, {"error": "not_found", "error_description": f"No endpoint at {path}."})
 
     def do_POST(self) -> None:
@@ -500,6 +700,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode() if length else ""
         tenant, rest = self._tenant(path)
+        if rest == "/oauth2/v2.0/authorize" and self._known_tenant(tenant):
+            form = dict(parse_qsl(raw, keep_blank_values=True))
+            picked = form.pop("username", "")
+            self._page(self.issuer.authorize(form, picked=picked))
+            return
         if rest not in ("/oauth2/v2.0/token", "/oauth2/token"):
             self._answer(404, {"error": "not_found", "error_description": f"No endpoint at {path}."})
             return

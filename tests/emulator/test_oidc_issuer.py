@@ -6,6 +6,8 @@ password grant (raw HTTPS and MSAL), refresh tokens and CORS for pages on this m
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import ssl
 import urllib.error
@@ -241,3 +243,111 @@ def test_browser_pages_on_this_machine_may_call_the_token_endpoint(stack):
         issuer.token_endpoint, _password_form(), issuer.ca_file, {"Origin": "https://evil.example"}
     )
     assert "Access-Control-Allow-Origin" not in headers
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None  # let the 302 reach the test, as a browser would hand it to the redirect URI
+
+
+def _browser(issuer: OidcIssuer, url: str, form: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    """What a browser does with the authorize endpoint: GET the page or POST the picker's form."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(issuer.ca_file))),
+        _NoRedirect(),
+    )
+    data = None if form is None else urllib.parse.urlencode(form).encode()
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def test_msal_authorization_code_flow_with_pkce_and_the_dev_user_picker(stack):
+    import html.parser
+
+    import msal
+    import requests
+
+    _, issuer = stack
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment wins over session.verify
+    session.verify = str(issuer.ca_file)
+    app = msal.PublicClientApplication(
+        PUBLIC_CLIENT_ID, authority=issuer.authority, http_client=session, instance_discovery=False
+    )
+    flow = app.initiate_auth_code_flow([f"{APP_AUDIENCE}/.default"], redirect_uri="http://localhost:53117")
+    status, _, page = _browser(issuer, flow["auth_uri"])
+    assert status == 200 and "alice@portcullis.local" in page and "eve@portcullis.local" in page
+
+    class Fields(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden: dict[str, str] = {}
+
+        def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+            found = dict(attrs)
+            if tag == "input" and found.get("type") == "hidden":
+                self.hidden[found["name"] or ""] = found["value"] or ""
+
+    fields = Fields()
+    fields.feed(page)
+    assert fields.hidden["code_challenge_method"] == "S256"
+    status, headers, _ = _browser(issuer, flow["auth_uri"], {**fields.hidden, "username": BOB.name})
+    assert status == 302
+    location = urllib.parse.urlsplit(headers["Location"])
+    assert f"{location.scheme}://{location.netloc}" == "http://localhost:53117"
+    reply = dict(urllib.parse.parse_qsl(location.query))
+    result = app.acquire_token_by_auth_code_flow(flow, reply)
+    assert "access_token" in result, result
+    assert result["id_token_claims"]["oid"] == BOB.object_id
+    claims = _verified(issuer, result["access_token"], APP_AUDIENCE)
+    assert claims["oid"] == BOB.object_id and claims["scp"] == "user_impersonation"
+    # the code is good once, and only with the verifier
+    replay = {
+        "grant_type": "authorization_code",
+        "client_id": PUBLIC_CLIENT_ID,
+        "code": reply["code"],
+        "redirect_uri": "http://localhost:53117",
+        "code_verifier": flow["code_verifier"],
+    }
+    status, body, _ = _post(issuer.token_endpoint, replay, issuer.ca_file)
+    assert status == 400 and body["error_codes"] == [70008]
+
+
+def test_authorization_code_needs_the_right_verifier_and_a_local_redirect(stack):
+    _, issuer = stack
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    query = {
+        "client_id": PUBLIC_CLIENT_ID,
+        "response_type": "code",
+        "redirect_uri": "http://127.0.0.1:40000/cb",
+        "scope": f"{APP_AUDIENCE}/.default openid",
+        "state": "s1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    authorize = f"{issuer.authority}/oauth2/v2.0/authorize"
+    status, headers, _ = _browser(issuer, authorize, {**query, "username": ALICE.name})
+    reply = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(headers["Location"]).query))
+    assert status == 302 and reply["state"] == "s1"
+    redeem = {
+        "grant_type": "authorization_code",
+        "client_id": PUBLIC_CLIENT_ID,
+        "code": reply["code"],
+        "redirect_uri": query["redirect_uri"],
+        "code_verifier": "w" * 50,
+    }
+    status, body, _ = _post(issuer.token_endpoint, redeem, issuer.ca_file)
+    assert status == 400 and body["error_codes"] == [501481]
+    # a page elsewhere cannot receive codes; no PKCE is refused back to the (local) client
+    status, _, page = _browser(
+        issuer, f"{authorize}?{urllib.parse.urlencode({**query, 'redirect_uri': 'https://evil.example/cb'})}"
+    )
+    assert status == 400 and "AADSTS50011" in page
+    plain = {**query, "code_challenge_method": "plain"}
+    status, headers, _ = _browser(issuer, f"{authorize}?{urllib.parse.urlencode(plain)}")
+    refused = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(headers["Location"]).query))
+    assert status == 302 and refused["error"] == "invalid_request" and refused["state"] == "s1"
