@@ -18,6 +18,7 @@ from localrig.azurite import Azurite, start_azurite
 from localrig.emulator import Emulator, start_emulator
 from localrig.oidc import OidcIssuer, az_login_lines, start_issuer
 from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.webhook_sink import WebhookSink, start_sink
 
 EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
 
@@ -36,6 +37,16 @@ def host_environment(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
         # Queue trigger bindings name their queue through these app settings (%NAME%).
         "PORTCULLIS_REQUESTS_QUEUE": "jit-requests",
         "PORTCULLIS_CONVERGE_QUEUE": "jit-converge",
+        "PORTCULLIS_EVENTS_QUEUE": "jit-events",
+    }
+
+
+def notification_environment(sink: WebhookSink) -> dict[str, str]:
+    """Point the app's notifications at the local sink: one webhook and the Event Grid stand-in."""
+    return {
+        "PORTCULLIS_WEBHOOK_URLS": sink.webhook_url,
+        "PORTCULLIS_WEBHOOK_SECRET": sink.secret,
+        "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": sink.eventgrid_endpoint,
     }
 
 
@@ -105,6 +116,8 @@ class Stack:
     host_port: int
     env: dict[str, str] = field(default_factory=dict)
     issuer: OidcIssuer | None = None
+    # Receives the app's notifications (`webhook_sink.print_received()`, GET {url}/received).
+    webhook_sink: WebhookSink | None = None
 
     @property
     def host_url(self) -> str:
@@ -125,6 +138,8 @@ class Stack:
     def stop(self) -> None:
         for process in self.processes():
             process.stop()
+        if self.webhook_sink is not None:
+            self.webhook_sink.stop()
 
     def __enter__(self) -> Stack:
         return self
@@ -144,6 +159,7 @@ class Stack:
             f"Emulator CA     {self.emulator.ca_file}",
             f"Azurite         {self.azurite.connection_string}",
             f"Logs            {self.data_dir}/*.log",
+            *([f"Webhook sink    {self.webhook_sink.url}/received"] if self.webhook_sink else []),
             "Environment given to the app:",
         ]
         lines += [f"  {name}={value}" for name, value in self.env.items()]
@@ -177,6 +193,7 @@ def start_stack(
         )
     data_dir = data_dir.resolve()
     started: list[ManagedProcess] = []
+    sink = start_sink()
     try:
         blob, queue, table = azurite_ports or (None, None, None)
         azurite = start_azurite(
@@ -196,10 +213,11 @@ def start_stack(
             issuer_log=data_dir / "oidc.log",
         )
         started += [emulator.process, issuer.process]
-        env = {**host_environment(azurite, emulator), **(extra_env or {})}
+        env = {**host_environment(azurite, emulator), **notification_environment(sink), **(extra_env or {})}
         host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
     except BaseException:
         for process in reversed(started):
             process.stop()
+        sink.stop()
         raise
-    return Stack(data_dir, azurite, emulator, host, port, env, issuer)
+    return Stack(data_dir, azurite, emulator, host, port, env, issuer, sink)
