@@ -93,10 +93,13 @@ class WebhookSink:
         with self._lock:
             self._received.clear()
 
-    def print_received(self) -> None:
-        """One line per event received: channel, type, subject, requester, approvers (for the demo)."""
+    def print_received(self, request_id: str | None = None) -> None:
+        """One line per event received (only those of `request_id` if given): channel, type, subject,
+        requester, approvers. For the demo."""
         for record in self.received():
             event = record.get("event") or {}
+            if request_id is not None and f"/requests/{request_id}" not in str(event.get("subject")):
+                continue
             data = event.get("data") or {}
             requester = (data.get("requester") or {}).get("displayName")
             approvers = ", ".join(str(a.get("displayName", a)) for a in data.get("approvers") or [])

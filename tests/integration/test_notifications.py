@@ -110,7 +110,7 @@ def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -
 
 
 def test_a_state_change_reaches_each_channel_once_signed_and_as_a_cloudevent(
-    storage_env: dict[str, str], sink: WebhookSink
+    storage_env: dict[str, str], sink: WebhookSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = settings_for(storage_env, sink, "/hooks/team-channel")
     audit, notifier, events, _ = wire(settings)
@@ -154,6 +154,15 @@ def test_a_state_change_reaches_each_channel_once_signed_and_as_a_cloudevent(
         k: event[k] for k in ("id", "type", "subject", "source", "specversion")
     }
     assert grid["data"]["requester"]["displayName"] == ALICE.display_name
+
+    # What `make demo` prints from the sink.
+    sink.print_received(REQUEST)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("com.portcullis.grant.opened" in line for line in lines)
+    assert any(line.startswith("  webhook") and line.endswith("signed") for line in lines)
+    assert all(f"requester={ALICE.display_name}" in line for line in lines)
+    sink.print_received("0" * 32)
+    assert capsys.readouterr().out == ""
 
 
 def test_a_failing_webhook_is_retried_alone_then_poisoned_and_audited(
