@@ -32,6 +32,14 @@ class EventPublisher:
         self._events_queue = events_queue
 
     def __call__(self, fact: AuditFact) -> None:
+        try:
+            self._publish(fact)
+        except Exception as error:  # noqa: BLE001 - a notification bug must never fail a state change
+            log_event(
+                EventId.NOTIFY_ENQUEUE_FAILED, logging.ERROR, audit_event=fact.event, error=brief(error)
+            )
+
+    def _publish(self, fact: AuditFact) -> None:
         event = to_cloud_event(fact)
         if event is None or not self._channels:
             return

@@ -20,6 +20,7 @@ from azure.storage.queue import QueueClient
 
 from localrig.credentials import StaticTokenCredential
 from localrig.devusers import ALICE, BOB
+from localrig.processes import free_port
 from localrig.webhook_sink import WebhookSink, start_sink
 from shared.audit import TableAuditTrail
 from shared.events import EventId
@@ -208,3 +209,22 @@ def test_a_failing_webhook_is_retried_alone_then_poisoned_and_audited(
     # The webhook URL may carry a credential: it is in no queue message, detail or poisoned body.
     assert "credential-in-the-url" not in json.dumps(details)
     assert all("credential-in-the-url" not in m.model_dump_json() for m in poisoned)
+
+
+def test_an_unreachable_events_queue_never_fails_the_state_change(
+    storage_env: dict[str, str], sink: WebhookSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    # A real queue client on a port where nothing listens: the send fails as storage would.
+    connection = ";".join(
+        f"QueueEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1"
+        if part.startswith("QueueEndpoint=")
+        else part
+        for part in storage_env["AzureWebJobsStorage"].split(";")
+    )
+    assert "QueueEndpoint=" in connection
+    dead = QueueClient.from_connection_string(connection, "jit-events", retry_total=0, connection_timeout=2)
+    audit = TableAuditTrail(settings, on_recorded=EventPublisher(settings, lambda: dead))
+    record_opened(audit)  # returns: the state change is recorded even though nothing could be enqueued
+    assert [row.event for row in audit.for_subject(GRANT)] == [EventId.GRANT_INITIATED]
+    assert EventId.NOTIFY_ENQUEUE_FAILED.value in caplog.text
