@@ -13,7 +13,8 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -24,10 +25,12 @@ from localrig.processes import free_port
 from localrig.webhook_sink import WebhookSink, start_sink
 from shared.audit import TableAuditTrail
 from shared.events import EventId
-from shared.model import Principal, PrincipalSource
+from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
+from shared.model import Grant, PolicyRef, PortStatus, Principal, PrincipalSource, TransportProtocol, VmRef
 from shared.notify.channels import build_channels
 from shared.notify.cloudevents import requester_details
 from shared.notify.delivery import Notifier, handle_event_message, poison_queue_name
+from shared.notify.expiring import announce_expiring
 from shared.notify.messages import parse_event_delivery
 from shared.notify.publisher import EventPublisher
 from shared.settings import Settings, load_settings
@@ -228,3 +231,51 @@ def test_an_unreachable_events_queue_never_fails_the_state_change(
     record_opened(audit)  # returns: the state change is recorded even though nothing could be enqueued
     assert [row.event for row in audit.for_subject(GRANT)] == [EventId.GRANT_INITIATED]
     assert EventId.NOTIFY_ENQUEUE_FAILED.value in caplog.text
+
+
+def test_expiring_is_announced_once_for_open_grants_ending_within_ten_minutes(
+    storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    audit, notifier, events, _ = wire(settings)
+    store = TableGrantStore(settings)
+    now = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    alice = Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)
+    policy = PolicyRef("00000000-0000-0000-0000-0000000000a1", "rg1", "westeurope", "default")
+    request_id = new_request_id()
+    ends = {
+        22: timedelta(minutes=9),
+        80: timedelta(minutes=11),
+        443: timedelta(minutes=5),
+        3389: timedelta(minutes=-1),
+    }
+    grants = [
+        Grant(
+            grant_id=grant_id(request_id, index),
+            request_id=request_id,
+            policy=policy,
+            vm=VmRef(policy.subscription_id, "rg1", "vm1"),
+            port=port,
+            protocol=TransportProtocol.TCP,
+            source_prefixes=("203.0.113.7/32",),
+            start_time=now - timedelta(hours=1),
+            end_time=now + end,
+            requester=alice,
+            justification="debugging",
+            ticket_id=None,
+        )
+        for index, (port, end) in enumerate(ends.items())
+    ]
+    store.create_request(RequestRecord(request_id, policy, alice, now, "debugging", None, "fp"), grants)
+    for grant in grants[:2] + grants[3:]:  # 443 stays Initiating: nothing is open to announce
+        store.update(replace(store.get(grant.grant_id) or grant, status=PortStatus.INITIATED))
+
+    assert announce_expiring(store, audit, lambda: now) == [grants[0].grant_id]  # 22: 9 minutes left
+    assert announce_expiring(store, audit, lambda: now + timedelta(seconds=60)) == []  # once
+    assert announce_expiring(store, audit, lambda: now + timedelta(minutes=2)) == [grants[1].grant_id]
+
+    run_queue(events, notifier, time.monotonic() + 20)
+    expiring = [r["event"] for r in sink.received() if r["channel"] == "webhook"]
+    assert [e["type"] for e in expiring] == ["com.portcullis.grant.expiring"] * 2
+    assert expiring[0]["data"]["details"]["minutes_left"] == 9
+    assert expiring[0]["data"]["requester"]["objectId"] == ALICE.object_id
