@@ -9,8 +9,9 @@
   sends it; each event is kept with channel `eventgrid`; 200.
 - `GET /received`: everything kept, oldest first; `DELETE /received` forgets it.
 
-Run in-process by `localrig.stack.start_stack` (`Stack.webhook_sink`); `print_received()` shows what
-arrived (for `make demo`).
+Run in-process by `localrig.stack.start_stack` (`Stack.webhook_sink`). For `make demo`:
+`stack.webhook_sink.wait_for(request_id, "com.portcullis.grant.opened")`, then
+`stack.webhook_sink.print_received(request_id)` prints one line per event and channel.
 """
 
 from __future__ import annotations
@@ -93,13 +94,31 @@ class WebhookSink:
         with self._lock:
             self._received.clear()
 
+    def received_for(self, request_id: str) -> list[dict[str, Any]]:
+        """What was received about one request (its events and its grants' events), oldest first."""
+        return [
+            record
+            for record in self.received()
+            if f"/requests/{request_id}" in str((record.get("event") or {}).get("subject"))
+        ]
+
+    def wait_for(self, request_id: str, event_type: str, timeout: float = 30.0) -> bool:
+        """Wait until an event of `event_type` (e.g. `com.portcullis.grant.opened`) about the request
+        has arrived; False after `timeout` seconds. Deliveries run on the host's events queue, so
+        they arrive a moment after the state change."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(r["event"].get("type") == event_type for r in self.received_for(request_id)):
+                return True
+            time.sleep(0.2)
+        return False
+
     def print_received(self, request_id: str | None = None) -> None:
         """One line per event received (only those of `request_id` if given): channel, type, subject,
         requester, approvers. For the demo."""
-        for record in self.received():
+        records = self.received() if request_id is None else self.received_for(request_id)
+        for record in records:
             event = record.get("event") or {}
-            if request_id is not None and f"/requests/{request_id}" not in str(event.get("subject")):
-                continue
             data = event.get("data") or {}
             requester = (data.get("requester") or {}).get("displayName")
             approvers = ", ".join(str(a.get("displayName", a)) for a in data.get("approvers") or [])

@@ -102,6 +102,8 @@ def test_a_500_webhook_never_delays_the_grant_and_is_poisoned(stack: Stack, sink
     grid = events_for(sink, "/eventgrid/api/events", request_id)
     assert {r["event"]["id"] for r in grid} >= {r["event"]["id"] for r in team[:2]}
 
+    assert sink.wait_for(request_id, "com.portcullis.grant.opened", timeout=5)
+    assert not sink.wait_for(request_id, "com.portcullis.request.denied", timeout=0.5)
     grant_id = team[1]["event"]["data"]["grantId"]
     poisoned = wait_for(
         lambda: [r for r in audit.for_subject(grant_id) if r.event == EventId.NOTIFY_DELIVERY_POISONED],
