@@ -6,8 +6,10 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api import routes
-from shared.composition import root
+from shared.composition import root, utc_now
 from shared.enforcement import handle_converge_message, reconcile_all, sweep_expired
+from shared.notify.delivery import handle_event_message
+from shared.notify.expiring import announce_expiring
 from shared.observability import configure_telemetry
 from shared.queue_intake import handle_queued_request
 from shared.settings import get_settings
@@ -48,3 +50,17 @@ def jit_expiry_sweep(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="30 */3 * * * *", run_on_startup=True)
 def jit_reconcile(timer: func.TimerRequest) -> None:
     reconcile_all(root().enforcement)
+
+
+# ---- notifications: CloudEvents to webhooks and Event Grid, off the enforcement path ----
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%PORTCULLIS_EVENTS_QUEUE%", connection="AzureWebJobsStorage")
+def jit_events(msg: func.QueueMessage) -> None:
+    handle_event_message(msg.get_body(), root().notifier)
+
+
+@app.timer_trigger(arg_name="timer", schedule="20 * * * * *", run_on_startup=False)
+def jit_expiry_notices(timer: func.TimerRequest) -> None:
+    if root().settings.notifications_enabled:
+        announce_expiring(root().grants, root().audit, utc_now)

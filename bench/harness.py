@@ -497,6 +497,7 @@ def app_settings(running: Services, table_prefix: str, **extra: str) -> dict[str
         "PORTCULLIS_TABLE_PREFIX": table_prefix,
         "PORTCULLIS_REQUESTS_QUEUE": f"{table_prefix}-requests",
         "PORTCULLIS_CONVERGE_QUEUE": f"{table_prefix}-converge",
+        "PORTCULLIS_EVENTS_QUEUE": f"{table_prefix}-events",
         **extra,
     }
 

@@ -94,6 +94,21 @@ param reconcileConcurrency int = 4
 param trustedProxyHops int = 0
 @description('Whether senders to the requests queue may assert the requester\'s group memberships (groupIds).')
 param queueTrustsGroupClaims bool = false
+@description('Queue of notification deliveries (PORTCULLIS_EVENTS_QUEUE); its poison queue is <name>-poison.')
+param eventsQueueName string = 'jit-events'
+@description('Comma-separated https webhook URLs that receive every event (PORTCULLIS_WEBHOOK_URLS); empty: none.')
+param webhookUrls string = ''
+@description('Standard Webhooks signing secret, whsec_ + base64 of 24-64 random bytes (PORTCULLIS_WEBHOOK_SECRET); required with webhookUrls. Prefer a Key Vault reference: @Microsoft.KeyVault(SecretUri=...).')
+@secure()
+param webhookSecret string = ''
+@description('Optional Event Grid topic endpoint (PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT); grant the app identity EventGrid Data Sender on the topic.')
+param eventGridTopicEndpoint string = ''
+@minValue(1)
+@maxValue(20)
+param eventsMaxAttempts int = 8
+@minValue(1)
+@maxValue(3600)
+param eventsRetrySeconds int = 30
 
 var tags = { 'azd-env-name': environmentName, application: 'portcullis' }
 var managedSubscriptionIds = empty(managedSubscriptions) ? [] : split(replace(managedSubscriptions, ' ', ''), ',')
@@ -143,6 +158,12 @@ module app 'modules/app.bicep' = {
     reconcileConcurrency: reconcileConcurrency
     trustedProxyHops: trustedProxyHops
     queueTrustsGroupClaims: queueTrustsGroupClaims
+    eventsQueueName: eventsQueueName
+    webhookUrls: webhookUrls
+    webhookSecret: webhookSecret
+    eventGridTopicEndpoint: eventGridTopicEndpoint
+    eventsMaxAttempts: eventsMaxAttempts
+    eventsRetrySeconds: eventsRetrySeconds
     zoneRedundant: zoneRedundant
     storageSku: storageSku
   }

@@ -33,6 +33,7 @@ from localrig.devusers import ALICE, APP_AUDIENCE, DEV_PASSWORD, PUBLIC_CLIENT_I
 from localrig.emulator import Emulator, start_emulator
 from localrig.oidc import OidcIssuer, az_login_lines, start_issuer
 from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.webhook_sink import WebhookSink, start_sink
 from shared.identity import easy_auth_header
 
 EMULATOR_ENTRY = PROJECT_ROOT / "emulator" / "__main__.py"
@@ -76,7 +77,9 @@ def host_environment(
         # Queue trigger bindings name their queue through these app settings (%NAME%).
         "PORTCULLIS_REQUESTS_QUEUE": "jit-requests",
         "PORTCULLIS_CONVERGE_QUEUE": "jit-converge",
+        "PORTCULLIS_EVENTS_QUEUE": "jit-events",
     }
+
     if auth is LocalAuth.HEADERS:
         # devhost passes X-MS-CLIENT-PRINCIPAL* through: it stands in for App Service Easy Auth.
         env["WEBSITE_AUTH_ENABLED"] = "true"
@@ -93,6 +96,15 @@ def host_environment(
         }
     )
     return env
+
+
+def notification_environment(sink: WebhookSink) -> dict[str, str]:
+    """Point the app's notifications at the local sink: one webhook and the Event Grid stand-in."""
+    return {
+        "PORTCULLIS_WEBHOOK_URLS": sink.webhook_url,
+        "PORTCULLIS_WEBHOOK_SECRET": sink.secret,
+        "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": sink.eventgrid_endpoint,
+    }
 
 
 def password_grant(issuer: OidcIssuer, user: DevUser) -> dict[str, object]:
@@ -185,6 +197,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     issuer: OidcIssuer | None = None
     auth: LocalAuth = LocalAuth.JWT
+    # Receives the app's notifications (`webhook_sink.print_received()`, GET {url}/received).
+    webhook_sink: WebhookSink | None = None
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -237,6 +251,8 @@ class Stack:
     def stop(self) -> None:
         for process in self.processes():
             process.stop()
+        if self.webhook_sink is not None:
+            self.webhook_sink.stop()
 
     def __enter__(self) -> Stack:
         return self
@@ -256,6 +272,7 @@ class Stack:
             f"Emulator CA     {self.emulator.ca_file}",
             f"Azurite         {self.azurite.connection_string}",
             f"Logs            {self.data_dir}/*.log",
+            *([f"Webhook sink    {self.webhook_sink.url}/received"] if self.webhook_sink else []),
             "Environment given to the app:",
         ]
         lines += [f"  {name}={value}" for name, value in self.env.items()]
@@ -301,6 +318,7 @@ def start_stack(
         )
     data_dir = data_dir.resolve()
     started: list[ManagedProcess] = []
+    sink = start_sink()
     try:
         blob, queue, table = azurite_ports or (None, None, None)
         azurite = start_azurite(
@@ -320,10 +338,15 @@ def start_stack(
             issuer_log=data_dir / "oidc.log",
         )
         started += [emulator.process, issuer.process]
-        env = {**host_environment(azurite, emulator, issuer, auth), **(extra_env or {})}
+        env = {
+            **host_environment(azurite, emulator, issuer, auth),
+            **notification_environment(sink),
+            **(extra_env or {}),
+        }
         host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
     except BaseException:
         for process in reversed(started):
             process.stop()
+        sink.stop()
         raise
-    return Stack(data_dir, azurite, emulator, host, port, env, issuer, auth)
+    return Stack(data_dir, azurite, emulator, host, port, env, issuer, auth, webhook_sink=sink)

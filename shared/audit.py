@@ -36,17 +36,28 @@ class AuditEvent:
     actor: str
     time: datetime
     details: dict[str, Any]
+    id: str = ""  # unique per row (the RowKey's suffix); a CloudEvent derived from it carries it
 
 
 class TableAuditTrail:
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+    """`on_recorded` is told of every row once both copies are written (notifications derive their
+    events from it, shared/notify/publisher.py); it must not raise."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], datetime] | None = None,
+        on_recorded: Callable[[AuditEvent], None] | None = None,
+    ) -> None:
         self._by_day = table("audit", settings)
         self._by_subject = table("auditsubject", settings)
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._on_recorded = on_recorded
 
     def record(self, event: EventId, *, subject: str, actor: str, **details: object) -> None:
         moment = self._clock()
-        row_key = f"{time_key(moment)}|{uuid.uuid4().hex}"
+        row_id = uuid.uuid4().hex
+        row_key = f"{time_key(moment)}|{row_id}"
         details_text = json.dumps(details, sort_keys=True, default=str)
         if len(details_text) > _MAX_DETAILS_CHARS:
             details_text = json.dumps({"truncated": details_text[:_MAX_DETAILS_CHARS]})
@@ -61,6 +72,8 @@ class TableAuditTrail:
         self._by_day.create_entity({"PartitionKey": moment.astimezone(UTC).strftime("%Y%m%d"), **entity})
         self._by_subject.create_entity({"PartitionKey": hashed_key(subject), **entity})
         log_event(EventId.AUDIT_RECORDED, audit_event=event, subject=subject, actor=actor)
+        if self._on_recorded is not None:
+            self._on_recorded(AuditEvent(event, subject, actor, moment, json.loads(details_text), id=row_id))
 
     def for_subject(self, subject: str) -> list[AuditEvent]:
         """Every event about `subject`, oldest first."""
@@ -76,4 +89,5 @@ def _event(row: Any) -> AuditEvent:
         actor=row["Actor"],
         time=moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment)),
         details=json.loads(row["Details"]),
+        id=str(row["RowKey"]).rpartition("|")[2],
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.audit import TableAuditTrail
     from shared.enforcement.deps import ConvergeDeps
     from shared.grants import TableGrantStore
+    from shared.notify.delivery import Notifier
     from shared.policy_store import TablePolicyStore
     from shared.services import Services
 
@@ -64,7 +65,40 @@ class Root:
     def _build_audit(self) -> TableAuditTrail:
         from shared.audit import TableAuditTrail
 
-        return TableAuditTrail(self.settings, utc_now)
+        publisher = None
+        if self.settings.notifications_enabled:
+            from shared.notify.publisher import EventPublisher
+
+            publisher = EventPublisher(self.settings, lambda: self.events_queue)
+        return TableAuditTrail(self.settings, utc_now, on_recorded=publisher)
+
+    @property
+    def events_queue(self) -> QueueClient:
+        return self._once("events_queue", lambda: self._queue(self.settings.events_queue))
+
+    def _queue(self, name: str) -> QueueClient:
+        from shared.storage import queue
+
+        return queue(name, self.settings)
+
+    @property
+    def notifier(self) -> Notifier:
+        return self._once("notifier", self._build_notifier)
+
+    def _build_notifier(self) -> Notifier:
+        from shared.azure_clients import arm_credential
+        from shared.notify.channels import build_channels
+        from shared.notify.delivery import Notifier, poison_queue_name
+
+        poison = poison_queue_name(self.settings.events_queue)
+        return Notifier(
+            settings=self.settings,
+            channels=build_channels(self.settings, lambda: arm_credential(self.settings)),
+            events_queue=lambda: self.events_queue,
+            poison_queue=lambda: self._once("events_poison_queue", lambda: self._queue(poison)),
+            audit=self.audit,
+            now=utc_now,
+        )
 
     @property
     def policy_store(self) -> TablePolicyStore:

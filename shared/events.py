@@ -24,6 +24,13 @@ class EventId(StrEnum):
     REQUEST_HANDOVER_FAILED = "request.handover_failed"
     QUEUE_REQUEST_REFUSED = "queue.request_refused"
     QUEUE_MESSAGE_POISONED = "queue.message_poisoned"
+    # Approvals (branch `approvals`): audit rows. Values fixed by issue 13; notifications map them.
+    REQUEST_PENDING = "request.pending"
+    REQUEST_APPROVED = "request.approved"
+    REQUEST_DENIED = "request.denied"
+    REQUEST_LAPSED = "request.lapsed"
+    REQUEST_BREAK_GLASS = "request.break_glass"
+    REQUEST_REVIEWED = "request.reviewed"
 
     # Grants (shared/actions/, shared/enforcement/transitions.py): audit rows.
     GRANT_INITIATING = "grant.initiating"
@@ -39,6 +46,9 @@ class EventId(StrEnum):
     GRANT_REVOKED = "grant.revoked"
     GRANT_EXPIRED = "grant.expired"
     GRANT_CLOSED = "grant.closed"
+    GRANT_EXTENDED = "grant.extended"
+    GRANT_EXPIRING = "grant.expiring"
+    """An open grant ends within 10 minutes (shared/notify/expiring.py); once per grant."""
     REVOKE_REFUSED = "revoke.refused"
     # Grants: log lines.
     GRANT_REVOKE_FOLLOWUP_FAILED = "grant.revoke_followup_failed"
@@ -80,6 +90,16 @@ class EventId(StrEnum):
     SNAPSHOT_RULE_GROUPS_UNLISTED = "snapshot.rule_groups_unlisted"
     SNAPSHOT_SUBSCRIPTION_UNLISTED = "snapshot.subscription_unlisted"
     TOPOLOGY_UNRESOLVED = "topology.unresolved"
+
+    # Notifications (shared/notify/): audit rows.
+    NOTIFY_DELIVERY_POISONED = "notify.delivery_poisoned"
+    """A channel kept refusing an event; the message went to the poison queue (who, what, why)."""
+    # Notifications: log lines.
+    NOTIFY_ENQUEUE_FAILED = "notify.enqueue_failed"
+    NOTIFY_DELIVERED = "notify.delivered"
+    NOTIFY_DELIVERY_FAILED = "notify.delivery_failed"
+    NOTIFY_MESSAGE_INVALID = "notify.message_invalid"
+    NOTIFY_CHANNEL_UNKNOWN = "notify.channel_unknown"
 
     # Plumbing: log lines.
     AUDIT_RECORDED = "audit.recorded"

@@ -91,6 +91,20 @@ class Settings:
     trusted_proxy_hops: int
     # May whoever writes to the requests queue assert the requester's group memberships (groupIds)?
     queue_trusts_group_claims: bool
+    # Notifications (shared/notify/): the queue every event goes through, one message per channel.
+    events_queue: str
+    webhook_urls: tuple[str, ...]
+    # `whsec_` + base64 (Standard Webhooks); required when webhook_urls is not empty.
+    webhook_secret: str | None
+    eventgrid_topic_endpoint: str | None
+    # Deliveries per event and channel before the message goes to `<events queue>-poison`.
+    events_max_attempts: int
+    # The pause before the second delivery; it doubles for each later one (capped at an hour).
+    events_retry_seconds: int
+
+    @property
+    def notifications_enabled(self) -> bool:
+        return bool(self.webhook_urls or self.eventgrid_topic_endpoint)
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -217,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "settings PORTCULLIS_NSG_ALLOW_PRIORITIES and PORTCULLIS_NSG_DENY_PRIORITIES: the allow "
             f"band ({allow}) must lie entirely before (numerically below) the deny band ({deny})"
         )
+    webhook_urls, webhook_secret = _webhooks(env)
     return Settings(
         storage=_storage(env),
         arm_endpoint=arm_endpoint,
@@ -249,7 +264,50 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_concurrency=_int(env, "PORTCULLIS_RECONCILE_CONCURRENCY", 4, 1, 32),
         trusted_proxy_hops=_int(env, "PORTCULLIS_TRUSTED_PROXY_HOPS", 0, 0, 10),
         queue_trusts_group_claims=_bool(env, "PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS", False),
+        events_queue=_required(env, "PORTCULLIS_EVENTS_QUEUE", "jit-events"),
+        webhook_urls=webhook_urls,
+        webhook_secret=webhook_secret,
+        eventgrid_topic_endpoint=(
+            _endpoint("PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT", topic)
+            if (topic := _text(env, "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT"))
+            else None
+        ),
+        events_max_attempts=_int(env, "PORTCULLIS_EVENTS_MAX_ATTEMPTS", 8, 1, 20),
+        events_retry_seconds=_int(env, "PORTCULLIS_EVENTS_RETRY_SECONDS", 30, 1, 3600),
     )
+
+
+_LOOPBACK_HTTP = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
+MAX_WEBHOOKS = 10
+
+
+def _endpoint(name: str, url: str) -> str:
+    """An https URL (plain http only on the loopback interface: the local stack's sink)."""
+    if not (url.startswith("https://") or url.startswith(_LOOPBACK_HTTP)):
+        raise SettingsError(f"setting {name}: {url!r} must be an https:// URL")
+    return url
+
+
+def _webhooks(env: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
+    from shared.notify.signing import WebhookSecretError, secret_key
+
+    raw = _text(env, "PORTCULLIS_WEBHOOK_URLS") or ""
+    urls = tuple(
+        dict.fromkeys(_endpoint("PORTCULLIS_WEBHOOK_URLS", u.strip()) for u in raw.split(",") if u.strip())
+    )
+    if len(urls) > MAX_WEBHOOKS:
+        raise SettingsError(f"setting PORTCULLIS_WEBHOOK_URLS lists {len(urls)} URLs; at most {MAX_WEBHOOKS}")
+    secret = _text(env, "PORTCULLIS_WEBHOOK_SECRET")
+    if urls and secret is None:
+        raise SettingsError(
+            "setting PORTCULLIS_WEBHOOK_SECRET is required when PORTCULLIS_WEBHOOK_URLS is set"
+        )
+    if secret is not None:
+        try:
+            secret_key(secret)
+        except WebhookSecretError as error:
+            raise SettingsError(f"setting PORTCULLIS_WEBHOOK_SECRET {error}") from None
+    return urls, secret
 
 
 @lru_cache(maxsize=1)

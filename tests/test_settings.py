@@ -67,3 +67,67 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = sorted(name for name in names if f"`{name}`" not in readme)
     assert not missing, f"README configuration table lacks: {missing}"
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_notifications_are_off_by_default_and_on_with_a_channel() -> None:
+    settings = load_settings(BASE)
+    assert settings.events_queue == "jit-events"
+    assert not settings.notifications_enabled and settings.webhook_urls == ()
+    hooked = load_settings(
+        {
+            **BASE,
+            "PORTCULLIS_WEBHOOK_URLS": " https://a.example/hook , https://b.example/x?sig=1,https://a.example/hook",
+            "PORTCULLIS_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    assert hooked.webhook_urls == ("https://a.example/hook", "https://b.example/x?sig=1")
+    assert hooked.notifications_enabled
+    grid = load_settings(
+        {
+            **BASE,
+            "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": "https://t.westeurope-1.eventgrid.azure.net/api/events",
+        }
+    )
+    assert grid.notifications_enabled and grid.webhook_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "reason"),
+    [
+        ({"PORTCULLIS_WEBHOOK_URLS": "https://a.example/h"}, "PORTCULLIS_WEBHOOK_SECRET", "required"),
+        (
+            {"PORTCULLIS_WEBHOOK_URLS": "http://a.example/h", "PORTCULLIS_WEBHOOK_SECRET": SECRET},
+            "PORTCULLIS_WEBHOOK_URLS",
+            "https",
+        ),
+        ({"PORTCULLIS_WEBHOOK_SECRET": "secret"}, "PORTCULLIS_WEBHOOK_SECRET", "whsec_"),
+        (
+            {"PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": "http://t.example/api/events"},
+            "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT",
+            "https",
+        ),
+        ({"PORTCULLIS_EVENTS_MAX_ATTEMPTS": "0"}, "PORTCULLIS_EVENTS_MAX_ATTEMPTS", "outside"),
+        ({"PORTCULLIS_EVENTS_RETRY_SECONDS": "0"}, "PORTCULLIS_EVENTS_RETRY_SECONDS", "outside"),
+    ],
+)
+def test_bad_notification_settings_name_the_setting(env: dict[str, str], name: str, reason: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}.*{reason}"):
+        load_settings({**BASE, **env})
+
+
+def test_plain_http_endpoints_only_on_loopback() -> None:
+    settings = load_settings(
+        {**BASE, "PORTCULLIS_WEBHOOK_URLS": "http://127.0.0.1:9/hooks/x", "PORTCULLIS_WEBHOOK_SECRET": SECRET}
+    )
+    assert settings.webhook_urls == ("http://127.0.0.1:9/hooks/x",)
+    with pytest.raises(SettingsError, match="PORTCULLIS_WEBHOOK_URLS"):
+        load_settings(
+            {
+                **BASE,
+                "PORTCULLIS_WEBHOOK_URLS": "http://127.0.0.1.evil.example/",
+                "PORTCULLIS_WEBHOOK_SECRET": SECRET,
+            }
+        )

@@ -29,6 +29,13 @@ param convergeLeaseSeconds int
 param reconcileConcurrency int
 param trustedProxyHops int
 param queueTrustsGroupClaims bool
+param eventsQueueName string
+param webhookUrls string
+@secure()
+param webhookSecret string
+param eventGridTopicEndpoint string
+param eventsMaxAttempts int
+param eventsRetrySeconds int
 param zoneRedundant bool
 param storageSku string
 
@@ -46,12 +53,15 @@ var tableNames = [
   'findings'
   'leases'
 ]
-// The Functions host moves a message that failed maxDequeueCount times (host.json) to <queue>-poison.
+// The Functions host moves a message that failed maxDequeueCount times (host.json) to <queue>-poison;
+// the events queue's poison queue is written by the app itself (shared/notify/delivery.py).
 var queueNames = [
   requestsQueueName
   '${requestsQueueName}-poison'
   convergeQueueName
   '${convergeQueueName}-poison'
+  eventsQueueName
+  '${eventsQueueName}-poison'
 ]
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -243,6 +253,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_RECONCILE_CONCURRENCY', value: string(reconcileConcurrency) }
         { name: 'PORTCULLIS_TRUSTED_PROXY_HOPS', value: string(trustedProxyHops) }
         { name: 'PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS', value: string(queueTrustsGroupClaims) }
+        { name: 'PORTCULLIS_EVENTS_QUEUE', value: eventsQueueName }
+        { name: 'PORTCULLIS_WEBHOOK_URLS', value: webhookUrls }
+        { name: 'PORTCULLIS_WEBHOOK_SECRET', value: webhookSecret }
+        { name: 'PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT', value: eventGridTopicEndpoint }
+        { name: 'PORTCULLIS_EVENTS_MAX_ATTEMPTS', value: string(eventsMaxAttempts) }
+        { name: 'PORTCULLIS_EVENTS_RETRY_SECONDS', value: string(eventsRetrySeconds) }
       ]
     }
     functionAppConfig: {

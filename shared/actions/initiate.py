@@ -43,6 +43,7 @@ from shared.grants import (
 )
 from shared.identity import same_principal
 from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
+from shared.notify.cloudevents import grant_context, requester_details
 from shared.observability import brief, log_event
 from shared.policy import ApprovedPort, evaluate
 from shared.policy_store import StoredPolicy
@@ -85,7 +86,7 @@ class InitiateAccess:
                 EventId.REQUEST_REFUSED,
                 subject=command.ticket_id or (command.policy.id if command.policy else "request"),
                 actor=command.requester.object_id,
-                requester=command.requester.display_name,
+                **requester_details(command.requester),
                 channel=command.channel,
                 status=refusal.status,
                 code=refusal.code,
@@ -137,7 +138,7 @@ class InitiateAccess:
             EventId.REQUEST_ACCEPTING,
             subject=request_id,
             actor=command.requester.object_id,
-            requester=command.requester.display_name,
+            **requester_details(command.requester),
             channel=command.channel,
             policy=stored_policy.ref.id,
             ticket=command.ticket_id,
@@ -197,7 +198,7 @@ class InitiateAccess:
             EventId.REQUEST_ACCEPTED,
             subject=record.request_id,
             actor=record.requester.object_id,
-            requester=record.requester.display_name,
+            **requester_details(record.requester),
             channel=channel,
             policy=record.policy.id,
             ticket=record.ticket_id,
@@ -209,7 +210,7 @@ class InitiateAccess:
                 EventId.GRANT_INITIATING,
                 subject=grant.grant_id,
                 actor=record.requester.object_id,
-                request=record.request_id,
+                **grant_context(grant),
                 vm=grant.vm.id,
                 port=grant.port,
                 protocol=grant.protocol.value,

@@ -15,6 +15,7 @@ from shared.authz import WRITE_POLICY_ACTION
 from shared.events import EventId
 from shared.grants import StoredRequest
 from shared.model import Grant, PortStatus, Principal, StatusReason, retry_on_conflict
+from shared.notify.cloudevents import grant_context
 from shared.observability import brief, log_event
 from shared.services import Services
 
@@ -44,7 +45,12 @@ def revoke_grant(
         if not intent_recorded:
             # Audited before the write: if this fails, nothing was changed and the caller may say so.
             services.audit.record(
-                EventId.GRANT_REVOKING, subject=grant.grant_id, actor=actor, reason=reason.value, **details
+                EventId.GRANT_REVOKING,
+                subject=grant.grant_id,
+                actor=actor,
+                reason=reason.value,
+                **grant_context(grant),
+                **details,
             )
             intent_recorded = True
         revoked = services.grants.update(replace(current, status=PortStatus.REVOKED, status_reason=reason))
@@ -57,7 +63,7 @@ def revoke_grant(
                 subject=grant.grant_id,
                 actor=actor,
                 reason=reason.value,
-                request=grant.request_id,
+                **grant_context(grant),
                 vm=grant.vm.id,
                 port=grant.port,
                 **details,

@@ -11,6 +11,7 @@ from shared.enforcement import transitions
 from shared.enforcement.errors import TargetWriteError
 from shared.events import EventId
 from shared.model import Grant, TargetRef, TargetState, retry_on_conflict
+from shared.notify.cloudevents import grant_context
 from shared.observability import brief, log_event
 from shared.plan import parse_marker
 
@@ -39,8 +40,9 @@ def update_grant(
         if transition.grant is None:
             return None
         written = deps.store.update(transition.grant)
+        context = grant_context(transition.grant)  # so each event names the request and requester
         for name, details in transition.events:
-            deps.audit.record(name, subject=grant_id, actor=ACTOR, **details)
+            deps.audit.record(name, subject=grant_id, actor=ACTOR, **{**context, **details})
         return written
 
     return retry_on_conflict(

@@ -25,6 +25,12 @@ def test_stack_runs_the_app_against_azurite_and_the_emulator_and_stops_every_chi
         assert "WEBSITE_AUTH_ENABLED" not in stack.env
         assert stack.env["PORTCULLIS_JWT_AUDIENCE"] == "api://portcullis-local"
         assert stack.dead_process() is None
+        # Notifications go to the stack's webhook sink (signed webhook and the Event Grid stand-in).
+        sink = stack.webhook_sink
+        assert sink is not None and stack.env["PORTCULLIS_WEBHOOK_URLS"] == sink.webhook_url
+        assert stack.env["PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT"] == sink.eventgrid_endpoint
+        with urllib.request.urlopen(f"{sink.url}/received", timeout=10) as response:
+            assert json.load(response) == []
         children = stack.processes()
     assert not any(child.running() for child in children)
 

@@ -122,9 +122,10 @@ def test_queues_include_the_app_queues_and_their_poison_queues() -> None:
     defaults = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     assert bicep.main_parameter_default("requestsQueueName") == defaults.requests_queue
     assert bicep.main_parameter_default("convergeQueueName") == defaults.converge_queue
+    assert bicep.main_parameter_default("eventsQueueName") == defaults.events_queue
     queue_names = bicep.parse(bicep.APP_MODULE)["variables"]["queueNames"]["value"]
-    assert "requestsQueueName" in queue_names and "convergeQueueName" in queue_names
-    assert sum("-poison" in str(name) for name in queue_names) == 2
+    assert {"requestsQueueName", "convergeQueueName", "eventsQueueName"} <= set(map(str, queue_names))
+    assert sum("-poison" in str(name) for name in queue_names) == 3
 
 
 def test_revoke_alert_matches_the_event_the_app_logs() -> None:

@@ -38,6 +38,7 @@ def app_env(storage_env: dict[str, str], arm_emulator: EmulatorClient, **extra: 
         "PORTCULLIS_ARM_POLLING_INTERVAL": "0",
         "WEBSITE_AUTH_ENABLED": "true",
         "PORTCULLIS_CONVERGE_QUEUE": f"conv-{suffix}",
+        "PORTCULLIS_EVENTS_QUEUE": f"events-{suffix}",
         "PORTCULLIS_REQUESTS_QUEUE": f"req-{suffix}",
         **extra,
     }

@@ -1,0 +1,281 @@
+"""Notifications on real Azurite queues and real HTTP: an audit row of a state change becomes one
+CloudEvent per channel on the events queue; the queue handler delivers it to a webhook (Standard
+Webhooks signature, verified here independently of the app) and to Event Grid through the real
+azure-eventgrid client; a failing webhook is retried on its own schedule and poisoned with an audit
+row while the other channel is served once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from localrig.credentials import StaticTokenCredential
+from localrig.devusers import ALICE, BOB
+from localrig.processes import free_port
+from localrig.webhook_sink import WebhookSink, start_sink
+from shared.audit import TableAuditTrail
+from shared.events import EventId
+from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
+from shared.model import Grant, PolicyRef, PortStatus, Principal, PrincipalSource, TransportProtocol, VmRef
+from shared.notify.channels import build_channels
+from shared.notify.cloudevents import requester_details
+from shared.notify.delivery import Notifier, handle_event_message, poison_queue_name
+from shared.notify.expiring import announce_expiring
+from shared.notify.messages import parse_event_delivery
+from shared.notify.publisher import EventPublisher
+from shared.settings import Settings, load_settings
+from shared.storage import queue
+
+REQUEST = "f" * 32
+GRANT = f"{REQUEST}-000"
+
+
+@pytest.fixture
+def sink() -> Iterator[WebhookSink]:
+    running = start_sink()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def settings_for(storage_env: dict[str, str], sink: WebhookSink, webhook_path: str, **extra: str) -> Settings:
+    return load_settings(
+        {
+            **storage_env,
+            "PORTCULLIS_EVENTS_QUEUE": f"ev-{uuid.uuid4().hex[:12]}",
+            "PORTCULLIS_WEBHOOK_URLS": f"{sink.url}{webhook_path}",
+            "PORTCULLIS_WEBHOOK_SECRET": sink.secret,
+            "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": sink.eventgrid_endpoint,
+            **extra,
+        }
+    )
+
+
+def wire(settings: Settings) -> tuple[TableAuditTrail, Notifier, QueueClient, QueueClient]:
+    events = queue(settings.events_queue, settings)
+    poison = queue(poison_queue_name(settings.events_queue), settings)
+    audit = TableAuditTrail(settings, on_recorded=EventPublisher(settings, lambda: events))
+    notifier = Notifier(
+        settings=settings,
+        channels=build_channels(settings, StaticTokenCredential),
+        events_queue=lambda: events,
+        poison_queue=lambda: poison,
+        audit=audit,
+        now=lambda: datetime.now(UTC),
+    )
+    return audit, notifier, events, poison
+
+
+def run_queue(events: QueueClient, notifier: Notifier, until: float) -> None:
+    """What the `jit_events` trigger does, until the queue stays empty (or `until`)."""
+    while time.monotonic() < until:
+        batch = list(events.receive_messages(max_messages=16, visibility_timeout=30))
+        for message in batch:
+            handle_event_message(message.content, notifier)
+            events.delete_message(message)
+        if not batch:
+            if events.get_queue_properties().approximate_message_count == 0:
+                return
+            time.sleep(0.2)
+
+
+def record_opened(audit: TableAuditTrail) -> None:
+    alice = Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)
+    audit.record(
+        EventId.GRANT_INITIATED,
+        subject=GRANT,
+        actor="portcullis-converge",
+        request=REQUEST,
+        **requester_details(alice),
+        connect_address="203.0.113.4",
+        connect_port=22,
+    )
+
+
+def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The specification's check, written here from it (not shared/notify, not the sink)."""
+    key = base64.b64decode(secret[len("whsec_") :])
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    offered = [s.split(",", 1)[1] for s in headers["webhook-signature"].split() if s.startswith("v1,")]
+    fresh = abs(time.time() - int(headers["webhook-timestamp"])) < 300
+    return fresh and any(hmac.compare_digest(expected, sig) for sig in offered)
+
+
+def test_a_state_change_reaches_each_channel_once_signed_and_as_a_cloudevent(
+    storage_env: dict[str, str], sink: WebhookSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    audit, notifier, events, _ = wire(settings)
+
+    record_opened(audit)
+    audit.record(
+        EventId.GRANT_APPLIED, subject=GRANT, actor="portcullis-converge", target="t"
+    )  # not a change
+    queued = [parse_event_delivery(m.content) for m in events.peek_messages(max_messages=32)]
+    assert sorted(m.channel.split(":")[0] for m in queued) == ["eventgrid", "webhook"]  # one per channel
+
+    run_queue(events, notifier, time.monotonic() + 20)
+
+    received = sink.received()
+    assert sorted(r["channel"] for r in received) == ["eventgrid", "webhook"]
+    hook = next(r for r in received if r["channel"] == "webhook")
+    assert standard_webhooks_valid(sink.secret, hook["headers"], hook["body"].encode())
+    assert not standard_webhooks_valid(
+        "whsec_" + base64.b64encode(b"x" * 32).decode(), hook["headers"], hook["body"].encode()
+    )
+    assert hook["headers"]["content-type"].startswith("application/cloudevents+json")
+    event = json.loads(hook["body"])
+    assert hook["headers"]["webhook-id"] == event["id"]
+    assert {k: event[k] for k in ("specversion", "source", "type", "subject", "datacontenttype")} == {
+        "specversion": "1.0",
+        "source": "/portcullis",
+        "type": "com.portcullis.grant.opened",
+        "subject": f"/requests/{REQUEST}/grants/{GRANT}",
+        "datacontenttype": "application/json",
+    }
+    assert (
+        abs(datetime.fromisoformat(event["time"].replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+        < 60
+    )
+    assert event["data"]["requester"] == {"objectId": ALICE.object_id, "displayName": ALICE.display_name}
+    # The row's own id: the audit trail and the event can be matched.
+    assert event["id"] in [row.id for row in audit.for_subject(GRANT) if row.event == EventId.GRANT_INITIATED]
+
+    grid = next(r for r in received if r["channel"] == "eventgrid")["event"]
+    assert {k: grid[k] for k in ("id", "type", "subject", "source", "specversion")} == {
+        k: event[k] for k in ("id", "type", "subject", "source", "specversion")
+    }
+    assert grid["data"]["requester"]["displayName"] == ALICE.display_name
+
+    # What `make demo` prints from the sink.
+    sink.print_received(REQUEST)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("com.portcullis.grant.opened" in line for line in lines)
+    assert any(line.startswith("  webhook") and line.endswith("signed") for line in lines)
+    assert all(f"requester={ALICE.display_name}" in line for line in lines)
+    sink.print_received("0" * 32)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_failing_webhook_is_retried_alone_then_poisoned_and_audited(
+    storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    settings = settings_for(
+        storage_env,
+        sink,
+        "/hooks/fail/500?sig=credential-in-the-url",
+        PORTCULLIS_EVENTS_MAX_ATTEMPTS="3",
+        PORTCULLIS_EVENTS_RETRY_SECONDS="1",
+    )
+    audit, notifier, events, poison = wire(settings)
+    bob = Principal(BOB.object_id, BOB.display_name, PrincipalSource.EASY_AUTH)
+    audit.record(
+        EventId.REQUEST_APPROVED,
+        subject=REQUEST,
+        actor=bob.object_id,
+        **requester_details(Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)),
+        approvers=[{"objectId": bob.object_id, "displayName": bob.display_name}],
+    )
+    started = time.monotonic()
+    run_queue(events, notifier, started + 30)
+
+    hooks = [r for r in sink.received() if r["channel"] == "webhook"]
+    grid = [r for r in sink.received() if r["channel"] == "eventgrid"]
+    assert len(hooks) == 3 and len(grid) == 1  # the healthy channel was served once, at once
+    assert len({h["headers"]["webhook-id"] for h in hooks}) == 1  # one event, retried
+    assert all(standard_webhooks_valid(sink.secret, h["headers"], h["body"].encode()) for h in hooks)
+    assert time.monotonic() - started >= 1 + 2  # the pauses: 1 s, then 2 s
+    assert grid[0]["event"]["data"]["approvers"] == [
+        {"objectId": BOB.object_id, "displayName": BOB.display_name}
+    ]
+
+    poisoned = [parse_event_delivery(m.content) for m in poison.peek_messages(max_messages=32)]
+    assert [(p.attempt, p.event["type"]) for p in poisoned] == [(3, "com.portcullis.request.approved")]
+    failures = [row for row in audit.for_subject(REQUEST) if row.event == EventId.NOTIFY_DELIVERY_POISONED]
+    assert len(failures) == 1
+    details = failures[0].details
+    assert details["attempts"] == 3 and details["reason"].startswith("HTTP 500")
+    assert details["endpoint"] == sink.url.removeprefix("http://")
+    assert details["poison_queue"] == poison_queue_name(settings.events_queue)
+    # The webhook URL may carry a credential: it is in no queue message, detail or poisoned body.
+    assert "credential-in-the-url" not in json.dumps(details)
+    assert all("credential-in-the-url" not in m.model_dump_json() for m in poisoned)
+
+
+def test_an_unreachable_events_queue_never_fails_the_state_change(
+    storage_env: dict[str, str], sink: WebhookSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    # A real queue client on a port where nothing listens: the send fails as storage would.
+    connection = ";".join(
+        f"QueueEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1"
+        if part.startswith("QueueEndpoint=")
+        else part
+        for part in storage_env["AzureWebJobsStorage"].split(";")
+    )
+    assert "QueueEndpoint=" in connection
+    dead = QueueClient.from_connection_string(connection, "jit-events", retry_total=0, connection_timeout=2)
+    audit = TableAuditTrail(settings, on_recorded=EventPublisher(settings, lambda: dead))
+    record_opened(audit)  # returns: the state change is recorded even though nothing could be enqueued
+    assert [row.event for row in audit.for_subject(GRANT)] == [EventId.GRANT_INITIATED]
+    assert EventId.NOTIFY_ENQUEUE_FAILED.value in caplog.text
+
+
+def test_expiring_is_announced_once_for_open_grants_ending_within_ten_minutes(
+    storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    audit, notifier, events, _ = wire(settings)
+    store = TableGrantStore(settings)
+    now = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    alice = Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)
+    policy = PolicyRef("00000000-0000-0000-0000-0000000000a1", "rg1", "westeurope", "default")
+    request_id = new_request_id()
+    ends = {
+        22: timedelta(minutes=9),
+        80: timedelta(minutes=11),
+        443: timedelta(minutes=5),
+        3389: timedelta(minutes=-1),
+    }
+    grants = [
+        Grant(
+            grant_id=grant_id(request_id, index),
+            request_id=request_id,
+            policy=policy,
+            vm=VmRef(policy.subscription_id, "rg1", "vm1"),
+            port=port,
+            protocol=TransportProtocol.TCP,
+            source_prefixes=("203.0.113.7/32",),
+            start_time=now - timedelta(hours=1),
+            end_time=now + end,
+            requester=alice,
+            justification="debugging",
+            ticket_id=None,
+        )
+        for index, (port, end) in enumerate(ends.items())
+    ]
+    store.create_request(RequestRecord(request_id, policy, alice, now, "debugging", None, "fp"), grants)
+    for grant in grants[:2] + grants[3:]:  # 443 stays Initiating: nothing is open to announce
+        store.update(replace(store.get(grant.grant_id) or grant, status=PortStatus.INITIATED))
+
+    assert announce_expiring(store, audit, lambda: now) == [grants[0].grant_id]  # 22: 9 minutes left
+    assert announce_expiring(store, audit, lambda: now + timedelta(seconds=60)) == []  # once
+    assert announce_expiring(store, audit, lambda: now + timedelta(minutes=2)) == [grants[1].grant_id]
+
+    run_queue(events, notifier, time.monotonic() + 20)
+    expiring = [r["event"] for r in sink.received() if r["channel"] == "webhook"]
+    assert [e["type"] for e in expiring] == ["com.portcullis.grant.expiring"] * 2
+    assert expiring[0]["data"]["details"]["minutes_left"] == 9
+    assert expiring[0]["data"]["requester"]["objectId"] == ALICE.object_id

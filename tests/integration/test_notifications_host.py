@@ -1,0 +1,145 @@
+"""Notifications through the local host (devhost + Azurite + emulator): a request opens its grant on
+time while one webhook answers 500 on every delivery; the healthy webhook gets every state change,
+signed; the failing one is retried by the `jit_events` trigger and poisoned, audited; the expiry
+timer announces 'expiring in 10 minutes' once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from demo.client import AppClient, grant_roles
+from demo.estate import Estate
+from demo.snapshot import ports_of, wait_for
+from localrig.emulator_client import EmulatorClient
+from localrig.stack import Stack, start_stack
+from localrig.webhook_sink import WebhookSink, start_sink
+from shared.audit import TableAuditTrail
+from shared.events import EventId
+from shared.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[WebhookSink]:
+    running = start_sink()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, sink: WebhookSink) -> Iterator[Stack]:
+    env = {
+        "PORTCULLIS_WEBHOOK_URLS": f"{sink.url}/hooks/team,{sink.url}/hooks/fail/500",
+        "PORTCULLIS_WEBHOOK_SECRET": sink.secret,
+        "PORTCULLIS_EVENTGRID_TOPIC_ENDPOINT": sink.eventgrid_endpoint,
+        "PORTCULLIS_EVENTS_MAX_ATTEMPTS": "3",
+        "PORTCULLIS_EVENTS_RETRY_SECONDS": "3",
+    }
+    with start_stack(tmp_path_factory.mktemp("notify-stack"), extra_env=env) as running:
+        yield running
+
+
+def verified(secret: str, record: dict) -> bool:
+    """Standard Webhooks, from the specification (independent of the app and the sink)."""
+    headers, body = record["headers"], record["body"].encode()
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return expected in headers["webhook-signature"].split()
+
+
+def events_for(sink: WebhookSink, path: str, request_id: str) -> list[dict]:
+    return [
+        r for r in sink.received() if r["path"] == path and f"/requests/{request_id}" in r["event"]["subject"]
+    ]
+
+
+def test_a_500_webhook_never_delays_the_grant_and_is_poisoned(stack: Stack, sink: WebhookSink) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    estate = Estate(arm.subscription_id, f"rg-{uuid.uuid4().hex[:8]}")
+    arm.seed(estate.resources())
+    admin, alice = grant_roles(arm, estate)
+    app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
+    app_admin.put_policy(estate, estate.policy_body())
+    audit = TableAuditTrail(load_settings(stack.env))
+
+    started = time.monotonic()
+    end = datetime.now(UTC) + timedelta(minutes=9)  # inside the 10-minute notice window
+    answer = app_alice.initiate(estate, {estate.vm_web: [(22, "203.0.113.7")]}, end)
+    answered = time.monotonic() - started
+    request_id = answer["requestId"]
+    wait_for(
+        lambda: all(p["status"] == "Initiated" for p in ports_of(app_alice.request_status(request_id))),
+        20,
+        "the port Initiated",
+    )
+    opened = time.monotonic() - started
+    # The failing channel is still retrying (3 attempts, 3 s then 6 s apart): enforcement did not wait.
+    assert not [r for r in audit.for_subject(request_id) if r.event == EventId.NOTIFY_DELIVERY_POISONED]
+    print(f"initiate answered in {answered:.2f} s, port Initiated after {opened:.2f} s")
+
+    team = wait_for(
+        lambda: (e := events_for(sink, "/hooks/team", request_id)) and len(e) >= 2 and e,
+        20,
+        "requested and opened on the healthy webhook",
+    )
+    assert [r["event"]["type"] for r in team][:2] == [
+        "com.portcullis.request.requested",
+        "com.portcullis.grant.opened",
+    ]
+    assert all(verified(sink.secret, r) for r in team)
+    assert {r["event"]["data"]["requester"]["objectId"] for r in team} == {alice.object_id}
+    grid = events_for(sink, "/eventgrid/api/events", request_id)
+    assert {r["event"]["id"] for r in grid} >= {r["event"]["id"] for r in team[:2]}
+
+    assert sink.wait_for(request_id, "com.portcullis.grant.opened", timeout=5)
+    assert not sink.wait_for(request_id, "com.portcullis.request.denied", timeout=0.5)
+    grant_id = team[1]["event"]["data"]["grantId"]
+    poisoned = wait_for(
+        lambda: [r for r in audit.for_subject(grant_id) if r.event == EventId.NOTIFY_DELIVERY_POISONED],
+        40,
+        "the failing webhook's delivery of 'opened' poisoned and audited",
+    )
+    assert (
+        poisoned[0].details["attempts"] == 3 and poisoned[0].details["type"] == "com.portcullis.grant.opened"
+    )
+    failing = events_for(sink, "/hooks/fail/500", request_id)
+    opened_id = team[1]["event"]["id"]
+    assert sum(r["event"]["id"] == opened_id for r in failing) == 3
+    assert [r for r in audit.for_subject(request_id) if r.event == EventId.NOTIFY_DELIVERY_POISONED]
+
+    # The expiry-notice timer (every minute) announces the grant once.
+    expiring = wait_for(
+        lambda: [
+            r for r in events_for(sink, "/hooks/team", request_id) if r["event"]["type"].endswith(".expiring")
+        ],
+        75,
+        "the expiring-in-10-minutes event",
+    )
+    assert expiring[0]["event"]["data"]["grantId"] == grant_id
+
+    app_alice.ok("DELETE", f"/requests/{request_id}")
+    revoked = wait_for(
+        lambda: [
+            r for r in events_for(sink, "/hooks/team", request_id) if r["event"]["type"].endswith(".revoked")
+        ],
+        20,
+        "the revoked event",
+    )
+    assert revoked[0]["event"]["data"]["details"]["reason"] == "UserRequested"
+    assert json.loads(revoked[0]["body"])["data"]["actor"] == alice.object_id
+    time.sleep(1)
+    notices = [
+        r for r in events_for(sink, "/hooks/team", request_id) if r["event"]["type"].endswith(".expiring")
+    ]
+    assert len(notices) == 1
