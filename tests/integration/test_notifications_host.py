@@ -69,7 +69,8 @@ def test_a_500_webhook_never_delays_the_grant_and_is_poisoned(stack: Stack, sink
     estate = Estate(arm.subscription_id, f"rg-{uuid.uuid4().hex[:8]}")
     arm.seed(estate.resources())
     admin, alice = grant_roles(arm, estate)
-    app_admin, app_alice = AppClient(stack.api_url, admin), AppClient(stack.api_url, alice)
+    app_admin = AppClient(stack.api_url, admin, stack.headers_for)
+    app_alice = AppClient(stack.api_url, alice, stack.headers_for)
     app_admin.put_policy(estate, estate.policy_body())
     audit = TableAuditTrail(load_settings(stack.env))
 
