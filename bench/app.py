@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from bench.estate import BenchEstate, VmInfo
 from bench.harness import Services
+from localrig.estates.scale import ScaleEstate, VmInfo
 from localrig.processes import ManagedProcess
 from localrig.stack import start_host
 from shared.identity import easy_auth_header
@@ -46,7 +46,7 @@ def new_person(name: str) -> Person:
     return Person(str(uuid.uuid4()), name)
 
 
-def grant_roles(running: Services, estate: BenchEstate, admin: Person, requester: Person) -> None:
+def grant_roles(running: Services, estate: ScaleEstate, admin: Person, requester: Person) -> None:
     """Owner on the resource group for the admin; a custom JIT requester role on it for the requester."""
     from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.authorization.v2022_04_01.models import (
@@ -130,7 +130,7 @@ class ApiClient:
         return response.status_code, answer
 
     def put_policies(
-        self, estate: BenchEstate, admin: Person, include: Callable[[VmInfo], bool] | None = None
+        self, estate: ScaleEstate, admin: Person, include: Callable[[VmInfo], bool] | None = None
     ) -> list[str]:
         names = []
         for name, body in estate.policy_bodies(include=include).items():
@@ -142,7 +142,7 @@ class ApiClient:
 
     def initiate(
         self,
-        estate: BenchEstate,
+        estate: ScaleEstate,
         policy_name: str,
         person: Person,
         vm_id: str,
@@ -167,7 +167,7 @@ class ApiClient:
         return self.call("GET", f"/requests/{request_id}", person)
 
 
-def policy_of(estate: BenchEstate, include: Callable[[VmInfo], bool] | None = None) -> dict[str, str]:
+def policy_of(estate: ScaleEstate, include: Callable[[VmInfo], bool] | None = None) -> dict[str, str]:
     """vm id (lower-case) -> the name of the policy listing it."""
     owner: dict[str, str] = {}
     for name, body in estate.policy_bodies(include=include).items():

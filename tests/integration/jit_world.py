@@ -18,8 +18,8 @@ from azure.mgmt.authorization.v2022_04_01.models import (
     RoleDefinition,
 )
 
-from demo.estate import Estate
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from shared.identity import easy_auth_header
 from shared.services import Services, build_services
 from shared.settings import load_settings

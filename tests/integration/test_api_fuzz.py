@@ -34,9 +34,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from demo.estate import Estate
 from localrig.devusers import ADMIN
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from localrig.stack import Stack, start_stack
 
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"

@@ -36,10 +36,10 @@ from azure.mgmt.security.v2020_01_01.models import (
     JitNetworkAccessPortRule,
 )
 
-from demo.estate import Estate
 from localrig.credentials import StaticTokenCredential
 from localrig.devusers import ADMIN, ALICE, DevUser
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from localrig.stack import Stack, start_stack
 from shared.settings import load_settings
 from shared.storage import queue, send

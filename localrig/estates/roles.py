@@ -1,0 +1,132 @@
+"""The dev users' rights as role assignments in the emulator's Microsoft.Authorization, where the app
+reads them (its authorizer asks ARM, as it does in Azure).
+
+Two ways they are handed out:
+- `grant_roles` (the demo, the end-to-end tests): a fresh custom role per call, `admin` Owner on the
+  estate's resource group and Reader on the subscription, `alice` the requester role on three VMs;
+- `assign_sample_roles` (`make up`'s seed): fixed names derived from the scope, so a second `make up`
+  over the same data writes the same assignments again instead of failing; see `sample_assignments`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from localrig.devusers import ADMIN, ALICE, BOB, DevUser
+from localrig.emulator_client import EmulatorClient
+from localrig.estates.ids import ResourceGroupIds
+
+if TYPE_CHECKING:
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # built-in Owner
+READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # built-in Reader
+# What a JIT requester may do: read the policies and the VMs (and their network, for the connection
+# details), and initiate access.
+REQUESTER_ACTIONS = (
+    "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
+    "Microsoft.Security/locations/jitNetworkAccessPolicies/read",
+    "Microsoft.Security/locations/jitNetworkAccessPolicies/*/read",
+    "Microsoft.Compute/virtualMachines/read",
+    "Microsoft.Network/networkInterfaces/*/read",
+    "Microsoft.Network/publicIPAddresses/read",
+)
+# The sample's custom role: one fixed id and name, so seeding it twice writes the same definition.
+SAMPLE_REQUESTER_ROLE = str(uuid.uuid5(uuid.NAMESPACE_URL, "portcullis:sample:jit-requester"))
+SAMPLE_REQUESTER_ROLE_NAME = "Portcullis sample JIT requester"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    scope: str
+    role: str  # a role definition's GUID
+    user: DevUser
+
+    @property
+    def name(self) -> str:
+        """A stable assignment name (a GUID): the same scope, role and person give the same name, so a
+        repeated PUT is an update of the same assignment, not ARM's 409 RoleAssignmentExists."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.scope.lower()}|{self.role}|{self.user.object_id}"))
+
+
+def sample_assignments(estate: ResourceGroupIds) -> list[Assignment]:
+    """Who holds what on the sample estate: alice (requester) the requester role on its resource
+    group; bob (approver, once approvals land) Reader and the requester role there; admin Owner of the
+    sample subscription (writes policies, sees compliance); eve nothing."""
+    subscription = f"/subscriptions/{estate.subscription_id}"
+    return [
+        Assignment(estate.scope, SAMPLE_REQUESTER_ROLE, ALICE),
+        Assignment(estate.scope, READER_ROLE, BOB),
+        Assignment(estate.scope, SAMPLE_REQUESTER_ROLE, BOB),
+        Assignment(subscription, OWNER_ROLE, ADMIN),
+    ]
+
+
+def _authorization(arm: EmulatorClient, subscription_id: str) -> AuthorizationManagementClient:
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    return arm.client(AuthorizationManagementClient, subscription_id)
+
+
+def define_requester_role(
+    auth: AuthorizationManagementClient, subscription_id: str, role: str, name: str
+) -> None:
+    """Create (or rewrite) the custom role `role` with REQUESTER_ACTIONS, assignable in the subscription."""
+    from azure.mgmt.authorization.v2022_04_01.models import Permission, RoleDefinition
+
+    subscription = f"/subscriptions/{subscription_id}"
+    auth.role_definitions.create_or_update(
+        subscription,
+        role,
+        RoleDefinition(
+            role_name=name,
+            permissions=[Permission(actions=list(REQUESTER_ACTIONS))],
+            assignable_scopes=[subscription],
+        ),
+    )
+
+
+def assign(
+    auth: AuthorizationManagementClient, subscription_id: str, assignment: Assignment, name: str
+) -> None:
+    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+
+    definition = f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/"
+    auth.role_assignments.create(
+        assignment.scope,
+        name,
+        RoleAssignmentCreateParameters(
+            role_definition_id=definition + assignment.role,
+            principal_id=assignment.user.object_id,
+            principal_type="User",
+        ),
+    )
+
+
+def assign_sample_roles(arm: EmulatorClient, estate: ResourceGroupIds) -> list[Assignment]:
+    """Write the sample's role definition and assignments (idempotent: stable ids throughout)."""
+    auth = _authorization(arm, estate.subscription_id)
+    define_requester_role(auth, estate.subscription_id, SAMPLE_REQUESTER_ROLE, SAMPLE_REQUESTER_ROLE_NAME)
+    assignments = sample_assignments(estate)
+    for assignment in assignments:
+        assign(auth, estate.subscription_id, assignment, assignment.name)
+    return assignments
+
+
+def grant_roles(arm: EmulatorClient, estate: ResourceGroupIds) -> tuple[DevUser, DevUser]:
+    """The dev users `admin` (Owner on the resource group, Reader on the subscription) and `alice`,
+    allowed to initiate JIT access on the estate's VMs vm-web, vm-app and vm-ops, as role assignments
+    in the emulator's Microsoft.Authorization (a fresh custom role per call: estates side by side)."""
+    auth = _authorization(arm, arm.subscription_id)
+    subscription = f"/subscriptions/{arm.subscription_id}"
+    role = str(uuid.uuid4())
+    define_requester_role(auth, arm.subscription_id, role, f"JIT requester {role[:8]}")
+    assignments = [Assignment(estate.scope, OWNER_ROLE, ADMIN)]
+    # Compliance findings are shown to those who may read the subscription's JIT policies.
+    assignments.append(Assignment(subscription, READER_ROLE, ADMIN))
+    assignments += [Assignment(estate.vm_id(vm), role, ALICE) for vm in ("vm-web", "vm-app", "vm-ops")]
+    for assignment in assignments:
+        assign(auth, arm.subscription_id, assignment, str(uuid.uuid4()))
+    return ADMIN, ALICE
