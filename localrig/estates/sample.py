@@ -79,34 +79,22 @@ class Estate(ResourceGroupIds):
         def add(resource_id: str, body: dict[str, Any], located: bool = True) -> None:
             items.append(b.seed_item(resource_id, body, self.location if located else None))
 
-        add(
-            self.nsg_id("nsg-web-subnet"),
-            b.nsg(
-                [
-                    b.security_rule("allow-https", 200, "Allow", "443", "Internet", "IaC: public web"),
-                    b.security_rule(
-                        "MicrosoftDefenderForCloud-JITRule_-1_deny22", 4000, "Deny", "22", "*", "Defender's"
-                    ),
-                ]
-            ),
-        )
-        add(
-            self.nsg_id("nsg-web-nic"),
-            b.nsg(
-                [
-                    b.security_rule("allow-monitoring", 300, "Allow", "9100", "10.0.0.0/8", "ops"),
-                    # Someone's old shortcut: SSH open to the Internet, ahead of any JIT Deny (a finding).
-                    b.security_rule(
-                        "legacy-ssh", 150, "Allow", "22", "Internet", "temporary, remove after migration"
-                    ),
-                ]
-            ),
-        )
-        add(
-            self.nsg_id("nsg-app-nic"),
-            b.nsg([b.security_rule("SecurityCenter-JITRule-123-deny3389", 4001, "Deny", "3389", "*")]),
-        )
-        add(self.nsg_id("nsg-ops-nic"), b.nsg())
+        rule = b.security_rule
+        foreign_rules = {
+            "nsg-web-subnet": [
+                rule("allow-https", 200, "Allow", "443", "Internet", "IaC: public web"),
+                rule("MicrosoftDefenderForCloud-JITRule_-1_deny22", 4000, "Deny", "22", "*", "Defender's"),
+            ],
+            "nsg-web-nic": [
+                rule("allow-monitoring", 300, "Allow", "9100", "10.0.0.0/8", "ops"),
+                # Someone's old shortcut: SSH open to the Internet, ahead of any JIT Deny (a finding).
+                rule("legacy-ssh", 150, "Allow", "22", "Internet", "temporary, remove after migration"),
+            ],
+            "nsg-app-nic": [rule("SecurityCenter-JITRule-123-deny3389", 4001, "Deny", "3389", "*")],
+            "nsg-ops-nic": [],
+        }
+        for name in ESTATE_NSGS:
+            add(self.nsg_id(name), b.nsg(foreign_rules[name]))
 
         add(
             self.vnet_id("vnet-direct"),
