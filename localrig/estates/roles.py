@@ -11,6 +11,7 @@ Two ways they are handed out:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,10 +71,15 @@ def _authorization(arm: EmulatorClient, subscription_id: str) -> AuthorizationMa
     return arm.client(AuthorizationManagementClient, subscription_id)
 
 
-def define_requester_role(
-    auth: AuthorizationManagementClient, subscription_id: str, role: str, name: str
+def define_role(
+    auth: AuthorizationManagementClient,
+    subscription_id: str,
+    role: str,
+    name: str,
+    actions: Sequence[str],
+    not_actions: Sequence[str] = (),
 ) -> None:
-    """Create (or rewrite) the custom role `role` with REQUESTER_ACTIONS, assignable in the subscription."""
+    """Create (or rewrite) the custom role `role` (a GUID), assignable in the subscription."""
     from azure.mgmt.authorization.v2022_04_01.models import Permission, RoleDefinition
 
     subscription = f"/subscriptions/{subscription_id}"
@@ -82,25 +88,31 @@ def define_requester_role(
         role,
         RoleDefinition(
             role_name=name,
-            permissions=[Permission(actions=list(REQUESTER_ACTIONS))],
+            permissions=[Permission(actions=list(actions), not_actions=list(not_actions))],
             assignable_scopes=[subscription],
         ),
     )
 
 
-def assign(
-    auth: AuthorizationManagementClient, subscription_id: str, assignment: Assignment, name: str
+def assign_role(
+    auth: AuthorizationManagementClient,
+    subscription_id: str,
+    scope: str,
+    role: str,
+    principal_id: str,
+    *,
+    name: str | None = None,
+    principal_type: str = "User",
 ) -> None:
+    """Assign the role `role` (a GUID, built-in or custom) at `scope`; `name` defaults to a new GUID."""
     from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
     definition = f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/"
     auth.role_assignments.create(
-        assignment.scope,
-        name,
+        scope,
+        name or str(uuid.uuid4()),
         RoleAssignmentCreateParameters(
-            role_definition_id=definition + assignment.role,
-            principal_id=assignment.user.object_id,
-            principal_type="User",
+            role_definition_id=definition + role, principal_id=principal_id, principal_type=principal_type
         ),
     )
 
@@ -108,10 +120,11 @@ def assign(
 def assign_sample_roles(arm: EmulatorClient, estate: ResourceGroupIds) -> list[Assignment]:
     """Write the sample's role definition and assignments (idempotent: stable ids throughout)."""
     auth = _authorization(arm, estate.subscription_id)
-    define_requester_role(auth, estate.subscription_id, SAMPLE_REQUESTER_ROLE, SAMPLE_REQUESTER_ROLE_NAME)
+    sub = estate.subscription_id
+    define_role(auth, sub, SAMPLE_REQUESTER_ROLE, SAMPLE_REQUESTER_ROLE_NAME, REQUESTER_ACTIONS)
     assignments = sample_assignments(estate)
-    for assignment in assignments:
-        assign(auth, estate.subscription_id, assignment, assignment.name)
+    for a in assignments:
+        assign_role(auth, sub, a.scope, a.role, a.user.object_id, name=a.name)
     return assignments
 
 
@@ -122,11 +135,11 @@ def grant_roles(arm: EmulatorClient, estate: ResourceGroupIds) -> tuple[DevUser,
     auth = _authorization(arm, arm.subscription_id)
     subscription = f"/subscriptions/{arm.subscription_id}"
     role = str(uuid.uuid4())
-    define_requester_role(auth, arm.subscription_id, role, f"JIT requester {role[:8]}")
+    define_role(auth, arm.subscription_id, role, f"JIT requester {role[:8]}", REQUESTER_ACTIONS)
     assignments = [Assignment(estate.scope, OWNER_ROLE, ADMIN)]
     # Compliance findings are shown to those who may read the subscription's JIT policies.
     assignments.append(Assignment(subscription, READER_ROLE, ADMIN))
     assignments += [Assignment(estate.vm_id(vm), role, ALICE) for vm in ("vm-web", "vm-app", "vm-ops")]
-    for assignment in assignments:
-        assign(auth, arm.subscription_id, assignment, str(uuid.uuid4()))
+    for a in assignments:
+        assign_role(auth, arm.subscription_id, a.scope, a.role, a.user.object_id)
     return ADMIN, ALICE
