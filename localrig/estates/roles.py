@@ -1,7 +1,8 @@
 """The dev users' rights as role assignments in the emulator's Microsoft.Authorization, where the app
 reads them (its authorizer asks ARM, as it does in Azure).
 
-Two ways they are handed out:
+`define_role` and `assign_role` are the one way the demo, the tests and the benchmarks write them;
+two sets of them are kept here:
 - `grant_roles` (the demo, the end-to-end tests): a fresh custom role per call, `admin` Owner on the
   estate's resource group and Reader on the subscription, `alice` the requester role on three VMs;
 - `assign_sample_roles` (`make up`'s seed): fixed names derived from the scope, so a second `make up`
