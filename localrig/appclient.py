@@ -6,13 +6,12 @@ as `sign_in`)."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from localrig.devusers import DevUser
+from localrig.emulator_client import send_json
 from localrig.estates.ids import ResourceGroupIds
 
 API_VERSION = "2020-01-01"
@@ -32,20 +31,7 @@ class AppClient:
         self._sign_in = sign_in
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {
-            "Content-Type": "application/json",
-            **self._sign_in(self.user),
-        }
-        url = f"{self.api_url}{path}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local host
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as error:
-            raw = error.read()
-            return error.code, json.loads(raw) if raw else None
+        return send_json(method, f"{self.api_url}{path}", body, self._sign_in(self.user))
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, answer = self.call(method, path, body)
