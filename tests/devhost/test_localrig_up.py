@@ -84,12 +84,8 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def test_up_prints_the_cli_lines_in_jwt_mode(tmp_path: Path) -> None:
-    process = run_up(tmp_path / "rig", None)
-    try:
-        lines = read_until_up(process)
-    finally:
-        stop(process)
+def assert_cli_lines(lines: list[str], data_dir: Path) -> None:
+    """JWT mode, and the two CLI lines, each on a line of its own, the login line right after."""
     assert any("sign-in: jwt" in line for line in lines)
     configure = [line for line in lines if line.startswith("portcullis configure ")]
     assert len(configure) == 1, lines
@@ -98,7 +94,7 @@ def test_up_prints_the_cli_lines_in_jwt_mode(tmp_path: Path) -> None:
     assert match.group(2) == APP_AUDIENCE
     assert match.group(3).endswith(f"/{TENANT_ID}")
     ca = Path(match.group(4))
-    assert ca.is_absolute() and ca.is_file() and ca == (tmp_path / "rig" / "emulator" / "ca.pem").resolve()
+    assert ca.is_absolute() and ca.is_file() and ca == (data_dir / "emulator" / "ca.pem").resolve()
     assert "portcullis login --dev-user alice" in lines
     assert lines.index("portcullis login --dev-user alice") == lines.index(configure[0]) + 1
 
@@ -165,7 +161,10 @@ def seed_line(lines: list[str]) -> str:
     return found[0]
 
 
-def test_up_seeds_the_sample_alice_sees_it_eve_does_not_and_a_second_up_keeps_it(tmp_path: Path) -> None:
+def test_up_seeds_the_sample_alice_sees_it_eve_not_a_second_up_keeps_it_cli_lines_last(
+    tmp_path: Path,
+) -> None:
+    """JWT mode by default (one test, so the suite boots the stack only as often as it must)."""
     estate = sample_estate()
     sample_vms = sorted(estate.vm_id(name).lower() for name in estate.vm_names)
     runs = []
@@ -178,6 +177,7 @@ def test_up_seeds_the_sample_alice_sees_it_eve_does_not_and_a_second_up_keeps_it
         finally:
             stop(process)
         assert process.returncode == 0, lines
+        assert_cli_lines(lines, tmp_path / "rig")
         runs.append((lines, seen))
         assert seen == {"alice": sample_vms, "eve": []}
         assert "Sample VMs      vm-web, vm-db, vm-app, vm-ops" in "\n".join(lines)
