@@ -78,6 +78,7 @@ class InMemoryRequests:
     def __init__(self) -> None:
         self.records: dict[str, RequestRecord] = {}
         self.grants: dict[str, Grant] = {}
+        self.waiting: set[str] = set()
         self._version = 0
 
     def _stamp(self, grant: Grant) -> Grant:
@@ -90,9 +91,33 @@ class InMemoryRequests:
         existing = self.get_request(record.request_id)
         if existing is not None:
             raise RequestExistsError(existing)
-        self.records[record.request_id] = record
+        self._version += 1
+        self.records[record.request_id] = replace(record, etag=str(self._version))
+        if record.approval is not None and record.approval.waiting:
+            self.waiting.add(record.request_id)
         for grant in grants:
             self._stamp(grant)
+
+    def update_request(self, record: RequestRecord) -> RequestRecord:
+        current = self.records.get(record.request_id)
+        if current is None or current.etag != record.etag:
+            raise ConcurrentUpdateError(f"request {record.request_id} changed since it was read")
+        self._version += 1
+        written = replace(record, etag=str(self._version))
+        self.records[record.request_id] = written
+        if record.approval is not None and record.approval.waiting:
+            self.waiting.add(record.request_id)
+        return written
+
+    def waiting_requests(self) -> list[tuple[str, tuple[str, ...]]]:
+        found = []
+        for request_id in sorted(self.waiting):
+            approval = self.records[request_id].approval
+            found.append((request_id, approval.approvers if approval is not None else ()))
+        return found
+
+    def forget_waiting(self, request_id: str) -> None:
+        self.waiting.discard(request_id)
 
     def get_request(self, request_id: str) -> StoredRequest | None:
         record = self.records.get(request_id)

@@ -47,6 +47,7 @@ var tableNames = [
   'grantsbytarget'
   'grantexpiry'
   'policyrequests'
+  'approvals'
   'policies'
   'audit'
   'auditsubject'

@@ -22,7 +22,7 @@ from shared.answers import (
 )
 from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.authz import READ_POLICY_ACTION
-from shared.defender import format_time, request_port_to_wire, request_vms, status_reason
+from shared.defender import format_time, request_port_to_wire, request_vms, status_reason, wire_status
 from shared.grants import StoredRequest
 from shared.model import DomainError, Grant, VmRef
 from shared.plan import connection_commands
@@ -42,7 +42,7 @@ def grant_to_wire(grant: Grant, now: datetime) -> GrantAnswer:
         requestor=GrantRequestor(objectId=grant.requester.object_id, name=grant.requester.display_name),
         justification=grant.justification,
         ticketId=grant.ticket_id,
-        status=grant.status,
+        status=wire_status(grant),
         statusReason=status_reason(grant),
         active=grant.is_open_at(now),
         targets=dict(grant.targets),
