@@ -348,7 +348,8 @@ def check_extension(
             raise DomainError(
                 "endTimeUtc",
                 f"{end_time.isoformat()} is more than the policy's maximum "
-                f"({int(maximum.total_seconds() // 60)} minutes) after port {grant.port}'s start {grant.start_time.isoformat()}",
+                f"({int(maximum.total_seconds() // 60)} minutes) after port {grant.port}'s start "
+                f"{grant.start_time.isoformat()}",
                 "DurationTooLong",
             )
 
