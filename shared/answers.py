@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.approval import ApprovalStatus, Verdict
 from shared.model import StatusReason, TargetState, TransportProtocol, WirePortStatus
 
 
@@ -87,7 +88,7 @@ class ApprovalDecision(Answer):
 
     objectId: str  # noqa: N815
     displayName: str  # noqa: N815
-    verdict: Literal["Approved", "Denied", "Reviewed"]
+    verdict: Verdict
     timeUtc: str  # noqa: N815
     comment: str | None
     relayedBy: str | None = None  # noqa: N815 - the trusted queue sender that relayed a prior approval
@@ -98,7 +99,7 @@ class ExtensionInfo(Answer):
 
     endTimeUtc: str  # noqa: N815
     requestedAtUtc: str  # noqa: N815
-    status: Literal["Pending", "Approved", "Denied", "Expired"]
+    status: ApprovalStatus
     pendingUntilUtc: str  # noqa: N815 - when an undecided extension lapses
     decisions: list[ApprovalDecision]
 
@@ -106,7 +107,7 @@ class ExtensionInfo(Answer):
 class ApprovalInfo(Answer):
     """Ours: who must approve, who did, and until when a pending request waits."""
 
-    status: Literal["Pending", "Approved", "Denied", "Expired", "BreakGlass"]
+    status: ApprovalStatus
     approvers: list[str]  # object ids of the users or groups who may approve
     required: int  # distinct approvals that open the request
     pendingUntilUtc: str | None  # noqa: N815 - when a pending request lapses (null once decided)
