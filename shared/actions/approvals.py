@@ -32,6 +32,7 @@ from shared.approval import (
     ApprovalStatus,
     Verdict,
     ask_extension,
+    check_decider,
     check_extension,
     decide,
     is_listed,
@@ -112,6 +113,7 @@ class Approvals:
         action = "approve" if verdict is Verdict.APPROVED else "deny"
 
         def change(stored: StoredRequest, approval: Approval, now: datetime) -> Approval:
+            check_decider(approval, self._principal, stored.record.requester)
             self._check_rbac(stored, requester_too=verdict is Verdict.APPROVED, action=action)
             return decide(approval, self._principal, stored.record.requester, verdict, now, comment)
 
@@ -119,6 +121,7 @@ class Approvals:
 
     def review(self, request_id: str, comment: str | None) -> StoredRequest:
         def change(stored: StoredRequest, approval: Approval, now: datetime) -> Approval:
+            check_decider(approval, self._principal, stored.record.requester)
             self._check_rbac(stored, requester_too=False, action="review")
             return review(approval, self._principal, stored.record.requester, now, comment)
 
