@@ -3,9 +3,9 @@
 It interleaves requests (with supersede), requests pending approval, approvals, denials, lapses
 and extensions (shared/actions/approvals.py on the same store), revokes, clock advances, drift
 edits behind the app's back, emulator faults (409, 412, 429, 5xx, failed long-running operations),
-lost messages, crashes between any two steps of converge, snapshot-driven reconcile passes (differing targets converged concurrently)
-and a host dying in the middle of such a pass, then lets the safety nets run (expiry sweep +
-reconcile) and checks the invariants of ../shared/DESIGN.md:
+lost messages, crashes between any two steps of converge, snapshot-driven reconcile passes
+(differing targets converged concurrently) and a host dying in the middle of such a pass, then lets
+the safety nets run (expiry sweep + reconcile) and checks the invariants of ../shared/DESIGN.md:
 
 1. no rule of ours without an open grant (expired/revoked rules are gone one timer period later);
 2. every open grant has its rules on every target on its path, and is Initiated only then;
