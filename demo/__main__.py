@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from demo import snapshot
+from demo.approval import approval_round_trip
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
 from demo.snapshot import ESTATE_NSGS, DemoStepError, our_denies, ports_of, wait_for
@@ -158,6 +159,7 @@ def story(data_dir: Path) -> None:
         if after != before:
             raise DemoStepError(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
         say("   identical: every NSG rule and firewall collection is exactly as before the grant")
+        approval_round_trip(stack, arm, estate, say)
     say()
     say("Demo complete.")
 
