@@ -20,20 +20,22 @@ from localrig.stack import Stack
 def approval_round_trip(
     stack: Stack, arm: EmulatorClient, estate: Estate, say: Callable[[str], None]
 ) -> None:
-    """Approval on vm-db: alice requests -> Pending; bob approves -> Initiated; the events, printed."""
+    """Approval on vm-web: alice requests -> Pending; bob approves -> Initiated; the events, printed."""
     say("")
-    say(f"== Approvals: {estate.vm_db} needs {BOB.name}'s approval; {ALICE.name} asks, {BOB.name} approves")
+    say(f"== Approvals: {estate.vm_web} needs {BOB.name}'s approval; {ALICE.name} asks, {BOB.name} approves")
     _reader(arm, estate, BOB.object_id)
     admin, alice, bob = (AppClient(stack.api_url, user, stack.headers_for) for user in (ADMIN, ALICE, BOB))
     body = estate.policy_body()
-    vm_entry = next(v for v in body["properties"]["virtualMachines"] if v["id"] == estate.vm_id(estate.vm_db))
+    vm_entry = next(
+        v for v in body["properties"]["virtualMachines"] if v["id"] == estate.vm_id(estate.vm_web)
+    )
     vm_entry["portcullis"] = {
         "approval": {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT15M"}
     }
     admin.put_policy(estate, body)
     say(f'   policy: "portcullis": {{"approval": {{"approvers": ["{BOB.object_id}"], "required": 1}}}}')
     answer = alice.initiate(
-        estate, {estate.vm_db: [(22, "203.0.113.7")]}, datetime.now(UTC) + timedelta(minutes=2)
+        estate, {estate.vm_web: [(22, "203.0.113.7")]}, datetime.now(UTC) + timedelta(minutes=2)
     )
     request_id = answer["requestId"]
     port = ports_of(answer)[0]
