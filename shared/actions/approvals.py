@@ -183,6 +183,10 @@ class Approvals:
             approval = stored.record.approval
             if not approval.waiting or lapse(approval, now) is not None:
                 continue
+            if approval.status is ApprovalStatus.PENDING and not any(
+                g.status is PortStatus.PENDING for g in stored.grants
+            ):
+                continue  # withdrawn by the requester (DELETE): nothing left to decide
             if same_principal(principal, stored.record.requester) or not is_listed(approval, principal):
                 continue
             decisions = (
@@ -222,6 +226,12 @@ class Approvals:
                     lapse_request(services, stored, lapsed)
                     raise ApprovalRefusedError(
                         409, "ApprovalTimedOut", "the request waited too long for a decision and has lapsed"
+                    )
+                if approval.status is ApprovalStatus.PENDING and not any(
+                    g.status is PortStatus.PENDING for g in stored.grants
+                ):
+                    raise ApprovalRefusedError(
+                        409, "NothingToDecide", "the requester withdrew this request (its ports are revoked)"
                     )
                 updated = change(stored, approval, now)
             except ApprovalRefusedError as error:

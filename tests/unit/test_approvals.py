@@ -407,3 +407,16 @@ def test_a_scheduled_request_on_an_approval_vm_can_be_approved_ahead() -> None:
     grant = Approvals(world.services, BOB).decide(request_id, Verdict.APPROVED, None).grants[0]
     assert (grant.start_time, grant.end_time) == (start, start + timedelta(hours=1))
     assert grant.status is PortStatus.INITIATING and not grant.is_open_at(NOW)
+
+
+def test_a_withdrawn_request_leaves_the_approvers_list_and_cannot_be_approved() -> None:
+    from shared.actions.revoke import RevokeAccess
+
+    world, _ = world_with({"approvers": [BOB.object_id]})
+    request_id = InitiateAccess(world.services)(ask()).request.record.request_id
+    RevokeAccess(world.services)(request_id, ALICE)
+    assert Approvals(world.services, BOB).waiting() == []
+    with pytest.raises(Refusal) as refused:
+        Approvals(world.services, BOB).decide(request_id, Verdict.APPROVED, None)
+    assert (refused.value.status, refused.value.code) == (409, "NothingToDecide")
+    assert world.notifier.notified == [(world.requests.get_request(request_id).grants[0].grant_id, None)]  # type: ignore[union-attr]
