@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from shared.actions.approvals import CommentBody, ExtendBody
 from shared.answers import (
     ComplianceList,
+    Error,
     GrantList,
     Health,
     ImportReport,
@@ -243,7 +244,15 @@ ROUTES: tuple[Route, ...] = (
             "Approvals",
             summary,
             rbac,
-            (Reply(200, "the request after the decision", JitNetworkAccessRequest),),
+            (
+                Reply(200, "the request after the decision", JitNetworkAccessRequest),
+                Reply(
+                    409,
+                    "nothing waits for this decision: decided already, lapsed, withdrawn, or an "
+                    "extension already waits",
+                    Error,
+                ),
+            ),
             description=description,
             body=body,
         )
