@@ -330,6 +330,7 @@ def test_an_extension_keeps_the_rule_without_a_gap(stack: Stack) -> None:
         stop.set()
         poller.join(5)
     assert reads and all(reads), f"our rule was absent in {reads.count(False)} of {len(reads)} reads"
+    print(f"extension: our rule present in all {len(reads)} NSG reads across the switch and the original end")
     port = ports_of(status_of(world, request_id))[0]
     assert port["status"] == "Initiated"
     assert datetime.fromisoformat(port["endTimeUtc"].replace("Z", "+00:00")) == new_end
