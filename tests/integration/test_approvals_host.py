@@ -3,7 +3,8 @@ local issuer's tokens; issue 13's "done when"): approval required -> Pending and
 self-approval and a non-approver refused; two approvals by distinct people open the grant; a denial
 -> Denied, nothing opened; a lapse -> Expired (ApprovalTimedOut); an approval after the requester lost
 their role refused; an extension with the NSG rule never absent (polled through the SDK during the
-switch); break-glass; queued requests, with and without a trusted sender's prior approval.
+switch); break-glass; scheduled access (nothing opens before `startTimeUtc`); queued requests, with
+and without a trusted sender's prior approval.
 
 One stack for the module; each test seeds its own resource group (its own estate and policy), so
 one test's grants never supersede another's. The lapse request is made by the module's first test
@@ -178,7 +179,19 @@ def lapsing(stack: Stack) -> tuple[World, str, float]:
     return world, initiate(world)["requestId"], time.monotonic()
 
 
-def test_approval_required_is_pending_and_opens_nothing(stack: Stack, lapsing: Any) -> None:
+SCHEDULE_AHEAD = timedelta(seconds=45)
+
+
+@pytest.fixture(scope="module")
+def scheduled(stack: Stack) -> tuple[World, str, datetime]:
+    """A request on a VM without approval, starting 45 s from now (made early, checked last)."""
+    world = new_world(stack, None)
+    start = (datetime.now(UTC) + SCHEDULE_AHEAD).replace(microsecond=0)
+    answer = initiate(world, seconds=45 + 300, startTimeUtc=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return world, answer["requestId"], start
+
+
+def test_approval_required_is_pending_and_opens_nothing(stack: Stack, lapsing: Any, scheduled: Any) -> None:
     world = new_world(stack, TWO)
     answer = initiate(world)
     assert [(p["status"], p["statusReason"]) for p in ports_of(answer)] == [("Pending", "Approval required")]
@@ -247,8 +260,19 @@ def test_two_approvals_by_distinct_people_open_the_grant(stack: Stack) -> None:
     # The notification names both approvers.
     sink = stack.webhook_sink
     if sink is not None:
-        event = sink.wait_for(request_id, "com.portcullis.request.approved", timeout=20)
-        assert event
+        assert sink.wait_for(request_id, "com.portcullis.request.approved", timeout=20)
+        approvals = wait_for(
+            lambda: [
+                r["event"]
+                for r in sink.received_for(request_id)
+                if r["event"]["type"] == "com.portcullis.request.approved"
+                and len(r["event"]["data"]["approvers"]) == 2
+            ],
+            20,
+            "the approved event naming both approvers",
+        )
+        assert {a["objectId"] for a in approvals[0]["data"]["approvers"]} == {BOB.object_id, CAROL.object_id}
+        assert approvals[0]["data"]["requester"]["objectId"] == ALICE.object_id
 
 
 def test_a_denial_ends_it_as_denied_and_opens_nothing(stack: Stack) -> None:
@@ -427,6 +451,23 @@ def test_queued_requests_wait_unless_a_trusted_sender_relays_an_approval(stack: 
         "the untrusted relay refused",
     )
     assert refused[0].details["field"] == "priorApproval.sender"
+
+
+def test_a_scheduled_request_opens_nothing_before_its_start(stack: Stack, scheduled: Any) -> None:
+    world, request_id, start = scheduled
+    if datetime.now(UTC) < start - timedelta(seconds=3):
+        assert port_status(world, request_id)[0] == "Initiating"
+        assert world.our_allows() == []
+    opened = wait_for(
+        lambda: port_status(world, request_id)[0] == "Initiated" and datetime.now(UTC),
+        max((start - datetime.now(UTC)).total_seconds(), 0) + 40,
+        "the scheduled port Initiated",
+    )
+    assert opened >= start, f"opened at {opened}, before its start {start}"
+    port = ports_of(status_of(world, request_id))[0]
+    assert datetime.fromisoformat(port["endTimeUtc"].replace("Z", "+00:00")) > start
+    assert len(world.our_allows()) == 1
+    world.app(ALICE).ok("DELETE", f"/requests/{request_id}")
 
 
 def test_an_undecided_request_lapses_as_expired(stack: Stack, lapsing: Any) -> None:
