@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
@@ -113,6 +113,14 @@ class RequestRecord:
 class StoredRequest:
     record: RequestRecord
     grants: list[Grant]
+
+
+class WaitingRow(NamedTuple):
+    """A row of the `approvals` index: a request something waits on, whom it waits for, until when."""
+
+    request_id: str
+    approvers: tuple[str, ...]
+    waits_until: datetime | None
 
 
 class RequestExistsError(RuntimeError):
@@ -205,13 +213,21 @@ class TableGrantStore:
         # lapse timer finishes the job if this process dies in between.
         return replace(record, etag=str(metadata["etag"]))
 
-    def waiting_requests(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(request id, approvers) of every request with something for an approver to decide: one
-        partition query. Stale rows are possible (readers re-check the request)."""
+    def waiting_requests(self) -> list[WaitingRow]:
+        """Every request with something for an approver to decide: one partition query. Stale rows
+        are possible, and so is a row whose request is not written yet (the index goes first):
+        readers re-check the request."""
         rows = self._waiting.query_entities(
-            f"PartitionKey eq {odata_quote(_WAITING_PARTITION)}", select=["RowKey", "Approvers"]
+            f"PartitionKey eq {odata_quote(_WAITING_PARTITION)}", select=["RowKey", "Approvers", "WaitsUntil"]
         )
-        return [(str(row["RowKey"]), tuple(json.loads(row["Approvers"]))) for row in rows]
+        return [
+            WaitingRow(
+                str(row["RowKey"]),
+                tuple(json.loads(row["Approvers"])),
+                _utc(row["WaitsUntil"]) if row.get("WaitsUntil") else None,
+            )
+            for row in rows
+        ]
 
     def forget_waiting(self, request_id: str) -> None:
         self._delete(self._waiting, _WAITING_PARTITION, request_id)

@@ -17,7 +17,7 @@ from shared.audit import AuditEvent, TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
 from shared.events import EventId
-from shared.grants import RequestRecord, StoredRequest, TableGrantStore
+from shared.grants import RequestRecord, StoredRequest, TableGrantStore, WaitingRow
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
 from shared.model import AuditTrail, Grant, JitPolicy, PolicyRef, TargetRef, VmRef
@@ -85,7 +85,7 @@ class RequestStore(Protocol):
         """Raises ConcurrentUpdateError if the request row changed since it was read."""
         ...
 
-    def waiting_requests(self) -> list[tuple[str, tuple[str, ...]]]: ...
+    def waiting_requests(self) -> list[WaitingRow]: ...
 
     def forget_waiting(self, request_id: str) -> None: ...
 

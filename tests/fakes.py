@@ -12,7 +12,7 @@ from typing import Any
 from shared.audit import AuditEvent
 from shared.authz import Authorizer, Permission, RoleAssignment
 from shared.defender import parse_policy_body
-from shared.grants import RequestExistsError, RequestRecord, StoredRequest
+from shared.grants import RequestExistsError, RequestRecord, StoredRequest, WaitingRow
 from shared.identity import Authenticator
 from shared.model import (
     ConcurrentUpdateError,
@@ -78,7 +78,7 @@ class InMemoryRequests:
     def __init__(self) -> None:
         self.records: dict[str, RequestRecord] = {}
         self.grants: dict[str, Grant] = {}
-        self.waiting: set[str] = set()
+        self.waiting: dict[str, WaitingRow] = {}
         self._version = 0
 
     def _stamp(self, grant: Grant) -> Grant:
@@ -94,7 +94,7 @@ class InMemoryRequests:
         self._version += 1
         self.records[record.request_id] = replace(record, etag=str(self._version))
         if record.approval is not None and record.approval.waiting:
-            self.waiting.add(record.request_id)
+            self._index(record)
         for grant in grants:
             self._stamp(grant)
 
@@ -106,18 +106,19 @@ class InMemoryRequests:
         written = replace(record, etag=str(self._version))
         self.records[record.request_id] = written
         if record.approval is not None and record.approval.waiting:
-            self.waiting.add(record.request_id)
+            self._index(record)
         return written
 
-    def waiting_requests(self) -> list[tuple[str, tuple[str, ...]]]:
-        found = []
-        for request_id in sorted(self.waiting):
-            approval = self.records[request_id].approval
-            found.append((request_id, approval.approvers if approval is not None else ()))
-        return found
+    def _index(self, record: RequestRecord) -> None:
+        assert record.approval is not None
+        row = WaitingRow(record.request_id, record.approval.approvers, record.approval.waits_until)
+        self.waiting[record.request_id] = row
+
+    def waiting_requests(self) -> list[WaitingRow]:
+        return [self.waiting[request_id] for request_id in sorted(self.waiting)]
 
     def forget_waiting(self, request_id: str) -> None:
-        self.waiting.discard(request_id)
+        self.waiting.pop(request_id, None)
 
     def get_request(self, request_id: str) -> StoredRequest | None:
         record = self.records.get(request_id)

@@ -63,6 +63,8 @@ from shared.services import Services
 
 _ATTEMPTS = 5
 ACTOR = "approvals"
+# How long past its time an index row without its request is kept (its request may be mid-write).
+ORPHAN_GRACE = timedelta(minutes=10)
 
 
 # ---- bodies ----
@@ -174,7 +176,7 @@ class Approvals:
         ids = {principal.object_id.lower(), *(g.lower() for g in principal.group_ids)}
         now = services.clock()
         found = []
-        for request_id, approvers in services.grants.waiting_requests():
+        for request_id, approvers, _ in services.grants.waiting_requests():
             if not ids.intersection(a.lower() for a in approvers):
                 continue
             stored = services.grants.get_request(request_id)
@@ -440,10 +442,16 @@ def lapse_due(services: Services) -> int:
     written but whose grants did not follow (a crash in between) is settled. Answers how many lapsed."""
     now = services.clock()
     count = 0
-    for request_id, _ in services.grants.waiting_requests():
+    for request_id, _, waits_until in services.grants.waiting_requests():
         try:
             stored = services.grants.get_request(request_id)
-            if stored is None or stored.record.approval is None:
+            if stored is None:
+                # The index row is written before the request: a request being written right now has
+                # no row yet. Only a row long past its time is an orphan (its writer died).
+                if waits_until is None or now > waits_until + ORPHAN_GRACE:
+                    services.grants.forget_waiting(request_id)
+                continue
+            if stored.record.approval is None:
                 services.grants.forget_waiting(request_id)
                 continue
             lapsed = lapse(stored.record.approval, now)
