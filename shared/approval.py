@@ -107,6 +107,25 @@ class Approval:
         )
 
     @property
+    def waits_for(self) -> str | None:
+        """What waits, as the waiting index names it: `request`, or `extension:<asked at>`."""
+        if self.status is ApprovalStatus.PENDING:
+            return "request"
+        if self.extension is not None and self.extension.status is ApprovalStatus.PENDING:
+            return f"extension:{self.extension.requested_at.astimezone(UTC).isoformat()}"
+        return None
+
+    @property
+    def decided(self) -> frozenset[str]:
+        """What has been decided (or lapsed), in the index's names: its rows may go."""
+        done = set()
+        if self.status is not ApprovalStatus.PENDING:
+            done.add("request")
+        if self.extension is not None and self.extension.status is not ApprovalStatus.PENDING:
+            done.add(f"extension:{self.extension.requested_at.astimezone(UTC).isoformat()}")
+        return frozenset(done)
+
+    @property
     def waits_until(self) -> datetime | None:
         if self.status is ApprovalStatus.PENDING:
             return self.pending_until

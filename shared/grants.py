@@ -27,6 +27,7 @@ names its partition.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -229,8 +230,24 @@ class TableGrantStore:
             for row in rows
         ]
 
-    def forget_waiting(self, request_id: str) -> None:
-        self._delete(self._waiting, _WAITING_PARTITION, request_id)
+    def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None:
+        """Drop the request's index row. With `decided`: only if the row waits for one of those (an
+        ETag-guarded delete), so a row just written for something new (an extension whose request
+        row is still on its way) is kept. Without: whatever it is (the request does not exist)."""
+        try:
+            row = self._waiting.get_entity(_WAITING_PARTITION, request_id)
+        except ResourceNotFoundError:
+            return
+        if decided is not None and str(row.get("WaitsFor") or "request") not in decided:
+            return
+        # Rewritten since it was read (it waits for something new), or gone: either way, done.
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self._waiting.delete_entity(
+                _WAITING_PARTITION,
+                request_id,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
 
     def policy_history(self, policy: PolicyRef, limit: int = POLICY_HISTORY_LIMIT) -> list[StoredRequest]:
         """The newest `limit` requests under `policy`, oldest first (as Defender lists them)."""
@@ -425,6 +442,7 @@ def _waiting_entity(request_id: str, approval: Approval) -> dict[str, Any]:
         "RowKey": request_id,
         "Approvers": json.dumps(list(approval.approvers)),
         "WaitsUntil": approval.waits_until,
+        "WaitsFor": approval.waits_for or "",
     }
 
 

@@ -79,6 +79,7 @@ class InMemoryRequests:
         self.records: dict[str, RequestRecord] = {}
         self.grants: dict[str, Grant] = {}
         self.waiting: dict[str, WaitingRow] = {}
+        self.waits_for: dict[str, str] = {}
         self._version = 0
 
     def _stamp(self, grant: Grant) -> Grant:
@@ -113,12 +114,15 @@ class InMemoryRequests:
         assert record.approval is not None
         row = WaitingRow(record.request_id, record.approval.approvers, record.approval.waits_until)
         self.waiting[record.request_id] = row
+        self.waits_for[record.request_id] = record.approval.waits_for or "request"
 
     def waiting_requests(self) -> list[WaitingRow]:
         return [self.waiting[request_id] for request_id in sorted(self.waiting)]
 
-    def forget_waiting(self, request_id: str) -> None:
-        self.waiting.pop(request_id, None)
+    def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None:
+        row = self.waiting.get(request_id)
+        if row is not None and (decided is None or self.waits_for[request_id] in decided):
+            del self.waiting[request_id]
 
     def get_request(self, request_id: str) -> StoredRequest | None:
         record = self.records.get(request_id)

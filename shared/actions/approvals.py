@@ -339,7 +339,9 @@ def settle(services: Services, stored: StoredRequest) -> StoredRequest:
             if grant.status is PortStatus.PENDING:
                 _close_pending(services, grant, reason)
     if not approval.waiting:
-        services.grants.forget_waiting(record.request_id)
+        # Only a row for what was decided: one written for a new extension, ahead of its request
+        # row, stays.
+        services.grants.forget_waiting(record.request_id, approval.decided)
     return services.grants.get_request(record.request_id) or stored
 
 

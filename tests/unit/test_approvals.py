@@ -432,3 +432,18 @@ def test_the_lapse_timer_keeps_an_index_row_whose_request_is_being_written() -> 
     world.requests.records[request_id] = record
     assert [row.request_id for row in world.requests.waiting_requests()] == [request_id]
     assert [s.record.request_id for s in Approvals(world.services, BOB).waiting()] == [request_id]
+
+
+def test_settling_a_decision_keeps_the_index_row_of_a_newer_extension() -> None:
+    """An extension's index row is written ahead of its request row; settling the previous decision
+    meanwhile must not drop it (it would vanish from the approvers' list and never lapse)."""
+    from shared.actions.approvals import settle
+
+    world, clock = world_with({"approvers": [BOB.object_id]})
+    request_id = InitiateAccess(world.services)(ask()).request.record.request_id
+    decided = Approvals(world.services, BOB).decide(request_id, Verdict.APPROVED, None)
+    clock.now = NOW + timedelta(minutes=5)
+    Approvals(world.services, ALICE).extend(request_id, NOW + timedelta(hours=2))
+    settle(world.services, decided)  # the approval's settle, arriving late (its view: nothing waits)
+    assert [row.request_id for row in world.requests.waiting_requests()] == [request_id]
+    assert [s.record.request_id for s in Approvals(world.services, BOB).waiting()] == [request_id]
