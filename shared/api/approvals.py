@@ -11,6 +11,7 @@ from shared.answers import RequestList
 from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.api.records import request_answer
 from shared.approval import Verdict
+from shared.grants import StoredRequest
 from shared.model import DomainError
 
 
@@ -21,10 +22,7 @@ def _optional_body(call: ApiCall) -> object:
     return call.json_body()
 
 
-def _answer(call: ApiCall, status: int, stored: object) -> func.HttpResponse:
-    from shared.grants import StoredRequest
-
-    assert isinstance(stored, StoredRequest)
+def _answer(call: ApiCall, status: int, stored: StoredRequest) -> func.HttpResponse:
     location = request_location(stored.record.request_id)
     return json_response(status, request_answer(stored), {"Location": location})
 
