@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.actions.approvals import lapse_due
 from shared.api import routes
 from shared.composition import root, utc_now
 from shared.enforcement import handle_converge_message, reconcile_all, sweep_expired
@@ -32,6 +33,12 @@ routes.register(app)
 @app.queue_trigger(arg_name="msg", queue_name="%PORTCULLIS_REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
 def jit_requests(msg: func.QueueMessage) -> None:
     handle_queued_request(msg.get_body(), root().services)
+
+
+# Every 15 s: one partition query of the waiting requests, so a lapse is seen within 15 s of its time.
+@app.timer_trigger(arg_name="timer", schedule="*/15 * * * * *", run_on_startup=False)
+def jit_approval_lapse(timer: func.TimerRequest) -> None:
+    lapse_due(root().services)
 
 
 # ---- enforcement: make the network match the grants, and keep it so ----

@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from demo.approval import approval_round_trip
 from localrig.appclient import AppClient
 from localrig.emulator_client import EmulatorClient
 from localrig.estates import snapshot
@@ -159,6 +160,7 @@ def story(data_dir: Path) -> None:
         if after != before:
             raise DemoStepError(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
         say("   identical: every NSG rule and firewall collection is exactly as before the grant")
+        approval_round_trip(stack, arm, estate, say)
     say()
     say("Demo complete.")
 

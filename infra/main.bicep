@@ -94,6 +94,8 @@ param reconcileConcurrency int = 4
 param trustedProxyHops int = 0
 @description('Whether senders to the requests queue may assert the requester\'s group memberships (groupIds).')
 param queueTrustsGroupClaims bool = false
+@description('Comma-separated names of jit-requests senders whose messages may carry a prior approval (priorApproval.sender); empty: none')
+param trustedApprovalSenders string = ''
 @description('Queue of notification deliveries (PORTCULLIS_EVENTS_QUEUE); its poison queue is <name>-poison.')
 param eventsQueueName string = 'jit-events'
 @description('Comma-separated https webhook URLs that receive every event (PORTCULLIS_WEBHOOK_URLS); empty: none.')
@@ -158,6 +160,7 @@ module app 'modules/app.bicep' = {
     reconcileConcurrency: reconcileConcurrency
     trustedProxyHops: trustedProxyHops
     queueTrustsGroupClaims: queueTrustsGroupClaims
+    trustedApprovalSenders: trustedApprovalSenders
     eventsQueueName: eventsQueueName
     webhookUrls: webhookUrls
     webhookSecret: webhookSecret

@@ -45,7 +45,9 @@ ALICE = DevUser("alice", "a11ce000-0000-4000-8000-000000000001", "Alice Requeste
 BOB = DevUser("bob", "b0b00000-0000-4000-8000-000000000002", "Bob Approver", "approver")
 ADMIN = DevUser("admin", "ad000000-0000-4000-8000-000000000003", "Ada Admin", "admin")
 EVE = DevUser("eve", "e0e00000-0000-4000-8000-000000000004", "Eve Nobody", "none")
-DEV_USERS: tuple[DevUser, ...] = (ALICE, BOB, ADMIN, EVE)
+# A second approver, so that "two approvals by distinct people" can be shown (issue 13).
+CAROL = DevUser("carol", "ca401000-0000-4000-8000-000000000006", "Carol Approver", "approver")
+DEV_USERS: tuple[DevUser, ...] = (ALICE, BOB, ADMIN, EVE, CAROL)
 
 
 def dev_user(name_or_username: str) -> DevUser | None:

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.model import PortStatus, StatusReason, TargetState, TransportProtocol
+from shared.approval import ApprovalStatus, Verdict
+from shared.model import StatusReason, TargetState, TransportProtocol, WirePortStatus
 
 
 class Answer(BaseModel):
@@ -65,7 +66,7 @@ class RequestPort(Answer):
     allowedSourceAddressPrefix: str | None = None  # noqa: N815 - one source (Defender's)
     allowedSourceAddressPrefixes: list[str] | None = None  # noqa: N815 - several
     endTimeUtc: str  # noqa: N815
-    status: PortStatus
+    status: WirePortStatus
     statusReason: StatusReason  # noqa: N815
     mappedPort: int | None = None  # noqa: N815 - behind a firewall only
     # Ours, in GET/DELETE /api/requests/{id} (not in Defender's initiate answer or policy history):
@@ -82,6 +83,41 @@ class RequestVm(Answer):
     ports: list[RequestPort]
 
 
+class ApprovalDecision(Answer):
+    """One approver's word: approved, denied, or (break-glass) reviewed."""
+
+    objectId: str  # noqa: N815
+    displayName: str  # noqa: N815
+    verdict: Verdict
+    timeUtc: str  # noqa: N815
+    comment: str | None
+    relayedBy: str | None = None  # noqa: N815 - the trusted queue sender that relayed a prior approval
+
+
+class ExtensionInfo(Answer):
+    """A requester's ask to move the end time, on a VM that needs approval."""
+
+    endTimeUtc: str  # noqa: N815
+    requestedAtUtc: str  # noqa: N815
+    status: ApprovalStatus
+    pendingUntilUtc: str  # noqa: N815 - when an undecided extension lapses
+    decisions: list[ApprovalDecision]
+
+
+class ApprovalInfo(Answer):
+    """Ours: who must approve, who did, and until when a pending request waits."""
+
+    status: ApprovalStatus
+    approvers: list[str]  # object ids of the users or groups who may approve
+    required: int  # distinct approvals that open the request
+    pendingUntilUtc: str | None  # noqa: N815 - when a pending request lapses (null once decided)
+    decisions: list[ApprovalDecision]
+    breakGlass: bool  # noqa: N815 - opened at once without approval
+    reviewRequired: bool  # noqa: N815 - break-glass and no approver has marked it reviewed yet
+    review: ApprovalDecision | None
+    extension: ExtensionInfo | None
+
+
 class JitNetworkAccessRequest(Answer):
     requestId: str | None = None  # noqa: N815 - ours: in the initiate answer and our records
     policyId: str | None = None  # noqa: N815
@@ -91,6 +127,13 @@ class JitNetworkAccessRequest(Answer):
     requestorObjectId: str | None = None  # noqa: N815
     justification: str | None = None
     ticketId: str | None = None  # noqa: N815
+    approval: ApprovalInfo | None = None  # ours: only for a request on a VM that needs approval
+
+
+class RequestList(Answer):
+    """`GET /api/requests?status=Pending&approver=me`: what waits for the caller's decision."""
+
+    value: list[JitNetworkAccessRequest]
 
 
 # ---- our records ----
@@ -116,7 +159,7 @@ class GrantAnswer(Answer):
     requestor: GrantRequestor
     justification: str | None
     ticketId: str | None  # noqa: N815
-    status: PortStatus
+    status: WirePortStatus
     statusReason: StatusReason  # noqa: N815
     active: bool
     targets: dict[str, TargetState]

@@ -5,7 +5,8 @@ Bodies are checked as Azure checks them (port 0-65535, protocol TCP|UDP|*, exact
 allowedSourceAddressPrefix / allowedSourceAddressPrefixes, maxRequestAccessDuration PT5M-P1D, VM ids
 of the policy's subscription and resource group). Unknown fields are ignored, as ARM ignores them.
 Our extension rides in an extra field Defender clients ignore: per VM,
-`"portcullis": {"firewallId": "<Microsoft.Network/azureFirewalls id>"}`.
+`"portcullis": {"firewallId": "<Microsoft.Network/azureFirewalls id>", "approval": {...}}`; on the
+initiate body, `startTimeUtc` (scheduled access) and `breakGlass`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from shared.answers import Answer, JitNetworkAccessRequest, RequestPort, RequestVm
+from shared.approval import MAX_APPROVERS, MAX_PENDING_TIMEOUT, MIN_PENDING_TIMEOUT
+from shared.identity import is_guid
 from shared.model import (
     FIREWALL_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
     SUBSCRIPTION_PATTERN,
+    ApprovalPolicy,
     DomainError,
     FirewallRef,
     Grant,
@@ -35,6 +48,7 @@ from shared.model import (
     TransportProtocol,
     VmPolicy,
     VmRef,
+    WirePortStatus,
     same_arm_name,
 )
 from shared.policy import (
@@ -72,8 +86,26 @@ class PortRuleWire(_Wire):
     maxRequestAccessDuration: StrictStr  # noqa: N815
 
 
+class ApprovalWire(_Wire):
+    """Our extension `portcullis.approval`: requests for this VM wait for approval (shared/approval.py)."""
+
+    approvers: list[StrictStr] = Field(
+        description="Entra ID object ids (GUIDs) of users or groups who may approve; never the requester"
+    )
+    required: StrictInt = Field(default=1, description="distinct approvals that open the request")
+    pendingTimeout: StrictStr = Field(  # noqa: N815
+        default="PT1H", description="ISO 8601 duration (PT1M-P7D) after which an undecided request lapses"
+    )
+    breakGlass: StrictBool = Field(  # noqa: N815
+        default=False,
+        description="allow the emergency path: open at once with a stated reason, tell every approver, "
+        "flag for review",
+    )
+
+
 class PortcullisVmExtension(_Wire):
     firewallId: StrictStr | None = None  # noqa: N815
+    approval: ApprovalWire | None = None
 
 
 class PolicyVmWire(_Wire):
@@ -159,6 +191,17 @@ class InitiateVmWire(_Wire):
 class InitiateWire(_Wire):
     virtualMachines: list[InitiateVmWire]  # noqa: N815
     justification: StrictStr | None = Field(default=None, max_length=1024)
+    # Our extensions (Defender clients never send them): scheduled access and break-glass.
+    startTimeUtc: datetime | None = Field(  # noqa: N815
+        default=None,
+        description="ours: scheduled access; nothing opens before this time (at most 30 days ahead); each "
+        "port's endTimeUtc is then counted from it",
+    )
+    breakGlass: StrictBool = Field(  # noqa: N815
+        default=False,
+        description="ours: on a VM whose policy allows it, open at once without approval; needs a "
+        "justification; every approver is told and the request is flagged for review",
+    )
 
 
 # Defender's bodies nest at most about 7 levels (policy -> virtualMachines -> ports -> prefixes). A body
@@ -266,15 +309,45 @@ def policy_from_wire(wire: PolicyWire, ref: PolicyRef) -> JitPolicy:
                     "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/azureFirewalls/{name})",
                 )
             firewall = FirewallRef(ResourceId(firewall_id))
+        approval = None
+        if vm_wire.portcullis is not None and vm_wire.portcullis.approval is not None:
+            approval = _approval_policy(vm_wire.portcullis.approval, f"{path}.portcullis.approval")
         vms.append(
             VmPolicy(
                 vm=vm,
                 ports=tuple(ports),
                 public_ip_address=vm_wire.publicIpAddress.strip() if vm_wire.publicIpAddress else None,
                 firewall=firewall,
+                approval=approval,
             )
         )
     return JitPolicy(ref=ref, virtual_machines=tuple(vms), kind=wire.kind or "Basic")
+
+
+def _approval_policy(wire: ApprovalWire, path: str) -> ApprovalPolicy:
+    if not wire.approvers:
+        raise DomainError(f"{path}.approvers", "list at least one approver (a user or group object id)")
+    if len(wire.approvers) > MAX_APPROVERS:
+        raise DomainError(f"{path}.approvers", f"at most {MAX_APPROVERS} approvers (use a group)")
+    approvers: list[str] = []
+    for index, text in enumerate(wire.approvers):
+        value = text.strip().lower()
+        if not is_guid(value):
+            raise DomainError(f"{path}.approvers[{index}]", f"{text[:100]!r} is not an object id (a GUID)")
+        if value in approvers:
+            raise DomainError(f"{path}.approvers[{index}]", f"{value} is listed twice")
+        approvers.append(value)
+    if not 1 <= wire.required <= len(approvers):
+        raise DomainError(
+            f"{path}.required",
+            f"{wire.required} approvals required, but it must be between 1 and the number of approvers "
+            f"({len(approvers)})",
+        )
+    timeout_path = f"{path}.pendingTimeout"
+    timeout = parse_duration(wire.pendingTimeout, timeout_path)
+    if not MIN_PENDING_TIMEOUT <= timeout <= MAX_PENDING_TIMEOUT:
+        raise DomainError(timeout_path, f"{wire.pendingTimeout!r} is outside the allowed range PT1M-P7D")
+    return ApprovalPolicy(tuple(approvers), wire.required, timeout, wire.breakGlass)
 
 
 def _policy_port(port: PortRuleWire, path: str) -> PolicyPort:
@@ -324,8 +397,14 @@ def canonical_policy_body(wire: PolicyWire) -> dict[str, Any]:
             entry["ports"].append(port_body)
         if vm.publicIpAddress is not None:
             entry["publicIpAddress"] = vm.publicIpAddress
-        if vm.portcullis is not None and vm.portcullis.firewallId is not None:
-            entry["portcullis"] = {"firewallId": vm.portcullis.firewallId}
+        if vm.portcullis is not None:
+            extension: dict[str, Any] = {}
+            if vm.portcullis.firewallId is not None:
+                extension["firewallId"] = vm.portcullis.firewallId
+            if vm.portcullis.approval is not None:
+                extension["approval"] = vm.portcullis.approval.model_dump()
+            if extension:
+                entry["portcullis"] = extension
         vms.append(entry)
     return {"kind": wire.kind or "Basic", "virtualMachines": vms}
 
@@ -383,7 +462,10 @@ def access_request_from_wire(wire: InitiateWire, caller_address: str | None) -> 
                 )
             )
         vms.append(RequestedVm(vm, tuple(ports)))
-    return AccessRequest(tuple(vms), wire.justification, caller_address)
+    start = wire.startTimeUtc
+    if start is not None and start.tzinfo is None:
+        raise DomainError("startTimeUtc", "must carry a time zone (UTC, e.g. '2030-01-01T10:00:00Z')")
+    return AccessRequest(tuple(vms), wire.justification, caller_address, start_time=start)
 
 
 def format_time(moment: datetime) -> str:
@@ -391,10 +473,22 @@ def format_time(moment: datetime) -> str:
 
 
 def status_reason(grant: Grant) -> StatusReason:
-    """Defender reports `UserRequested` for a port still open, and the closing reason after."""
+    """Defender reports `UserRequested` for a port still open, and the closing reason after; a port
+    waiting for approval reads `Approval required`."""
+    if grant.status is PortStatus.PENDING:
+        return StatusReason.APPROVAL_REQUIRED
     if grant.status is PortStatus.REVOKED and grant.status_reason is not None:
         return grant.status_reason
     return StatusReason.USER_REQUESTED
+
+
+def wire_status(grant: Grant) -> WirePortStatus:
+    """The port's status as answered: a denial reads `Denied`, a lapsed approval `Expired`."""
+    if grant.status is PortStatus.REVOKED and grant.status_reason is StatusReason.DENIED:
+        return WirePortStatus.DENIED
+    if grant.status is PortStatus.REVOKED and grant.status_reason is StatusReason.APPROVAL_TIMED_OUT:
+        return WirePortStatus.EXPIRED
+    return WirePortStatus(grant.status.value)
 
 
 def request_port_to_wire(grant: Grant, **ours: Any) -> RequestPort:
@@ -402,7 +496,7 @@ def request_port_to_wire(grant: Grant, **ours: Any) -> RequestPort:
     port = RequestPort(
         number=grant.port,
         endTimeUtc=format_time(grant.end_time),
-        status=grant.status,
+        status=wire_status(grant),
         statusReason=status_reason(grant),
         **ours,
     )

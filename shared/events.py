@@ -31,6 +31,8 @@ class EventId(StrEnum):
     REQUEST_LAPSED = "request.lapsed"
     REQUEST_BREAK_GLASS = "request.break_glass"
     REQUEST_REVIEWED = "request.reviewed"
+    APPROVAL_REFUSED = "approval.refused"
+    """An approve, deny, extend or review that was refused (who, which, why): audit row, no event."""
 
     # Grants (shared/actions/, shared/enforcement/transitions.py): audit rows.
     GRANT_INITIATING = "grant.initiating"

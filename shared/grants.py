@@ -10,6 +10,9 @@ Tables (all prefixed with settings.table_prefix), keys, and the access pattern e
   reads T's history.
 - `grantexpiry`: PK `due`, RK `<end time>|<grant id>`: grants ending before t (one range query).
 - `policyrequests`: PK sha256(policy id), RK `<inverted start>|<request id>`: a policy's history.
+- `approvals`: PK `waiting`, RK request id, with the approvers: requests with something for an
+  approver to decide (`GET /api/requests?status=Pending&approver=me`, the lapse timer). Written before
+  the request is, deleted once nothing waits; readers re-check the request row.
 
 Each grant row carries `Settled` (revoked and confirmed removed everywhere): the reconcile pass reads
 every unsettled grant with one paged query (`list_unsettled`), not one read per target or grant.
@@ -24,6 +27,7 @@ names its partition.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -31,12 +35,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.approval import Approval
+from shared.approval import from_json as approval_from_json
+from shared.approval import to_json as approval_json
 from shared.model import (
     ConcurrentUpdateError,
     Grant,
@@ -56,6 +63,7 @@ from shared.table_keys import hashed_key, inverted_time_key, odata_quote, time_k
 
 REQUEST_ROW = "request"
 _EXPIRY_PARTITION = "due"
+_WAITING_PARTITION = "waiting"
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 _GRANT_ID = re.compile(r"^(?P<request>[0-9a-f]{32})-(?P<index>\d{3})$")
 # One transaction holds at most 100 entities: the header row plus the grants.
@@ -97,12 +105,23 @@ class RequestRecord:
     fingerprint: str
     # The caller's address as the platform reported it (None for queued requests).
     caller_address: str | None = None
+    # Approvals (shared/approval.py): None when the request needed none.
+    approval: Approval | None = None
+    etag: str | None = None  # the header row's concurrency token (approval decisions are ETag-guarded)
 
 
 @dataclass(frozen=True)
 class StoredRequest:
     record: RequestRecord
     grants: list[Grant]
+
+
+class WaitingRow(NamedTuple):
+    """A row of the `approvals` index: a request something waits on, whom it waits for, until when."""
+
+    request_id: str
+    approvers: tuple[str, ...]
+    waits_until: datetime | None
 
 
 class RequestExistsError(RuntimeError):
@@ -122,6 +141,7 @@ class TableGrantStore:
         self._by_target = table("grantsbytarget", settings)
         self._expiry = table("grantexpiry", settings)
         self._history = table("policyrequests", settings)
+        self._waiting = table("approvals", settings)
 
     # ---- intake ----
 
@@ -138,6 +158,8 @@ class TableGrantStore:
         for grant in grants:
             self._by_vm.upsert_entity(_vm_index_entity(grant))
             self._expiry.upsert_entity(_expiry_entity(grant))
+        if record.approval is not None and record.approval.waiting:
+            self._waiting.upsert_entity(_waiting_entity(record.request_id, record.approval))
         self._history.upsert_entity(
             {
                 "PartitionKey": hashed_key(record.policy.key),
@@ -171,6 +193,61 @@ class TableGrantStore:
         if record is None:
             return None
         return StoredRequest(record, sorted(grants, key=lambda g: g.grant_id))
+
+    def update_request(self, record: RequestRecord) -> RequestRecord:
+        """Write the request row (its approval state) if its etag still matches; raises
+        ConcurrentUpdateError otherwise. A request that waits is indexed before the write."""
+        if record.etag is None:
+            raise ValueError("update_request() needs the request as read (with its etag)")
+        if record.approval is not None and record.approval.waiting:
+            self._waiting.upsert_entity(_waiting_entity(record.request_id, record.approval))
+        try:
+            metadata = self._grants.update_entity(
+                _request_entity(record),
+                mode=UpdateMode.REPLACE,
+                etag=record.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise ConcurrentUpdateError(f"request {record.request_id} changed since it was read") from error
+        # A row that no longer waits stays indexed until its grants follow (`forget_waiting`), so the
+        # lapse timer finishes the job if this process dies in between.
+        return replace(record, etag=str(metadata["etag"]))
+
+    def waiting_requests(self) -> list[WaitingRow]:
+        """Every request with something for an approver to decide: one partition query. Stale rows
+        are possible, and so is a row whose request is not written yet (the index goes first):
+        readers re-check the request."""
+        rows = self._waiting.query_entities(
+            f"PartitionKey eq {odata_quote(_WAITING_PARTITION)}", select=["RowKey", "Approvers", "WaitsUntil"]
+        )
+        return [
+            WaitingRow(
+                str(row["RowKey"]),
+                tuple(json.loads(row["Approvers"])),
+                _utc(row["WaitsUntil"]) if row.get("WaitsUntil") else None,
+            )
+            for row in rows
+        ]
+
+    def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None:
+        """Drop the request's index row. With `decided`: only if the row waits for one of those (an
+        ETag-guarded delete), so a row just written for something new (an extension whose request
+        row is still on its way) is kept. Without: whatever it is (the request does not exist)."""
+        try:
+            row = self._waiting.get_entity(_WAITING_PARTITION, request_id)
+        except ResourceNotFoundError:
+            return
+        if decided is not None and str(row.get("WaitsFor") or "request") not in decided:
+            return
+        # Rewritten since it was read (it waits for something new), or gone: either way, done.
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self._waiting.delete_entity(
+                _WAITING_PARTITION,
+                request_id,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
 
     def policy_history(self, policy: PolicyRef, limit: int = POLICY_HISTORY_LIMIT) -> list[StoredRequest]:
         """The newest `limit` requests under `policy`, oldest first (as Defender lists them)."""
@@ -359,6 +436,16 @@ def _vm_index_entity(grant: Grant) -> dict[str, Any]:
     }
 
 
+def _waiting_entity(request_id: str, approval: Approval) -> dict[str, Any]:
+    return {
+        "PartitionKey": _WAITING_PARTITION,
+        "RowKey": request_id,
+        "Approvers": json.dumps(list(approval.approvers)),
+        "WaitsUntil": approval.waits_until,
+        "WaitsFor": approval.waits_for or "",
+    }
+
+
 def _expiry_row(grant: Grant) -> str:
     return f"{time_key(grant.end_time)}|{grant.grant_id}"
 
@@ -435,6 +522,7 @@ def _request_entity(record: RequestRecord) -> dict[str, Any]:
         "TicketId": record.ticket_id or "",
         "Fingerprint": record.fingerprint,
         "CallerAddress": record.caller_address or "",
+        "Approval": approval_json(record.approval) if record.approval is not None else "",
     }
 
 
@@ -448,6 +536,8 @@ def _request_from_entity(entity: Mapping[str, Any]) -> RequestRecord:
         ticket_id=entity.get("TicketId") or None,
         fingerprint=entity.get("Fingerprint", ""),
         caller_address=entity.get("CallerAddress") or None,
+        approval=approval_from_json(entity["Approval"]) if entity.get("Approval") else None,
+        etag=str(entity.metadata["etag"]) if hasattr(entity, "metadata") else None,
     )
 
 
@@ -470,6 +560,7 @@ def _grant_entity(grant: Grant) -> dict[str, Any]:
         "Targets": json.dumps({key: state.value for key, state in sorted(grant.targets.items())}),
         "MappedPort": grant.mapped_port if grant.mapped_port is not None else -1,
         "ConnectAddress": grant.connect_address or "",
+        "NotBefore": grant.not_before if grant.not_before is not None else "",
         "Settled": is_settled(grant),
     }
 
@@ -501,5 +592,6 @@ def _grant_from_entity(entity: Any) -> Grant:
         targets={key: TargetState(value) for key, value in json.loads(entity["Targets"]).items()},
         mapped_port=mapped_port if mapped_port >= 0 else None,
         connect_address=entity.get("ConnectAddress") or None,
+        not_before=_utc(entity["NotBefore"]) if entity.get("NotBefore") else None,
         etag=str(entity.metadata["etag"]),
     )

@@ -196,6 +196,20 @@ class FirewallRef:
 
 
 @dataclass(frozen=True)
+class ApprovalPolicy:
+    """Our extension per VM (`portcullis.approval`): who must approve a request before it opens.
+
+    `approvers` are Entra ID object ids of users or groups (lower-case); `required` distinct people
+    among them must approve; a request not decided within `pending_timeout` lapses; `break_glass`
+    lets a requester open at once with a stated reason, flagged for review."""
+
+    approvers: tuple[str, ...]
+    required: int = 1
+    pending_timeout: timedelta = timedelta(hours=1)
+    break_glass: bool = False
+
+
+@dataclass(frozen=True)
 class VmPolicy:
     vm: VmRef
     ports: tuple[PolicyPort, ...]
@@ -203,6 +217,8 @@ class VmPolicy:
     public_ip_address: str | None = None
     # Our extension: an explicit firewall; wins over public_ip_address when both are given.
     firewall: FirewallRef | None = None
+    # Our extension: requests need approval first (None: approved automatically, as Defender does).
+    approval: ApprovalPolicy | None = None
 
     def port(self, number: int) -> PolicyPort | None:
         return next((p for p in self.ports if p.number == number), None)
@@ -266,12 +282,31 @@ class PortStatus(StrEnum):
     INITIATING = "Initiating"
     INITIATED = "Initiated"
     REVOKED = "Revoked"
+    # Ours: waiting for approval (shared/approval.py); nothing opens while a grant is Pending.
+    PENDING = "Pending"
+
+
+class WirePortStatus(StrEnum):
+    """A port's status as the API answers it: Defender's three, plus ours for approvals. A grant
+    ended by a denial or by its approval lapsing is stored Revoked (every closing path of enforcement
+    knows that one) and answered `Denied` / `Expired` (`wire_status`)."""
+
+    INITIATING = "Initiating"
+    INITIATED = "Initiated"
+    REVOKED = "Revoked"
+    PENDING = "Pending"
+    DENIED = "Denied"
+    EXPIRED = "Expired"
 
 
 class StatusReason(StrEnum):
     EXPIRED = "Expired"
     USER_REQUESTED = "UserRequested"
     NEWER_REQUEST_INITIATED = "NewerRequestInitiated"
+    # Ours (approvals): waiting, refused by an approver, or not decided in time.
+    APPROVAL_REQUIRED = "Approval required"
+    DENIED = "Denied"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
 
 
 class TargetKind(StrEnum):
@@ -334,10 +369,18 @@ class Grant:
     # Where the user connects: the firewall's or the VM's public IP (None until topology is known).
     connect_address: str | None = None
     etag: str | None = None  # the store's concurrency token for this record
+    # Scheduled access (our `startTimeUtc`): nothing opens before this moment. None for a grant that
+    # opens at once, so hosts whose clocks differ a little never hold back an ordinary grant.
+    not_before: datetime | None = None
 
     def is_open_at(self, now: datetime) -> bool:
-        """Should its rules exist at `now`? Not once revoked or past its end time."""
-        return self.status is not PortStatus.REVOKED and now < self.end_time
+        """Should its rules exist at `now`? Not while pending approval or before its scheduled start,
+        not once revoked or past its end time."""
+        if self.status is PortStatus.REVOKED or self.status is PortStatus.PENDING:
+            return False
+        if self.not_before is not None and now < self.not_before:
+            return False
+        return now < self.end_time
 
     @property
     def connect_port(self) -> int:

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from shared.model import DomainError, JitPolicy, PolicyPort, TransportProtocol, VmPolicy, VmRef
 
+# How far ahead a scheduled request (`startTimeUtc`) may start.
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
 # Defender's bounds on a port's maxRequestAccessDuration.
 MIN_ACCESS_DURATION = timedelta(minutes=5)
 MAX_ACCESS_DURATION = timedelta(days=1)
@@ -144,6 +146,8 @@ class AccessRequest:
     justification: str | None = None
     # The caller's address as the platform reports it (never a header the client controls).
     caller_address: str | None = None
+    # Our extension, scheduled access: nothing opens before it; durations count from it.
+    start_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,18 @@ def evaluate(request: AccessRequest, policy: JitPolicy, now: datetime, limits: L
                 "per request",
             )
         )
+    opens = now
+    if request.start_time is not None:
+        if request.start_time <= now:
+            refusals.append(
+                DomainError(
+                    "startTimeUtc", f"{request.start_time.isoformat()} is not in the future", "StartInPast"
+                )
+            )
+        elif request.start_time - now > MAX_SCHEDULE_AHEAD:
+            refusals.append(DomainError("startTimeUtc", "at most 30 days ahead", "StartTooFar"))
+        else:
+            opens = request.start_time
     seen_vms: set[VmRef] = set()
     for vm_index, requested_vm in enumerate(request.virtual_machines):
         vm_path = f"virtualMachines[{vm_index}]"
@@ -215,7 +231,7 @@ def evaluate(request: AccessRequest, policy: JitPolicy, now: datetime, limits: L
                 )
                 continue
             seen_ports.add(requested_port.number)
-            outcome = _evaluate_port(requested_port, vm_policy, port_path, request.caller_address, now)
+            outcome = _evaluate_port(requested_port, vm_policy, port_path, request.caller_address, opens)
             if isinstance(outcome, ApprovedPort):
                 approved.append(outcome)
             else:

@@ -16,6 +16,12 @@ sender can obtain only what the named person may request. Group memberships are 
 message carrying `groupIds` is refused unless PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS says the sender
 is trusted to assert them. With no caller address, each port must name its source prefix.
 
+Approvals: a request on a VM that needs approval is Pending like any other. A message may carry
+`"priorApproval": {"sender": "<name>", "approvedBy": {"objectId": ..., "displayName": ...},
+"reference": "CAB-7"}` only when `sender` is in PORTCULLIS_TRUSTED_APPROVAL_SENDERS; the request is then
+approved at once, the relay recorded (`relayedBy`). The queue cannot authenticate one sender apart
+from another: the name is the sender's word, so trust it only where the queue's senders are.
+
 A resend or redelivery with the same ticket id gives one request. A malformed or refused message is
 audited with the reason and moved to `<queue>-poison` at once (retrying cannot help it); only a
 transient failure (RBAC or storage unreachable) raises, so the host retries it up to maxDequeueCount
@@ -61,11 +67,28 @@ class QueuedRequester(BaseModel):
     groupIds: list[StrictStr] = Field(default_factory=list, max_length=200)  # noqa: N815
 
 
+class QueuedApprover(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    objectId: StrictStr = Field(min_length=1, max_length=128)  # noqa: N815
+    displayName: StrictStr | None = Field(default=None, max_length=256)  # noqa: N815
+
+
+class PriorApproval(BaseModel):
+    """An approval the sender's own system already recorded (a change ticket's approver): honoured only
+    when `sender` is one of PORTCULLIS_TRUSTED_APPROVAL_SENDERS; otherwise the message is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    sender: StrictStr = Field(min_length=1, max_length=64)
+    approvedBy: QueuedApprover  # noqa: N815
+    reference: StrictStr | None = Field(default=None, max_length=256)
+
+
 class QueuedEnvelope(BaseModel):
     model_config = ConfigDict(extra="allow")
     ticketId: StrictStr = Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")  # noqa: N815
     requester: QueuedRequester
     policyId: StrictStr | None = None  # noqa: N815
+    priorApproval: PriorApproval | None = None  # noqa: N815
 
 
 @dataclass(frozen=True)
@@ -131,9 +154,38 @@ def handle_queued_request(text: str | bytes, services: Services) -> QueueOutcome
         )
     except AuthenticationError as error:
         return _poison(services, raw, envelope.ticketId, "requester", str(error))
-    body = {key: value for key, value in document.items() if key not in ("ticketId", "requester", "policyId")}
+    prior = None
+    if envelope.priorApproval is not None:
+        given = envelope.priorApproval
+        if given.sender not in services.settings.trusted_approval_senders:
+            return _poison(
+                services,
+                raw,
+                envelope.ticketId,
+                "priorApproval.sender",
+                f"{given.sender!r} is not trusted to relay approvals (PORTCULLIS_TRUSTED_APPROVAL_SENDERS): "
+                "send the request without priorApproval and it waits for an approver",
+            )
+        try:
+            approver = check_principal(
+                given.approvedBy.objectId, given.approvedBy.displayName, (), PrincipalSource.QUEUE
+            )
+        except AuthenticationError as error:
+            return _poison(services, raw, envelope.ticketId, "priorApproval.approvedBy", str(error))
+        if approver.object_id.lower() == requester.object_id.lower():
+            return _poison(
+                services, raw, envelope.ticketId, "priorApproval.approvedBy", "the requester cannot approve"
+            )
+        prior = (approver, given.sender, given.reference)
+    known = ("ticketId", "requester", "policyId", "priorApproval")
+    body = {key: value for key, value in document.items() if key not in known}
     command = InitiateCommand(
-        body=body, requester=requester, channel="queue", policy=policy, ticket_id=envelope.ticketId
+        body=body,
+        requester=requester,
+        channel="queue",
+        policy=policy,
+        ticket_id=envelope.ticketId,
+        prior_approval=prior,
     )
     try:
         result = InitiateAccess(services)(command)

@@ -17,7 +17,7 @@ from shared.audit import AuditEvent, TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
 from shared.events import EventId
-from shared.grants import RequestRecord, StoredRequest, TableGrantStore
+from shared.grants import RequestRecord, StoredRequest, TableGrantStore, WaitingRow
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
 from shared.model import AuditTrail, Grant, JitPolicy, PolicyRef, TargetRef, VmRef
@@ -80,6 +80,14 @@ class RequestStore(Protocol):
         ...
 
     def get_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def update_request(self, record: RequestRecord) -> RequestRecord:
+        """Raises ConcurrentUpdateError if the request row changed since it was read."""
+        ...
+
+    def waiting_requests(self) -> list[WaitingRow]: ...
+
+    def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None: ...
 
     def policy_history(self, policy: PolicyRef, limit: int = ...) -> list[StoredRequest]: ...
 

@@ -8,6 +8,7 @@ The README's configuration table lists the same names; `tests/test_settings.py` 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -91,6 +92,9 @@ class Settings:
     trusted_proxy_hops: int
     # May whoever writes to the requests queue assert the requester's group memberships (groupIds)?
     queue_trusts_group_claims: bool
+    # Queue senders (their `priorApproval.sender` names) whose message may carry an approval already
+    # given in their own system (a ticketing system's change approval); empty: none may.
+    trusted_approval_senders: tuple[str, ...]
     # Notifications (shared/notify/): the queue every event goes through, one message per channel.
     events_queue: str
     webhook_urls: tuple[str, ...]
@@ -264,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_concurrency=_int(env, "PORTCULLIS_RECONCILE_CONCURRENCY", 4, 1, 32),
         trusted_proxy_hops=_int(env, "PORTCULLIS_TRUSTED_PROXY_HOPS", 0, 0, 10),
         queue_trusts_group_claims=_bool(env, "PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS", False),
+        trusted_approval_senders=_senders(env, "PORTCULLIS_TRUSTED_APPROVAL_SENDERS"),
         events_queue=_required(env, "PORTCULLIS_EVENTS_QUEUE", "jit-events"),
         webhook_urls=webhook_urls,
         webhook_secret=webhook_secret,
@@ -279,6 +284,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 _LOOPBACK_HTTP = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
 MAX_WEBHOOKS = 10
+
+
+_SENDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _senders(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated sender names (letters, digits, `.`, `_`, `-`; at most 64 each, 20 in all)."""
+    text = _text(env, name) or ""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for sender in names:
+        if not _SENDER.match(sender):
+            raise SettingsError(
+                f"{name}: {sender[:80]!r} is not a sender name (letters, digits, '.', '_', '-')"
+            )
+    if len(names) > 20:
+        raise SettingsError(f"{name}: at most 20 senders")
+    return names
 
 
 def _endpoint(name: str, url: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from shared.audit import AuditEvent
 from shared.authz import Authorizer, Permission, RoleAssignment
 from shared.defender import parse_policy_body
-from shared.grants import RequestExistsError, RequestRecord, StoredRequest
+from shared.grants import RequestExistsError, RequestRecord, StoredRequest, WaitingRow
 from shared.identity import Authenticator
 from shared.model import (
     ConcurrentUpdateError,
@@ -78,6 +78,8 @@ class InMemoryRequests:
     def __init__(self) -> None:
         self.records: dict[str, RequestRecord] = {}
         self.grants: dict[str, Grant] = {}
+        self.waiting: dict[str, WaitingRow] = {}
+        self.waits_for: dict[str, str] = {}
         self._version = 0
 
     def _stamp(self, grant: Grant) -> Grant:
@@ -90,9 +92,37 @@ class InMemoryRequests:
         existing = self.get_request(record.request_id)
         if existing is not None:
             raise RequestExistsError(existing)
-        self.records[record.request_id] = record
+        self._version += 1
+        self.records[record.request_id] = replace(record, etag=str(self._version))
+        if record.approval is not None and record.approval.waiting:
+            self._index(record)
         for grant in grants:
             self._stamp(grant)
+
+    def update_request(self, record: RequestRecord) -> RequestRecord:
+        current = self.records.get(record.request_id)
+        if current is None or current.etag != record.etag:
+            raise ConcurrentUpdateError(f"request {record.request_id} changed since it was read")
+        self._version += 1
+        written = replace(record, etag=str(self._version))
+        self.records[record.request_id] = written
+        if record.approval is not None and record.approval.waiting:
+            self._index(record)
+        return written
+
+    def _index(self, record: RequestRecord) -> None:
+        assert record.approval is not None
+        row = WaitingRow(record.request_id, record.approval.approvers, record.approval.waits_until)
+        self.waiting[record.request_id] = row
+        self.waits_for[record.request_id] = record.approval.waits_for or "request"
+
+    def waiting_requests(self) -> list[WaitingRow]:
+        return [self.waiting[request_id] for request_id in sorted(self.waiting)]
+
+    def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None:
+        row = self.waiting.get(request_id)
+        if row is not None and (decided is None or self.waits_for[request_id] in decided):
+            del self.waiting[request_id]
 
     def get_request(self, request_id: str) -> StoredRequest | None:
         record = self.records.get(request_id)

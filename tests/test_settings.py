@@ -49,11 +49,19 @@ def test_identity_based_storage_derives_service_uris() -> None:
         ("PORTCULLIS_ARM_POLLING_INTERVAL", "soon"),
         ("WEBSITE_AUTH_ENABLED", "maybe"),
         ("PORTCULLIS_NSG_ALLOW_PRIORITIES", "3900-4000"),
+        ("PORTCULLIS_TRUSTED_APPROVAL_SENDERS", "changebot, bad name"),
+        ("PORTCULLIS_TRUSTED_APPROVAL_SENDERS", ",".join(f"s{n}" for n in range(21))),
     ],
 )
 def test_invalid_values_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({**BASE, name: value})
+
+
+def test_trusted_approval_senders_are_none_by_default_and_a_list_when_set() -> None:
+    assert load_settings(BASE).trusted_approval_senders == ()
+    settings = load_settings({**BASE, "PORTCULLIS_TRUSTED_APPROVAL_SENDERS": " changebot , servicenow-prod "})
+    assert settings.trusted_approval_senders == ("changebot", "servicenow-prod")
 
 
 def test_static_token_refused_against_real_azure() -> None:

@@ -29,6 +29,7 @@ param convergeLeaseSeconds int
 param reconcileConcurrency int
 param trustedProxyHops int
 param queueTrustsGroupClaims bool
+param trustedApprovalSenders string
 param eventsQueueName string
 param webhookUrls string
 @secure()
@@ -47,6 +48,7 @@ var tableNames = [
   'grantsbytarget'
   'grantexpiry'
   'policyrequests'
+  'approvals'
   'policies'
   'audit'
   'auditsubject'
@@ -253,6 +255,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PORTCULLIS_RECONCILE_CONCURRENCY', value: string(reconcileConcurrency) }
         { name: 'PORTCULLIS_TRUSTED_PROXY_HOPS', value: string(trustedProxyHops) }
         { name: 'PORTCULLIS_QUEUE_TRUSTS_GROUP_CLAIMS', value: string(queueTrustsGroupClaims) }
+        { name: 'PORTCULLIS_TRUSTED_APPROVAL_SENDERS', value: trustedApprovalSenders }
         { name: 'PORTCULLIS_EVENTS_QUEUE', value: eventsQueueName }
         { name: 'PORTCULLIS_WEBHOOK_URLS', value: webhookUrls }
         { name: 'PORTCULLIS_WEBHOOK_SECRET', value: webhookSecret }

@@ -22,13 +22,26 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from azure.core.exceptions import AzureError
 
 from shared.actions.refusal import UNAVAILABLE, Refusal, TransientFailureError
 from shared.actions.revoke import revoke_grant
+from shared.approval import (
+    Approval,
+    ApprovalStatus,
+    check_break_glass,
+    listed,
+    new_break_glass,
+    new_pending,
+    people,
+    relayed,
+    request_policy,
+)
 from shared.authz import INITIATE_ACTION
 from shared.defender import InitiateWire, access_request_from_wire, check_json_depth, parse_model
 from shared.events import EventId
@@ -45,9 +58,9 @@ from shared.identity import same_principal
 from shared.model import DomainError, Grant, PolicyRef, PortStatus, Principal, StatusReason, VmRef
 from shared.notify.cloudevents import grant_context, requester_details
 from shared.observability import brief, log_event
-from shared.policy import ApprovedPort, evaluate
+from shared.policy import AccessRequest, ApprovedPort, evaluate
 from shared.policy_store import StoredPolicy
-from shared.services import Services
+from shared.services import RequestAudit, Services
 
 Channel = Literal["http", "queue"]
 
@@ -66,6 +79,8 @@ class InitiateCommand:
     policy: PolicyRef | None = None
     caller_address: str | None = None
     ticket_id: str | None = None
+    # From a trusted queue sender only: (approver, sender, reference) of an approval it obtained.
+    prior_approval: tuple[Principal, str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,18 +136,24 @@ class InitiateAccess:
             raise Refusal.invalid(
                 DomainError("virtualMachines", f"at most {MAX_GRANTS_PER_REQUEST} ports in one request")
             )
+        approval = self._approval(command, wire.breakGlass, request, stored_policy, now)
         request_id = request_id_for_ticket(command.ticket_id) if command.ticket_id else new_request_id()
         record = RequestRecord(
             request_id=request_id,
             policy=stored_policy.ref,
             requester=command.requester,
-            start_time=now,
+            start_time=request.start_time or now,
             justification=request.justification,
             ticket_id=command.ticket_id,
             fingerprint=fingerprint,
             caller_address=command.caller_address,
+            approval=approval,
         )
-        grants = [_grant(record, index, approved) for index, approved in enumerate(decision.approved)]
+        pending = approval is not None and approval.status is ApprovalStatus.PENDING
+        grants = [
+            _grant(record, index, approved, pending=pending, not_before=request.start_time)
+            for index, approved in enumerate(decision.approved)
+        ]
         # The decision is audited before anything is written: if this fails, nothing was changed.
         services.audit.record(
             EventId.REQUEST_ACCEPTING,
@@ -143,6 +164,8 @@ class InitiateAccess:
             policy=stored_policy.ref.id,
             ticket=command.ticket_id,
             grants=[g.grant_id for g in grants],
+            approval=approval.status.value if approval is not None else None,
+            start=request.start_time.isoformat() if request.start_time else None,
         )
         try:
             services.grants.create_request(record, grants)
@@ -205,6 +228,8 @@ class InitiateAccess:
             grants=[g.grant_id for g in stored.grants],
             justification=record.justification,
         )
+        if record.approval is not None:
+            audit_approval_opened(audit, record, channel)
         for grant in stored.grants:
             audit.record(
                 EventId.GRANT_INITIATING,
@@ -217,6 +242,37 @@ class InitiateAccess:
                 sources=list(grant.source_prefixes),
                 end=grant.end_time.isoformat(),
             )
+
+    def _approval(
+        self,
+        command: InitiateCommand,
+        break_glass: bool,
+        request: AccessRequest,
+        stored_policy: StoredPolicy,
+        now: datetime,
+    ) -> Approval | None:
+        """The request's approval state: None (no VM needs approval), Pending, BreakGlass, or Approved
+        by a trusted queue sender's prior approval. Refusals name the body field at fault."""
+        entries = [
+            (f"virtualMachines[{index}].id", vm_policy.approval if vm_policy is not None else None)
+            for index, requested in enumerate(request.virtual_machines)
+            for vm_policy in (stored_policy.policy.vm_policy(requested.vm),)
+        ]
+        try:
+            rule = request_policy(entries)
+            if break_glass:
+                check_break_glass(rule, request.justification)
+        except DomainError as error:
+            raise Refusal.invalid(error) from None
+        if rule is None:
+            return None
+        if break_glass:
+            return new_break_glass(rule, now)
+        pending = new_pending(rule, now)
+        if command.prior_approval is not None:
+            approver, sender, reference = command.prior_approval
+            return relayed(pending, approver, sender, reference, now)
+        return pending
 
     def _policy(self, command: InitiateCommand, first_vm_id: str | None) -> StoredPolicy:
         policies = self._services.policies
@@ -281,38 +337,96 @@ class InitiateAccess:
         return InitiateResult(self._services.grants.get_request(record.request_id) or existing, created=False)
 
     def _hand_over(self, stored: StoredRequest) -> None:
-        """After the write: supersede older grants, then tell enforcement (now and at the end)."""
-        for grant in stored.grants:
-            if grant.status is PortStatus.REVOKED:
-                continue
-            self._supersede_older(grant)
-        converge = self._services.converge
-        for grant in stored.grants:
-            converge.notify(grant.grant_id)
-            converge.notify(grant.grant_id, visible_at=grant.end_time)
-
-    def _supersede_older(self, newer: Grant) -> None:
-        """A newer request replaces the same person's older grants on this VM and port (Defender's
-        NewerRequestInitiated); other people's grants coexist, each with its own rules, so no requester
-        can end a colleague's session."""
-        for older in self._services.grants.list_for_vm(newer.vm, open_only=True, port=newer.port):
-            if older.port != newer.port or older.request_id == newer.request_id:
-                continue
-            if not same_principal(older.requester, newer.requester):
-                continue
-            if (older.start_time, older.grant_id) >= (newer.start_time, newer.grant_id):
-                continue
-            revoke_grant(
-                self._services,
-                older,
-                StatusReason.NEWER_REQUEST_INITIATED,
-                actor=newer.requester.object_id,
-                audit_first=False,  # `request.accepting` already records this request's decision
-                by_request=newer.request_id,
-            )
+        hand_over(self._services, stored.grants)
 
 
-def _grant(record: RequestRecord, index: int, approved: ApprovedPort) -> Grant:
+def hand_over(services: Services, grants: Sequence[Grant]) -> None:
+    """After the write (or the approval that opens them): supersede older grants, then tell
+    enforcement, now, at a scheduled start and at the end. Grants still waiting for approval are
+    left alone: nothing of theirs opens and nothing older is superseded by them yet."""
+    live = [grant for grant in grants if grant.status not in (PortStatus.REVOKED, PortStatus.PENDING)]
+    for grant in live:
+        _supersede_older(services, grant)
+    converge = services.converge
+    for grant in live:
+        converge.notify(grant.grant_id)
+        if grant.not_before is not None:
+            converge.notify(grant.grant_id, visible_at=grant.not_before)
+        converge.notify(grant.grant_id, visible_at=grant.end_time)
+
+
+def _supersede_older(services: Services, newer: Grant) -> None:
+    """A newer request replaces the same person's older grants on this VM and port (Defender's
+    NewerRequestInitiated); other people's grants coexist, each with its own rules, so no requester
+    can end a colleague's session. A scheduled grant supersedes nothing (it is not open yet); nor
+    is a grant still pending approval superseded (it opened nothing)."""
+    if newer.not_before is not None:
+        return
+    for older in services.grants.list_for_vm(newer.vm, open_only=True, port=newer.port):
+        if older.port != newer.port or older.request_id == newer.request_id:
+            continue
+        if older.status is PortStatus.PENDING or older.not_before is not None:
+            continue
+        if not same_principal(older.requester, newer.requester):
+            continue
+        if (older.start_time, older.grant_id) >= (newer.start_time, newer.grant_id):
+            continue
+        revoke_grant(
+            services,
+            older,
+            StatusReason.NEWER_REQUEST_INITIATED,
+            actor=newer.requester.object_id,
+            audit_first=False,  # the newer request's own decision is already on record
+            by_request=newer.request_id,
+        )
+
+
+def audit_approval_opened(audit: RequestAudit, record: RequestRecord, channel: str) -> None:
+    """The approval side of a new request: pending (who must approve, until when), break-glass
+    (every listed approver named, so the notice reaches them), or approved by a relayed approval."""
+    approval = record.approval
+    if approval is None:
+        return
+    common = {**requester_details(record.requester), "channel": channel, "policy": record.policy.id}
+    if approval.status is ApprovalStatus.BREAK_GLASS:
+        audit.record(
+            EventId.REQUEST_BREAK_GLASS,
+            subject=record.request_id,
+            actor=record.requester.object_id,
+            **common,
+            approvers=listed(approval),
+            reason=record.justification,
+            review_required=True,
+        )
+    elif approval.status is ApprovalStatus.APPROVED:
+        audit.record(
+            EventId.REQUEST_APPROVED,
+            subject=record.request_id,
+            actor=record.requester.object_id,
+            **common,
+            approvers=people(approval.approved_by),
+            relayed_by=approval.decisions[0].relayed_by,
+            reference=approval.decisions[0].comment,
+            opened=True,
+        )
+    else:
+        audit.record(
+            EventId.REQUEST_PENDING,
+            subject=record.request_id,
+            actor=record.requester.object_id,
+            **common,
+            approvers=[],
+            required_approvers=list(approval.approvers),
+            required=approval.required,
+            pending_until=approval.pending_until.isoformat(),
+        )
+
+
+def _grant(
+    record: RequestRecord, index: int, approved: ApprovedPort, *, pending: bool, not_before: datetime | None
+) -> Grant:
+    """A grant of the request: Pending (waiting for approval; its window is set when approved) or
+    Initiating; a scheduled one opens at `not_before`."""
     return Grant(
         grant_id=grant_id(record.request_id, index),
         request_id=record.request_id,
@@ -326,6 +440,8 @@ def _grant(record: RequestRecord, index: int, approved: ApprovedPort) -> Grant:
         requester=record.requester,
         justification=record.justification,
         ticket_id=record.ticket_id,
+        status=PortStatus.PENDING if pending else PortStatus.INITIATING,
+        not_before=not_before,
     )
 
 

@@ -13,7 +13,10 @@ from shared.actions.oversight import Oversight, firewall_target, firewall_write_
 from shared.actions.refusal import Refusal
 from shared.actions.revoke import RevokeAccess
 from shared.answers import (
+    ApprovalDecision,
+    ApprovalInfo,
     ConnectionDetails,
+    ExtensionInfo,
     GrantAnswer,
     GrantList,
     GrantRequestor,
@@ -21,8 +24,9 @@ from shared.answers import (
     RequestPort,
 )
 from shared.api.http import ApiCall, endpoint, json_response, request_location
+from shared.approval import Approval, ApprovalStatus, Decision, is_listed
 from shared.authz import READ_POLICY_ACTION
-from shared.defender import format_time, request_port_to_wire, request_vms, status_reason
+from shared.defender import format_time, request_port_to_wire, request_vms, status_reason, wire_status
 from shared.grants import StoredRequest
 from shared.model import DomainError, Grant, VmRef
 from shared.plan import connection_commands
@@ -42,7 +46,7 @@ def grant_to_wire(grant: Grant, now: datetime) -> GrantAnswer:
         requestor=GrantRequestor(objectId=grant.requester.object_id, name=grant.requester.display_name),
         justification=grant.justification,
         ticketId=grant.ticket_id,
-        status=grant.status,
+        status=wire_status(grant),
         statusReason=status_reason(grant),
         active=grant.is_open_at(now),
         targets=dict(grant.targets),
@@ -77,7 +81,7 @@ def request_answer(stored: StoredRequest) -> JitNetworkAccessRequest:
             targets=dict(grant.targets),
         )
 
-    return JitNetworkAccessRequest(
+    answer = JitNetworkAccessRequest(
         requestId=record.request_id,
         policyId=record.policy.id,
         virtualMachines=request_vms(stored.grants, port),
@@ -86,6 +90,48 @@ def request_answer(stored: StoredRequest) -> JitNetworkAccessRequest:
         requestorObjectId=record.requester.object_id,
         justification=record.justification,
         ticketId=record.ticket_id,
+    )
+    if record.approval is not None:
+        answer.approval = approval_info(record.approval)
+    return answer
+
+
+def _decision(decision: Decision) -> ApprovalDecision:
+    answer = ApprovalDecision(
+        objectId=decision.object_id,
+        displayName=decision.display_name,
+        verdict=decision.verdict,
+        timeUtc=format_time(decision.time),
+        comment=decision.comment,
+    )
+    if decision.relayed_by is not None:
+        answer.relayedBy = decision.relayed_by
+    return answer
+
+
+def approval_info(approval: Approval) -> ApprovalInfo:
+    """Who must approve, who decided (when, with what comment), until when it waits, the review flag."""
+    extension = approval.extension
+    return ApprovalInfo(
+        status=approval.status,
+        approvers=list(approval.approvers),
+        required=approval.required,
+        pendingUntilUtc=format_time(approval.pending_until)
+        if approval.status is ApprovalStatus.PENDING
+        else None,
+        decisions=[_decision(d) for d in approval.decisions],
+        breakGlass=approval.break_glass,
+        reviewRequired=approval.needs_review,
+        review=_decision(approval.review) if approval.review is not None else None,
+        extension=None
+        if extension is None
+        else ExtensionInfo(
+            endTimeUtc=format_time(extension.end_time),
+            requestedAtUtc=format_time(extension.requested_at),
+            status=extension.status,
+            pendingUntilUtc=format_time(extension.pending_until),
+            decisions=[_decision(d) for d in extension.decisions],
+        ),
     )
 
 
@@ -102,7 +148,9 @@ def get_request(call: ApiCall) -> func.HttpResponse:
     stored = _stored_request(call)
     principal = call.principal
     oversight = Oversight(call.services, principal)
-    visible = [grant for grant in stored.grants if oversight.may_see(grant)]
+    # A listed approver sees the request they are asked to decide, whatever else they may read.
+    approver = stored.record.approval is not None and is_listed(stored.record.approval, principal)
+    visible = [grant for grant in stored.grants if approver or oversight.may_see(grant)]
     if not visible:
         raise Refusal.forbidden(
             f"{principal.display_name} is neither the requester nor allowed '{READ_POLICY_ACTION}' on "

@@ -17,15 +17,18 @@ from typing import Any
 import azure.functions as func
 from pydantic import BaseModel
 
+from shared.actions.approvals import CommentBody, ExtendBody
 from shared.answers import (
     ComplianceList,
+    Error,
     GrantList,
     Health,
     ImportReport,
     JitNetworkAccessRequest,
     Me,
+    RequestList,
 )
-from shared.api import compliance, defender_routes, me, openapi, records
+from shared.api import approvals, compliance, defender_routes, me, openapi, records
 from shared.defender import API_VERSION, InitiateWire, JitNetworkAccessPolicy, PolicyList, PolicyWire
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -119,7 +122,8 @@ ROUTES: tuple[Route, ...] = (
         "JitNetworkAccessPolicies_CreateOrUpdate",
         "Defender",
         'create or replace a JIT policy (Defender\'s JSON; our extension per VM: `"portcullis": '
-        '{"firewallId": ...}`)',
+        '{"firewallId": ..., "approval": {"approvers": [...], "required": 1, "pendingTimeout": "PT1H", '
+        '"breakGlass": false}}`)',
         "`.../jitNetworkAccessPolicies/write`",
         (Reply(200, "stored (created or replaced)", JitNetworkAccessPolicy),),
         body=PolicyWire,
@@ -189,9 +193,10 @@ ROUTES: tuple[Route, ...] = (
         records.get_request,
         "Requests_Get",
         "Records",
-        "the request, per port: status (`Initiating`, `Initiated`, `Revoked` + reason), mapped port, "
-        "connection details (`ssh -p ...`, `mstsc /v:...`)",
-        "requester, or policy read; a firewall's writer sees the ports on that firewall",
+        "the request, per port: status (`Initiating`, `Initiated`, `Revoked` + reason; `Pending`, "
+        "`Denied`, `Expired` with approvals), mapped port, connection details (`ssh -p ...`, "
+        "`mstsc /v:...`); `approval`: who must approve, who decided, when it lapses, the review flag",
+        "requester, policy read, or a listed approver; a firewall's writer sees the ports on that firewall",
         (Reply(200, "the request", JitNetworkAccessRequest),),
     ),
     Route(
@@ -213,6 +218,87 @@ ROUTES: tuple[Route, ...] = (
                 },
             ),
         ),
+    ),
+    Route(
+        "requests_list",
+        "GET",
+        "requests",
+        approvals.list_requests,
+        "Requests_ListPending",
+        "Approvals",
+        "`?status=Pending&approver=me`: the requests (and extensions) waiting for your decision",
+        "none beyond sign-in (you see what lists you as an approver, directly or through a group)",
+        (Reply(200, "what waits for you", RequestList),),
+        query=(
+            Query("status", "`Pending` (the only value served)"),
+            Query("approver", "`me` (the only value served)"),
+        ),
+    ),
+    *(
+        Route(
+            f"request_{verb}",
+            "POST",
+            f"requests/{{requestId}}/{verb}",
+            handler,
+            f"Requests_{verb.capitalize()}",
+            "Approvals",
+            summary,
+            rbac,
+            (
+                Reply(200, "the request after the decision", JitNetworkAccessRequest),
+                Reply(
+                    409,
+                    "nothing waits for this decision: decided already, lapsed, withdrawn, or an "
+                    "extension already waits",
+                    Error,
+                ),
+            ),
+            description=description,
+            body=body,
+        )
+        for verb, handler, summary, rbac, description, body in (
+            (
+                "approve",
+                approvals.approve,
+                'approve a pending request or extension, body `{"comment": ...}` (optional); `required` '
+                "approvals by distinct approvers open it, the window starting then",
+                "listed approver (directly or through a group), not the requester, with policy read; the "
+                "requester must still hold `.../initiate/action`",
+                "Approve what waits: the request, or else its extension. Refused: the requester (403 "
+                "SelfApprovalNotAllowed), anyone not listed (403 NotAnApprover), a second decision by the "
+                "same approver (409), a lapsed request (409 ApprovalTimedOut), a requester who lost the "
+                "initiate right (403 RequesterNotAuthorized).",
+                CommentBody,
+            ),
+            (
+                "deny",
+                approvals.deny,
+                'deny a pending request or extension, body `{"comment": ...}` (optional): one denial '
+                "ends it (`Denied`)",
+                "listed approver, not the requester, with policy read",
+                "Deny what waits: the request (its ports read Denied) or its extension (the ports keep "
+                "their end).",
+                CommentBody,
+            ),
+            (
+                "extend",
+                approvals.extend,
+                'move the end of the open ports, body `{"endTimeUtc": "<ISO 8601>"}`, within the policy '
+                "maximum from their start; on an approval VM it waits for approval",
+                "the requester, still holding `.../initiate/action` on the VMs",
+                "The rules stay in place: the grant keeps its id and its end moves, so no rule is removed "
+                "between the old end and the new one.",
+                ExtendBody,
+            ),
+            (
+                "review",
+                approvals.review,
+                'mark a break-glass request reviewed, body `{"comment": ...}` (optional)',
+                "listed approver, not the requester, with policy read",
+                "Clears the review flag of a request opened by break-glass (once).",
+                CommentBody,
+            ),
+        )
     ),
     Route(
         "grants_list",

@@ -116,8 +116,12 @@ def target_changes(
 
 
 def settle_pathless(current: Grant, now: datetime) -> Transition:
-    """A grant with no path (VM gone, topology broken) opened nothing: it closes when it ends."""
-    if current.status is PortStatus.REVOKED or current.targets or current.is_open_at(now):
+    """A grant with no path (VM gone, topology broken) opened nothing: it closes when it ends. A grant
+    waiting for approval, or scheduled to start later, is not pathless: its path is resolved when it
+    opens, and a pending one is ended by the approvals side (denied, lapsed), never here."""
+    if current.status is PortStatus.REVOKED or current.status is PortStatus.PENDING:
+        return NO_CHANGE
+    if current.targets or current.is_open_at(now) or now < current.end_time:
         return NO_CHANGE
     updated = replace(current, status=PortStatus.REVOKED, status_reason=StatusReason.EXPIRED)
     return Transition(updated, ((EventId.GRANT_EXPIRED, {"opened": False}),))

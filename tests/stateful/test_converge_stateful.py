@@ -1,15 +1,18 @@
 """Hypothesis stateful test of enforcement against the ARM emulator and Azurite (real SDKs).
 
-It interleaves requests (with supersede), revokes, clock advances, drift edits behind the app's back,
-emulator faults (409, 412, 429, 5xx, failed long-running operations), lost messages, crashes between
-any two steps of converge, snapshot-driven reconcile passes (differing targets converged concurrently)
-and a host dying in the middle of such a pass, then lets the safety nets run (expiry sweep +
-reconcile) and checks the invariants of ../shared/DESIGN.md:
+It interleaves requests (with supersede), requests pending approval, approvals, denials, lapses
+and extensions (shared/actions/approvals.py on the same store), revokes, clock advances, drift
+edits behind the app's back, emulator faults (409, 412, 429, 5xx, failed long-running operations),
+lost messages, crashes between any two steps of converge, snapshot-driven reconcile passes
+(differing targets converged concurrently) and a host dying in the middle of such a pass, then lets
+the safety nets run (expiry sweep + reconcile) and checks the invariants of ../shared/DESIGN.md:
 
 1. no rule of ours without an open grant (expired/revoked rules are gone one timer period later);
 2. every open grant has its rules on every target on its path, and is Initiated only then;
 3. no foreign rule changed (other than by the test's own "someone else" edits);
-plus: the Deny baseline exists for every policy port, and closed grants read Revoked + Removed.
+plus: the Deny baseline exists for every policy port, and closed grants read Revoked + Removed;
+and nothing is open without an approved, unexpired grant (a pending, denied or lapsed request's
+grants have no rule anywhere).
 
 `make test` runs 15 examples of 10 steps (PORTCULLIS_STATEFUL_FAST_EXAMPLES to change);
 `PORTCULLIS_STATEFUL_EXAMPLES=500 pytest -m slow tests/stateful` runs the long mode (30 steps each).
@@ -45,9 +48,16 @@ from hypothesis.stateful import (
 from localrig.emulator_client import EmulatorClient
 from localrig.estates.sample import Estate
 from shared import enforcement, plan
+from shared.actions.approvals import Approvals, lapse_due
+from shared.actions.refusal import Refusal
+from shared.approval import ApprovalStatus, Verdict, new_pending
+from shared.audit import TableAuditTrail
+from shared.authz import Authorizer
 from shared.defender import parse_policy_body
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
+from shared.identity import Authenticator
 from shared.model import (
+    ApprovalPolicy,
     Grant,
     PolicyRef,
     PortStatus,
@@ -60,14 +70,19 @@ from shared.model import (
     VmRef,
 )
 from shared.policy_store import TablePolicyStore
+from shared.services import Services
 from shared.settings import load_settings
 from shared.topology import TopologyResolver
+from tests.fakes import Roles
 
 LONG_EXAMPLES = int(os.environ.get("PORTCULLIS_STATEFUL_EXAMPLES", "0"))
 CRASH_STEPS = ("leased", "read", "planned", "written", "allocated", "recording")
 NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
 VMS = ("vm-web", "vm-app", "vm-ops")
 LEASE_SECONDS = 15
+REQUESTER = Principal("a11ce000-0000-4000-8000-000000000001", "alice", PrincipalSource.EASY_AUTH)
+APPROVER = Principal("b0b00000-0000-4000-8000-000000000002", "bob", PrincipalSource.EASY_AUTH)
+SECOND = Principal("ca401000-0000-4000-8000-000000000006", "carol", PrincipalSource.EASY_AUTH)
 
 
 class Crash:
@@ -131,6 +146,33 @@ def build_machine(
             _, canonical = parse_policy_body(self.estate.policy_body(), self.policy_ref)
             TablePolicyStore(self.settings).put(self.policy_ref, canonical)
             self.grant_ids: list[str] = []
+            self.request_ids: list[str] = []  # requests made under an approval rule
+            # The request side over the same store: everyone may do everything (RBAC is not under
+            # test here); converge messages are delivered or lost at the rule's choice.
+            roles = Roles()
+            for principal in (REQUESTER, APPROVER, SECOND):
+                roles.grant(principal.object_id, f"/subscriptions/{self.estate.subscription_id}", "*")
+            self.deliver = False
+            machine = self
+
+            class Converge:
+                def notify(self, grant_id: str, *, visible_at: datetime | None = None) -> None:
+                    if machine.deliver and visible_at is None:
+                        machine._attempt(lambda: enforcement.handle_grant(machine.deps, grant_id))
+
+                def policy_changed(self, policy_id: str, *versions: Any) -> None:
+                    return None
+
+            self.services = Services(
+                settings=self.settings,
+                policies=TablePolicyStore(self.settings),
+                grants=self.store,
+                audit=TableAuditTrail(self.settings, lambda: self.moment),
+                authenticator=Authenticator(self.settings),
+                authorizer=Authorizer(lambda sub: roles, cache_seconds=0),
+                converge=Converge(),
+                clock=lambda: self.moment,
+            )
             self.rg_pattern = f"/resourceGroups/{self.estate.resource_group}/"
             self.targets = [TargetRef.from_key(f"nsg|{self.estate.nsg_id(n)}") for n in NSGS] + [
                 TargetRef.from_key(f"firewall-classic|{self.estate.classic_firewall_id}"),
@@ -196,7 +238,13 @@ def build_machine(
             vm_ref = VmRef.parse(self.estate.vm_id(vm))
             # Intake supersedes an older open grant on the same VM and port.
             for older in self._grants():
-                if older.vm == vm_ref and older.port == port and older.is_open_at(self.moment):
+                same_requester = older.requester.object_id == REQUESTER.object_id
+                if (
+                    older.vm == vm_ref
+                    and older.port == port
+                    and older.is_open_at(self.moment)
+                    and same_requester
+                ):
                     self.store.update(
                         replace(
                             older,
@@ -207,7 +255,7 @@ def build_machine(
                     if deliver:
                         self._attempt(lambda gid=older.grant_id: enforcement.handle_grant(self.deps, gid))
             request_id = new_request_id()
-            requester = Principal("user", "alice", PrincipalSource.EASY_AUTH)
+            requester = REQUESTER
             grant = Grant(
                 grant_id=grant_id(request_id, 0),
                 request_id=request_id,
@@ -228,6 +276,90 @@ def build_machine(
             self.grant_ids.append(grant.grant_id)
             if deliver:
                 self._attempt(lambda: enforcement.handle_grant(self.deps, grant.grant_id))
+
+        @rule(
+            vm=st.sampled_from(VMS),
+            minutes=st.integers(1, 8),
+            required=st.integers(1, 2),
+        )
+        def request_pending(self, vm: str, minutes: int, required: int) -> None:
+            """A request under an approval rule: recorded Pending, nothing handed to enforcement."""
+            vm_ref = VmRef.parse(self.estate.vm_id(vm))
+            request_id = new_request_id()
+            rule_ = ApprovalPolicy((APPROVER.object_id, SECOND.object_id), required, timedelta(minutes=10))
+            grant = Grant(
+                grant_id=grant_id(request_id, 0),
+                request_id=request_id,
+                policy=self.policy_ref,
+                vm=vm_ref,
+                port=22,
+                protocol=TransportProtocol.TCP,
+                source_prefixes=("203.0.113.7",),
+                start_time=self.moment,
+                end_time=self.moment + timedelta(minutes=minutes),
+                requester=REQUESTER,
+                justification=None,
+                ticket_id=None,
+                status=PortStatus.PENDING,
+            )
+            record = RequestRecord(
+                request_id,
+                self.policy_ref,
+                REQUESTER,
+                self.moment,
+                None,
+                None,
+                "x",
+                approval=new_pending(rule_, self.moment),
+            )
+            self.store.create_request(record, [grant])
+            self.grant_ids.append(grant.grant_id)
+            self.request_ids.append(request_id)
+
+        @precondition(lambda self: bool(self.request_ids))
+        @rule(index=st.integers(0, 50), who=st.sampled_from(("first", "second")), deliver=st.booleans())
+        def approve(self, index: int, who: str, deliver: bool) -> None:
+            self._decide(index, APPROVER if who == "first" else SECOND, Verdict.APPROVED, deliver)
+
+        @precondition(lambda self: bool(self.request_ids))
+        @rule(index=st.integers(0, 50), deliver=st.booleans())
+        def deny(self, index: int, deliver: bool) -> None:
+            self._decide(index, SECOND, Verdict.DENIED, deliver)
+
+        def _decide(self, index: int, who: Principal, verdict: Verdict, deliver: bool) -> None:
+            request_id = self.request_ids[index % len(self.request_ids)]
+            self.deliver = deliver
+            try:
+                Approvals(self.services, who).decide(request_id, verdict, None)
+            except Refusal:
+                pass  # lapsed, decided already, nothing waiting: refused, nothing changes
+            except (AzureError, enforcement.TargetWriteError, enforcement.SimulatedCrash):
+                pass
+            finally:
+                self.deliver = False
+
+        @rule()
+        def lapse_timer(self) -> None:
+            self._attempt(lambda: lapse_due(self.services))
+
+        @precondition(lambda self: bool(self.grant_ids))
+        @rule(index=st.integers(0, 50), minutes=st.integers(1, 10), deliver=st.booleans())
+        def extend(self, index: int, minutes: int, deliver: bool) -> None:
+            """The requester extends (in place; on an approval request, it waits for approval)."""
+            grant = self.store.get(self.grant_ids[index % len(self.grant_ids)])
+            if grant is None:
+                return
+            self.deliver = deliver
+            try:
+                Approvals(self.services, grant.requester).extend(
+                    grant.request_id, grant.end_time + timedelta(minutes=minutes)
+                )
+            except Refusal:
+                pass  # closed, beyond the maximum, or an extension already waits
+            except (AzureError, enforcement.TargetWriteError, enforcement.SimulatedCrash):
+                pass
+            finally:
+                self.deliver = False
 
         @precondition(lambda self: bool(self.grant_ids))
         @rule(index=st.integers(0, 50), deliver=st.booleans())
@@ -390,6 +522,19 @@ def build_machine(
                         s in (TargetState.APPLIED, TargetState.FAILED, TargetState.REMOVED)
                         for s in grant.targets.values()
                     )
+
+        @invariant()
+        def nothing_opens_without_an_approved_request(self) -> None:
+            for request_id in self.request_ids:
+                stored = self.store.get_request(request_id)
+                assert stored is not None and stored.record.approval is not None
+                status = stored.record.approval.status
+                for grant in stored.grants:
+                    if status not in (ApprovalStatus.APPROVED, ApprovalStatus.BREAK_GLASS):
+                        assert grant.status in (PortStatus.PENDING, PortStatus.REVOKED), (status, grant)
+                        assert not grant.targets and not grant.is_open_at(self.moment), grant
+                    if grant.status is PortStatus.PENDING:
+                        assert not grant.targets and status is ApprovalStatus.PENDING, (status, grant)
 
         def teardown(self) -> None:
             try:
