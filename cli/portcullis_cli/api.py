@@ -32,7 +32,6 @@ class Client:
         self.config = config
         self.base = config.api_url
         self._session = requests.Session()
-        self._session.verify = config.verify
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         """The answer's JSON (None for an empty body); ApiError for a 4xx/5xx, NotSignedIn for a 401."""
@@ -47,6 +46,7 @@ class Client:
                 json=body,
                 params=params,
                 headers=headers,
+                verify=self.config.verify,
                 timeout=TIMEOUT_SECONDS,
             )
         except requests.RequestException as error:

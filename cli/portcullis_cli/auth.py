@@ -37,12 +37,15 @@ def token_path() -> Any:
     return cfg.config_dir() / "token.json"
 
 
-def _session(config: cfg.Config) -> Any:
+def _http(config: cfg.Config, method: str, url: str, **kwargs: Any) -> Any:
+    """One call to the authority. `verify` is passed on each call: requests lets REQUESTS_CA_BUNDLE
+    override a session's own."""
     import requests
 
-    session = requests.Session()
-    session.verify = config.verify
-    return session
+    try:
+        return requests.request(method, url, verify=config.verify, timeout=30, **kwargs)
+    except requests.RequestException as error:
+        raise SignInRefused(f"{url} cannot be reached: {error}") from None
 
 
 def _token_endpoint(config: cfg.Config) -> str:
@@ -51,14 +54,14 @@ def _token_endpoint(config: cfg.Config) -> str:
             "no authority: run `portcullis configure --authority https://.../<tenant>` or set PORTCULLIS_AUTHORITY"
         )
     authority = config.authority.rstrip("/")
-    answer = _session(config).get(f"{authority}/v2.0/.well-known/openid-configuration", timeout=30)
+    answer = _http(config, "GET", f"{authority}/v2.0/.well-known/openid-configuration")
     if answer.status_code != 200:
         raise SignInRefused(f"{authority} answered {answer.status_code} to OpenID discovery")
     return str(answer.json()["token_endpoint"])
 
 
 def _token_request(config: cfg.Config, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
-    answer = _session(config).post(endpoint, data=form, timeout=30)
+    answer = _http(config, "POST", endpoint, data=form)
     body: dict[str, Any] = answer.json() if answer.content else {}
     if answer.status_code != 200:
         reason = body.get("error_description") or body.get("error") or answer.text[:300]

@@ -208,15 +208,7 @@ class Access:
         self.args = args
         self.ports = ports
         self.vm: VmPolicy = resolve(vm_policies(self.client.policies()), _vm_arg(args), args.resource_group)
-        for port in ports:
-            if self.vm.port(port) is None:
-                listed = ",".join(str(p.get("number")) for p in self.vm.ports)
-                raise ApiError(
-                    400,
-                    "PortNotInPolicy",
-                    f"port {port} is not in {self.vm.name}'s JIT policy (ports {listed})",
-                    "port",
-                )
+        # A port the policy does not list is the API's to refuse (its message names the field).
         self.me = self.client.me()
         self.source = self._source()
         self.opened: str | None = None
@@ -449,21 +441,25 @@ def exec_command(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
         endpoint = access.ensure()[0]
         env = {**os.environ, "PORTCULLIS_HOST": endpoint.address, "PORTCULLIS_PORT": str(endpoint.port)}
         env["PORTCULLIS_REQUEST_ID"] = access.opened or ""
-        err(f"running {command[0]} with {connection_line(endpoint)}")
         child.append(subprocess.Popen(command, env=env))  # noqa: S603 - the pipeline's own command
+        err(f"running {command[0]} with {connection_line(endpoint)}")
         code = child[0].wait()
         return 128 - code if code < 0 else code
+    except KeyboardInterrupt:
+        # SIGINT or SIGTERM before the command ran: revoke what was opened, answer as a shell does.
+        return 128 + (received[-1] if received else signal.SIGINT)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        # A second Ctrl-C must not cut the revoke short: signals wait until it is done.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         if access is not None and access.opened:
             try:
                 access.client.revoke(access.opened)
                 err(f"revoked request {access.opened}")
             except (ApiError, auth.NotSignedIn) as error:
                 err(f"error: could not revoke request {access.opened}: {error} (it ends at its end time)")
-        if received and not child:
-            err("interrupted")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ---- status, list, revoke, compliance ----

@@ -1,0 +1,323 @@
+"""The real `portcullis` process (the console script `pip install -e ./cli` put in .venv/bin) against
+the local stack in JWT mode: sign-in at the local OpenID issuer, vm list from the policies, requests
+direct (NSG) and behind a classic firewall with the rules checked in the emulator through
+azure-mgmt-network, reuse, revoke, exec's revoke on exit and on SIGTERM, refusals with the API's
+message, and the exit codes. One stack and one estate for the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.network import NetworkManagementClient
+
+from demo.client import READER_ROLE, AppClient, grant_roles
+from demo.estate import Estate
+from demo.snapshot import ESTATE_NSGS, our_denies, wait_for
+from localrig.devusers import EVE
+from localrig.emulator_client import EmulatorClient
+from localrig.stack import Stack, start_stack
+
+PORTCULLIS = Path(sys.executable).parent / "portcullis"
+pytestmark = pytest.mark.skipif(
+    not PORTCULLIS.exists(), reason=f"{PORTCULLIS} is missing: `.venv/bin/pip install -e ./cli` (make venv)"
+)
+ALLOW = re.compile(r"^Portcullis-JIT-Allow-22-(.+)$")
+
+
+@dataclass
+class Rig:
+    stack: Stack
+    arm: EmulatorClient
+    estate: Estate
+    network: NetworkManagementClient
+    home: Path
+
+    def cli(
+        self, user: str, *args: str, timeout: float = 120, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`portcullis ARGS` as `user` (each user has a config directory of their own)."""
+        done = subprocess.run(
+            [str(PORTCULLIS), *args], env=self.env(user), capture_output=True, text=True, timeout=timeout
+        )
+        if check:
+            assert done.returncode == 0, f"portcullis {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done
+
+    def env(self, user: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
+        return {**env, "PORTCULLIS_CONFIG_DIR": str(self.home / user)}
+
+    def allow_rules(self, nsg: str) -> dict[str, Any]:
+        rules = self.network.network_security_groups.get(self.estate.resource_group, nsg).security_rules or []
+        return {rule.name: rule for rule in rules if ALLOW.match(rule.name or "")}
+
+    def classic_dnat(self) -> list[Any]:
+        firewall = self.network.azure_firewalls.get(self.estate.resource_group, "fw-classic")
+        return [
+            rule
+            for collection in firewall.nat_rule_collections or []
+            if collection.name == "Portcullis-JIT"
+            for rule in collection.rules or []
+        ]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    home = tmp_path_factory.mktemp("cli-home")
+    with start_stack(tmp_path_factory.mktemp("cli-stack")) as stack:
+        arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+        estate = Estate(arm.subscription_id, f"rg-cli-{uuid.uuid4().hex[:6]}")
+        arm.seed(estate.resources())
+        admin, alice = grant_roles(arm, estate)
+        # vm list reads the policies: alice (a requester) and eve (no initiate right) may read them.
+        auth = arm.client(AuthorizationManagementClient)
+        scope = f"/subscriptions/{arm.subscription_id}/resourceGroups/{estate.resource_group}"
+        for user in (alice, EVE):
+            auth.role_assignments.create(
+                scope,
+                str(uuid.uuid4()),
+                RoleAssignmentCreateParameters(
+                    role_definition_id=f"/subscriptions/{arm.subscription_id}/providers/"
+                    f"Microsoft.Authorization/roleDefinitions/{READER_ROLE}",
+                    principal_id=user.object_id,
+                    principal_type="User",
+                ),
+            )
+        AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, estate.policy_body())
+        wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
+        rig = Rig(stack, arm, estate, arm.client(NetworkManagementClient), home)
+        configure = stack.cli_configure_line().split()[1:]  # the exact line `make up` prints
+        for user in ("alice", "eve", "nobody"):
+            rig.cli(user, *configure, check=True)
+        yield rig
+
+
+def request_id_of(stderr: str) -> str:
+    match = re.search(r"request ([0-9a-zA-Z-]{8,})", stderr)
+    assert match, stderr
+    return match.group(1)
+
+
+def test_not_signed_in_exits_3_and_says_what_to_run(rig: Rig) -> None:
+    done = rig.cli("nobody", "vm", "list")
+    assert done.returncode == 3
+    assert "portcullis login" in done.stderr
+
+
+def test_login_whoami_and_vm_list(rig: Rig) -> None:
+    login = rig.cli("alice", *Stack.cli_login_line().split()[1:])  # `portcullis login --dev-user alice`
+    assert login.returncode == 0, login.stderr
+    assert "alice@portcullis.local" in login.stderr
+    me = json.loads(rig.cli("alice", "whoami", "-o", "json", check=True).stdout)
+    assert me["displayName"] == "alice@portcullis.local" and me["authentication"] == "jwt"
+
+    listed = rig.cli("alice", "vm", "list", "-o", "json", check=True)
+    mine = {vm["name"]: vm for vm in json.loads(listed.stdout) if rig.estate.resource_group in vm["id"]}
+    assert set(mine) == {"vm-web", "vm-db", "vm-app", "vm-ops"}
+    assert sorted(port["number"] for port in mine["vm-web"]["ports"]) == [22, 3389]
+    table = rig.cli("alice", "vm", "list", check=True).stdout
+    assert re.search(
+        r"vm-web\s+" + re.escape(rig.estate.resource_group) + r"\s+3389\s+TCP\s+\*\s+3h\s+direct", table
+    )
+    tsv = rig.cli("alice", "vm", "list", "-o", "tsv", check=True).stdout
+    assert any(
+        line.split("\t")[:3] == ["vm-app", rig.estate.resource_group, "22"] for line in tsv.splitlines()
+    )
+
+
+def test_request_direct_reuse_and_revoke(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    args = ("request", "vm-web", "--port", "22", "--duration", "30m", "--source", "203.0.113.7/32")
+    done = rig.cli("alice", *args, "--user", "azureuser", "--justification", "INC-1: disk", check=True)
+    assert done.stdout.strip() == f"ssh -p 22 azureuser@{rig.estate.web_public_ip}"
+    request_id = request_id_of(done.stderr)
+    # The rules exist when the line is printed: the Allow on the subnet NSG, for this request's grant.
+    allow = rig.allow_rules("nsg-web-subnet")
+    assert [rule.source_address_prefix for rule in allow.values()] == ["203.0.113.7/32"] or any(
+        "203.0.113.7" in (rule.source_address_prefix or "") for rule in allow.values()
+    )
+    status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
+    grant_id = status["virtualMachines"][0]["ports"][0]["grantId"]
+    assert f"Portcullis-JIT-Allow-22-{grant_id}" in allow
+
+    # A second request covered by the open grant reuses it: no second request, the same line.
+    again = rig.cli(
+        "alice",
+        "request",
+        "vm-web",
+        "--port",
+        "22",
+        "--source",
+        "203.0.113.7/32",
+        "--user",
+        "azureuser",
+        check=True,
+    )
+    assert f"reusing request {request_id}" in again.stderr
+    assert again.stdout.strip() == done.stdout.strip()
+    active = json.loads(
+        rig.cli("alice", "list", "--mine", "--active", "--vm", "vm-web", "-o", "json", check=True).stdout
+    )
+    assert [grant["requestId"] for grant in active] == [request_id]
+
+    revoked = rig.cli("alice", "revoke", request_id, check=True)
+    assert "Revoked" in revoked.stdout
+    wait_for(
+        lambda: f"Portcullis-JIT-Allow-22-{grant_id}" not in rig.allow_rules("nsg-web-subnet"),
+        30,
+        "the Allow rule gone",
+    )
+    assert (
+        rig.cli(
+            "alice", "list", "--mine", "--active", "--vm", "vm-web", "-o", "json", check=True
+        ).stdout.strip()
+        == "[]"
+    )
+
+
+def test_request_behind_a_classic_firewall_prints_its_address_and_mapped_port(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    done = rig.cli(
+        "alice",
+        "request",
+        "vm-app",
+        "--port",
+        "22",
+        "--duration",
+        "20m",
+        "--source",
+        "198.51.100.9/32",
+        "--user",
+        "ops",
+        check=True,
+    )
+    match = re.fullmatch(
+        r"ssh -p (\d+) ops@" + re.escape(rig.estate.classic_fw_public_ip), done.stdout.strip()
+    )
+    assert match, done.stdout
+    mapped = int(match.group(1))
+    assert 50000 <= mapped <= 50999
+    dnat = [rule for rule in rig.classic_dnat() if "198.51.100.9" in ",".join(rule.source_addresses or [])]
+    assert [(rule.destination_ports, rule.translated_port) for rule in dnat] == [([str(mapped)], "22")]
+    request_id = request_id_of(done.stderr)
+    rig.cli("alice", "revoke", request_id, check=True)
+    wait_for(
+        lambda: not [r for r in rig.classic_dnat() if "198.51.100.9" in ",".join(r.source_addresses or [])],
+        30,
+        "the DNAT rule gone",
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "args", "code"),
+    [
+        ("alice", ("request", "vm-web", "--port", "8080", "--source", "203.0.113.7/32"), None),
+        (
+            "alice",
+            ("request", "vm-web", "--port", "22", "--duration", "4h", "--source", "203.0.113.7/32"),
+            None,
+        ),
+        (
+            "eve",
+            ("request", "vm-web", "--port", "22", "--duration", "10m", "--source", "203.0.113.7/32"),
+            None,
+        ),
+    ],
+    ids=["port-not-in-policy", "too-long", "no-right"],
+)
+def test_refusals_exit_1_with_the_apis_message(
+    rig: Rig, user: str, args: tuple[str, ...], code: None
+) -> None:
+    rig.cli(user, "login", "--dev-user", user, check=True)
+    done = rig.cli(user, *args)
+    assert done.returncode == 1, done.stderr
+    # `error: <ARM code>: <message> (target: ...)` as the API answered it
+    assert re.match(r"error: \w+: .+", done.stderr.strip().splitlines()[-1]), done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_exec_revokes_when_the_command_exits_and_answers_its_code(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    script = (
+        "import os, sys; print(os.environ['PORTCULLIS_HOST'], os.environ['PORTCULLIS_PORT']); sys.exit(7)"
+    )
+    done = rig.cli(
+        "alice",
+        "exec",
+        "--vm",
+        "vm-ops",
+        "--port",
+        "22",
+        "--duration",
+        "15m",
+        "--source",
+        "192.0.2.44/32",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+    )
+    assert done.returncode == 7, done.stderr
+    host, port = done.stdout.split()
+    assert host == rig.estate.policy_fw_public_ip and int(port) >= 50000
+    request_id = request_id_of(done.stderr)
+    status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
+    assert [(p["status"], p["statusReason"]) for p in status["virtualMachines"][0]["ports"]] == [
+        ("Revoked", "UserRequested")
+    ]
+
+
+def test_exec_revokes_on_sigterm(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    argv = [
+        str(PORTCULLIS),
+        "exec",
+        "--vm",
+        "vm-web",
+        "--port",
+        "22",
+        "--duration",
+        "15m",
+        "--source",
+        "192.0.2.45/32",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(120)",
+    ]
+    process = subprocess.Popen(
+        argv, env=rig.env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        seen.append(line)
+        if line.startswith("running "):
+            break
+    else:
+        process.kill()
+        raise AssertionError("".join(seen))
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, rest
+    request_id = request_id_of("".join(seen))
+    assert f"revoked request {request_id}" in rest
+    status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
+    assert status["virtualMachines"][0]["ports"][0]["status"] == "Revoked"
