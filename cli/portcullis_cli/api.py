@@ -34,7 +34,7 @@ class Client:
         self._session = requests.Session()
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        """The answer's JSON (None for an empty body); ApiError for a 4xx/5xx, NotSignedIn for a 401."""
+        """The answer's JSON (None for an empty body); ApiError for a 4xx/5xx, NotSignedInError for a 401."""
         import requests
 
         token = auth.bearer_token(self.config)
@@ -57,13 +57,15 @@ class Client:
             data = None
         if answer.status_code < 400:
             return data
-        error = (data or {}).get("error") if isinstance(data, dict) else None
-        error = error if isinstance(error, dict) else {}
-        code = str(error.get("code") or f"HTTP{answer.status_code}")
-        message = str(error.get("message") or answer.text[:300] or answer.reason)
+        found = data.get("error") if isinstance(data, dict) else None
+        detail: dict[str, Any] = found if isinstance(found, dict) else {}
+        code = str(detail.get("code") or f"HTTP{answer.status_code}")
+        message = str(detail.get("message") or answer.text[:300] or answer.reason)
         if answer.status_code == 401:
-            raise auth.NotSignedIn(f"the app refused the sign-in ({code}: {message}): run `portcullis login`")
-        raise ApiError(answer.status_code, code, message, error.get("target"))
+            raise auth.NotSignedInError(
+                f"the app refused the sign-in ({code}: {message}): run `portcullis login`"
+            )
+        raise ApiError(answer.status_code, code, message, detail.get("target"))
 
     # ---- the routes the CLI uses ----
 

@@ -20,16 +20,16 @@ from typing import Any
 from portcullis_cli import config as cfg
 
 RENEW_MARGIN_SECONDS = 120  # a token with less left is renewed before a call
-DEV_PASSWORD_VARIABLE = "PORTCULLIS_DEV_PASSWORD"
+DEV_PASSWORD_VARIABLE = "PORTCULLIS_DEV_PASSWORD"  # noqa: S105 - a variable name
 DEFAULT_DEV_PASSWORD = "portcullis-dev"  # noqa: S105 - the local stack's dev users' (localrig/devusers.py)
 CACHE_NAME = "portcullis-cli"
 
 
-class NotSignedIn(Exception):
+class NotSignedInError(Exception):
     """No usable sign-in: the message says what to run."""
 
 
-class SignInRefused(Exception):
+class SignInRefusedError(Exception):
     """The issuer or Entra ID refused: the message carries its `error_description`."""
 
 
@@ -45,18 +45,19 @@ def _http(config: cfg.Config, method: str, url: str, **kwargs: Any) -> Any:
     try:
         return requests.request(method, url, verify=config.verify, timeout=30, **kwargs)
     except requests.RequestException as error:
-        raise SignInRefused(f"{url} cannot be reached: {error}") from None
+        raise SignInRefusedError(f"{url} cannot be reached: {error}") from None
 
 
 def _token_endpoint(config: cfg.Config) -> str:
     if not config.authority:
         raise LookupError(
-            "no authority: run `portcullis configure --authority https://.../<tenant>` or set PORTCULLIS_AUTHORITY"
+            "no authority: run `portcullis configure --authority https://.../<tenant>` "
+            "or set PORTCULLIS_AUTHORITY"
         )
     authority = config.authority.rstrip("/")
     answer = _http(config, "GET", f"{authority}/v2.0/.well-known/openid-configuration")
     if answer.status_code != 200:
-        raise SignInRefused(f"{authority} answered {answer.status_code} to OpenID discovery")
+        raise SignInRefusedError(f"{authority} answered {answer.status_code} to OpenID discovery")
     return str(answer.json()["token_endpoint"])
 
 
@@ -65,7 +66,7 @@ def _token_request(config: cfg.Config, endpoint: str, form: dict[str, str]) -> d
     body: dict[str, Any] = answer.json() if answer.content else {}
     if answer.status_code != 200:
         reason = body.get("error_description") or body.get("error") or answer.text[:300]
-        raise SignInRefused(f"sign-in refused: {reason}")
+        raise SignInRefusedError(f"sign-in refused: {reason}")
     return body
 
 
@@ -121,7 +122,7 @@ def login_azure(
     host, tenant = _tenant(config)
     if not (use_device_code or browser):
         try:
-            AzureCliCredential(tenant_id=tenant).get_token(config.scope)
+            AzureCliCredential(tenant_id=tenant or "").get_token(config.scope)
         except ClientAuthenticationError:
             pass  # no `az login` (or not for this tenant): sign in interactively
         else:
@@ -140,7 +141,7 @@ def login_azure(
     try:
         record = credential.authenticate(scopes=[config.scope])
     except ClientAuthenticationError as error:
-        raise SignInRefused(f"sign-in refused: {error.message}") from None
+        raise SignInRefusedError(f"sign-in refused: {error.message}") from None
     cached = {
         "kind": "device-code" if use_device_code else "browser",
         "tenant": tenant,
@@ -161,13 +162,13 @@ def logout() -> bool:
 
 
 def bearer_token(config: cfg.Config) -> str:
-    """A token for the app, renewed when needed; NotSignedIn when there is no sign-in to use."""
+    """A token for the app, renewed when needed; NotSignedInError when there is no sign-in to use."""
     if os.environ.get(cfg.TOKEN_VARIABLE):
         return os.environ[cfg.TOKEN_VARIABLE]
     cached = cfg.read_json(token_path())
     kind = cached.get("kind")
     if not kind:
-        raise NotSignedIn(
+        raise NotSignedInError(
             "not signed in: run `portcullis login` (locally `portcullis login --dev-user NAME`)"
         )
     if kind == "dev-user":
@@ -179,7 +180,9 @@ def _dev_user_token(config: cfg.Config, cached: dict[str, Any]) -> str:
     if time.time() < float(cached.get("expires_at", 0)) - RENEW_MARGIN_SECONDS:
         return str(cached["access_token"])
     if not cached.get("refresh_token"):
-        raise NotSignedIn(f"the sign-in of {cached.get('user')} has expired: run `portcullis login` again")
+        raise NotSignedInError(
+            f"the sign-in of {cached.get('user')} has expired: run `portcullis login` again"
+        )
     form = {
         "grant_type": "refresh_token",
         "client_id": config.effective_client_id,
@@ -188,8 +191,8 @@ def _dev_user_token(config: cfg.Config, cached: dict[str, Any]) -> str:
     }
     try:
         answer = _token_request(config, str(cached["token_endpoint"]), form)
-    except SignInRefused as refusal:
-        raise NotSignedIn(f"{refusal}: run `portcullis login` again") from None
+    except SignInRefusedError as refusal:
+        raise NotSignedInError(f"{refusal}: run `portcullis login` again") from None
     cached.update(
         access_token=answer["access_token"],
         refresh_token=answer.get("refresh_token") or cached["refresh_token"],
@@ -210,7 +213,7 @@ def _azure_token(config: cfg.Config, cached: dict[str, Any]) -> str:
 
     credential: Any
     if cached["kind"] == "azure-cli":
-        credential = AzureCliCredential(tenant_id=cached.get("tenant"))
+        credential = AzureCliCredential(tenant_id=cached.get("tenant") or "")
     else:
         kind = DeviceCodeCredential if cached["kind"] == "device-code" else InteractiveBrowserCredential
         credential = kind(
@@ -222,6 +225,6 @@ def _azure_token(config: cfg.Config, cached: dict[str, Any]) -> str:
     try:
         return str(credential.get_token(config.scope).token)
     except ClientAuthenticationError as error:
-        raise NotSignedIn(
+        raise NotSignedInError(
             f"sign-in expired or refused ({error.message}): run `portcullis login` again"
         ) from None

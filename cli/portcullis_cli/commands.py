@@ -21,17 +21,17 @@ from portcullis_cli.api import ApiError, Client
 from portcullis_cli.connect import Endpoint, connection_line, endpoint_of, rdp_file, ssh_argv
 from portcullis_cli.output import render
 from portcullis_cli.timeparse import TimeError, end_time, format_duration, parse_duration, wire_time
-from portcullis_cli.vms import VmNotFound, VmPolicy, resolve, reusable, sources, vm_policies
+from portcullis_cli.vms import VmNotFoundError, VmPolicy, resolve, reusable, sources, vm_policies
 
 DEFAULT_DURATION = timedelta(hours=1)
 POLL_SECONDS = 1.0
 
 
-class Usage(Exception):
+class UsageError(Exception):
     """A command line that cannot be run as given (exit 2)."""
 
 
-class WaitFailed(Exception):
+class WaitFailedError(Exception):
     """The rules were not in place in time, or a target refused them (exit 5)."""
 
 
@@ -53,16 +53,16 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return main.USAGE
     try:
         return handler(config, args, fmt)
-    except (Usage, TimeError) as error:
+    except (UsageError, TimeError) as error:
         err(f"error: {error}")
         return main.USAGE
-    except auth.NotSignedIn as error:
+    except auth.NotSignedInError as error:
         err(f"error: {error}")
         return main.NOT_SIGNED_IN
-    except auth.SignInRefused as error:
+    except auth.SignInRefusedError as error:
         err(f"error: {error}")
         return main.FAILED
-    except VmNotFound as error:
+    except VmNotFoundError as error:
         err(f"error: {error}")
         return main.NOT_FOUND
     except LookupError as error:  # configuration missing or unreadable
@@ -71,7 +71,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ApiError as error:
         err(f"error: {error}")
         return main.NOT_FOUND if error.status == 404 else main.FAILED
-    except WaitFailed as error:
+    except WaitFailedError as error:
         err(f"error: {error}")
         return main.TIMED_OUT
     except KeyboardInterrupt:
@@ -103,7 +103,7 @@ def configure(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     if any(value is not None for value in changes.values()):
         cfg.save(changes)
         config = cfg.load()
-    shown = {key: value for key, value in vars(config).items()}
+    shown = dict(vars(config))
     rows = [
         {"setting": key, "value": value, "environment": cfg.ENVIRONMENT[key]} for key, value in shown.items()
     ]
@@ -193,9 +193,9 @@ def _ports(text: str) -> list[int]:
     try:
         ports = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise Usage(f"--port {text!r}: give port numbers, comma-separated (22 or 22,3389)") from None
+        raise UsageError(f"--port {text!r}: give port numbers, comma-separated (22 or 22,3389)") from None
     if not ports or any(not 0 < port < 65536 for port in ports):
-        raise Usage(f"--port {text!r}: ports are 1-65535")
+        raise UsageError(f"--port {text!r}: ports are 1-65535")
     return ports
 
 
@@ -219,7 +219,7 @@ class Access:
             return str(source)
         address = self.me.get("sourceAddress")
         if not address:
-            raise Usage(
+            raise UsageError(
                 "the app cannot see your address (no sourceAddress in GET /api/me): give --source CIDR"
             )
         return str(address)
@@ -246,7 +246,8 @@ class Access:
             if grant is not None:
                 reused[port] = grant
                 err(
-                    f"reusing request {grant['requestId']} for {self.vm.name}:{port} (ends {grant['endTimeUtc']})"
+                    f"reusing request {grant['requestId']} for {self.vm.name}:{port} "
+                    f"(ends {grant['endTimeUtc']})"
                 )
         missing = [port for port in self.ports if port not in reused]
         endpoints = {port: endpoint_of(grant) for port, grant in reused.items()}
@@ -300,7 +301,7 @@ def _vm_arg(args: argparse.Namespace) -> str:
 
 def wait_for_request(client: Client, request_id: str, timeout: float) -> dict[str, Any]:
     """Poll GET /api/requests/{id} with a live status line until every port is Initiated (or Revoked);
-    WaitFailed on timeout or when a target refuses the rule."""
+    WaitFailedError on timeout or when a target refuses the rule."""
     deadline = time.monotonic() + timeout
     live = _StatusLine()
     try:
@@ -317,16 +318,18 @@ def wait_for_request(client: Client, request_id: str, timeout: float) -> dict[st
             ]
             if failed:
                 port, target = failed[0]
-                raise WaitFailed(
-                    f"port {port}: {target} refused the rule (enforcement keeps trying; `portcullis status {request_id}`)"
+                raise WaitFailedError(
+                    f"port {port}: {target} refused the rule "
+                    f"(enforcement keeps trying; `portcullis status {request_id}`)"
                 )
             if all(port["status"] in ("Initiated", "Revoked") for port in ports) and all(
                 port["status"] == "Revoked" or port.get("connectAddress") for port in ports
             ):
                 return status
             if time.monotonic() > deadline:
-                raise WaitFailed(
-                    f"the rules were not in place after {timeout:.0f} s ({summary}); `portcullis status {request_id}`"
+                raise WaitFailedError(
+                    f"the rules were not in place after {timeout:.0f} s ({summary}); "
+                    f"`portcullis status {request_id}`"
                 )
             time.sleep(POLL_SECONDS)
     finally:
@@ -423,7 +426,7 @@ def exec_command(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise Usage("exec needs a command after --")
+        raise UsageError("exec needs a command after --")
     received: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
 
@@ -456,7 +459,7 @@ def exec_command(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
             try:
                 access.client.revoke(access.opened)
                 err(f"revoked request {access.opened}")
-            except (ApiError, auth.NotSignedIn) as error:
+            except (ApiError, auth.NotSignedInError) as error:
                 err(f"error: could not revoke request {access.opened}: {error} (it ends at its end time)")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -587,14 +590,14 @@ def _policy_file(path: str) -> list[dict[str, Any]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise Usage(f"-f {path}: {error}") from None
+        raise UsageError(f"-f {path}: {error}") from None
     policies = data.get("policies") if isinstance(data, dict) and "policies" in data else data
     policies = policies if isinstance(policies, list) else [policies]
     for index, policy in enumerate(policies):
         if not isinstance(policy, dict) or not str(policy.get("id", "")).lower().startswith(
             "/subscriptions/"
         ):
-            raise Usage(
+            raise UsageError(
                 f"-f {path}: policy {index} has no id (/subscriptions/.../jitNetworkAccessPolicies/NAME)"
             )
     return policies
@@ -674,7 +677,7 @@ def _decide(decision: str) -> Callable[[cfg.Config, argparse.Namespace, str], in
 def extend_body(now: datetime, duration: str | None, until: str | None) -> dict[str, str]:
     """`{"endTimeUtc"}` for POST /api/requests/{id}/extend: --duration counts from now. Pure."""
     if not duration and not until:
-        raise Usage("extend needs --duration or --until")
+        raise UsageError("extend needs --duration or --until")
     return {"endTimeUtc": wire_time(end_time(now, duration, until, DEFAULT_DURATION))}
 
 

@@ -29,7 +29,7 @@ ENVIRONMENT = {
     "output": "PORTCULLIS_OUTPUT",
 }
 CONFIG_DIR_VARIABLE = "PORTCULLIS_CONFIG_DIR"
-TOKEN_VARIABLE = "PORTCULLIS_TOKEN"  # a bearer token used as it is (a pipeline's own); no login needed
+TOKEN_VARIABLE = "PORTCULLIS_TOKEN"  # noqa: S105 - a bearer token used as it is (a pipeline's own); no login needed
 
 
 @dataclass

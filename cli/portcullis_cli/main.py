@@ -48,8 +48,11 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _sub(
-    subparsers: argparse._SubParsersAction, name: str, help_text: str, epilog: str = ""
-) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    epilog: str = "",
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name, help=help_text, description=help_text, epilog=epilog, formatter_class=Formatter
     )
@@ -99,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "configure",
         "store the app's endpoint and sign-in settings (no option: show them)",
-        "example:\n  portcullis configure --endpoint http://127.0.0.1:7071 --audience api://portcullis-local \\\n"
+        "example:\n  portcullis configure --endpoint http://127.0.0.1:7071 "
+        "--audience api://portcullis-local \\\n"
         "      --authority https://127.0.0.1:8444/<tenant> --ca-bundle .localrig/emulator/ca.pem\n"
         "An empty value removes a setting (--ca-bundle '').",
     )
@@ -116,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "login",
         "sign in (az's sign-in, else the browser; locally --dev-user NAME)",
-        "examples:\n  portcullis login\n  portcullis login --use-device-code\n  portcullis login --dev-user alice",
+        "examples:\n  portcullis login\n  portcullis login --use-device-code\n"
+        "  portcullis login --dev-user alice",
     )
     p.add_argument("--dev-user", help="a dev user of the local stack (alice, bob, admin, eve)")
     p.add_argument(
@@ -154,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "ssh",
         "reuse or request SSH access and run ssh on the right address and port",
-        "examples:\n  portcullis ssh vm-web --user azureuser\n  portcullis ssh vm-app -- -i ~/.ssh/id_ed25519 uptime",
+        "examples:\n  portcullis ssh vm-web --user azureuser\n"
+        "  portcullis ssh vm-app -- -i ~/.ssh/id_ed25519 uptime",
     )
     p.add_argument("vm")
     p.add_argument("--user", help="the remote user")

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 
-class VmNotFound(LookupError):
+class VmNotFoundError(LookupError):
     """The name matches no VM of a readable policy, or several: the message says which to pick."""
 
 
@@ -56,11 +56,11 @@ def resolve(vms: Sequence[VmPolicy], wanted: str, resource_group: str | None = N
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise VmNotFound(
+        raise VmNotFoundError(
             f"no VM {wanted!r} in the JIT policies you may read (`portcullis vm list` shows them)"
         )
     groups = ", ".join(sorted({vm.resource_group for vm in matches}))
-    raise VmNotFound(
+    raise VmNotFoundError(
         f"{len(matches)} VMs are called {wanted!r} (resource groups {groups}): add --resource-group"
     )
 
