@@ -388,10 +388,7 @@ def request(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
 def ssh(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     access = Access(config, args, [args.port])
     endpoints = access.ensure()
-    extra = list(args.ssh_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
-    argv = ssh_argv(endpoints[0], args.user, extra)
+    argv = ssh_argv(endpoints[0], args.user, args.rest)
     err(" ".join(argv))
     return subprocess.call(argv)  # noqa: S603 - the user's own ssh, with their arguments
 
@@ -422,9 +419,7 @@ def _open(path: Path) -> None:
 
 
 def exec_command(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
-    command = list(args.cmd)
-    if command[:1] == ["--"]:
-        command = command[1:]
+    command = list(args.rest)
     if not command:
         raise UsageError("exec needs a command after --")
     received: list[int] = []

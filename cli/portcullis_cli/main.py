@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         commands,
         "ssh",
-        "reuse or request SSH access and run ssh on the right address and port",
+        "reuse or request SSH access, run ssh on the right address and port (after --: ssh's arguments)",
         "examples:\n  portcullis ssh vm-web --user azureuser\n"
         "  portcullis ssh vm-app -- -i ~/.ssh/id_ed25519 uptime",
     )
@@ -166,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="the remote user")
     p.add_argument("--port", type=int, default=22, help="the VM's SSH port (default 22)")
     _access(p)
-    p.add_argument("ssh_args", nargs=argparse.REMAINDER, help="after --: arguments for ssh")
 
     p = _sub(
         commands,
@@ -209,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         commands,
         "exec",
-        "open access for this machine, run a command, revoke when it exits",
+        "open access for this machine, run the command after --, revoke when it exits",
         "example:\n  portcullis exec --vm vm-web --port 22 --duration 15m -- ssh -p 22 ops@host uptime\n\n"
         "The command sees PORTCULLIS_HOST, PORTCULLIS_PORT and PORTCULLIS_REQUEST_ID; access is revoked "
         "when it exits, fails or is interrupted (SIGINT, SIGTERM). The exit code is the command's.",
@@ -217,7 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vm", required=True)
     p.add_argument("--port", type=int, required=True)
     _access(p)
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
 
     p = _sub(commands, "policy", "JIT policies as files: apply (idempotent; --dry-run) and export")
     policy_commands = p.add_subparsers(dest="policy_command", metavar="COMMAND")
@@ -255,9 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Everything after the first `--` is the command's (exec) or ssh's own (`args.rest`): argparse
+    never sees it, so options such as `--user` may stand anywhere before it."""
+    words, rest = list(argv), []
+    if "--" in words:
+        split = words.index("--")
+        words, rest = words[:split], words[split + 1 :]
+    args = parser.parse_args(words)
+    args.rest = rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, sys.argv[1:] if argv is None else argv)
     if not args.command:
         parser.print_help()
         return USAGE

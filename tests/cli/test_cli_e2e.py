@@ -101,7 +101,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
         rig = Rig(stack, arm, estate, arm.client(NetworkManagementClient), home)
         configure = stack.cli_configure_line().split()[1:]  # the exact line `make up` prints
-        for user in ("alice", "eve", "nobody"):
+        for user in ("alice", "eve", "nobody", "admin"):
             rig.cli(user, *configure, check=True)
         yield rig
 
@@ -223,31 +223,125 @@ def test_request_behind_a_classic_firewall_prints_its_address_and_mapped_port(ri
 
 
 @pytest.mark.parametrize(
-    ("user", "args", "code"),
+    ("user", "args", "expected"),
     [
-        ("alice", ("request", "vm-web", "--port", "8080", "--source", "203.0.113.7/32"), None),
+        (
+            "alice",
+            ("request", "vm-web", "--port", "8080", "--source", "203.0.113.7/32"),
+            "error: PortNotInPolicy: .*port 8080 is not in the policy of vm-web .*"
+            r"\(target: virtualMachines\[0\]\.ports\[0\]\.number\)",
+        ),
         (
             "alice",
             ("request", "vm-web", "--port", "22", "--duration", "4h", "--source", "203.0.113.7/32"),
-            None,
+            r"error: DurationTooLong: .*is more than PT3H.*"
+            r"\(target: virtualMachines\[0\]\.ports\[0\]\.endTimeUtc\)",
         ),
         (
             "eve",
             ("request", "vm-web", "--port", "22", "--duration", "10m", "--source", "203.0.113.7/32"),
-            None,
+            r"error: AuthorizationFailed: eve@portcullis.local .* does not have authorization to perform "
+            r"action 'Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action'.*",
         ),
     ],
     ids=["port-not-in-policy", "too-long", "no-right"],
 )
 def test_refusals_exit_1_with_the_apis_message(
-    rig: Rig, user: str, args: tuple[str, ...], code: None
+    rig: Rig, user: str, args: tuple[str, ...], expected: str
 ) -> None:
     rig.cli(user, "login", "--dev-user", user, check=True)
     done = rig.cli(user, *args)
     assert done.returncode == 1, done.stderr
-    # `error: <ARM code>: <message> (target: ...)` as the API answered it
-    assert re.match(r"error: \w+: .+", done.stderr.strip().splitlines()[-1]), done.stderr
+    # `error: <ARM code>: <message> (target: <field>)`, as the API answered it; nothing on stdout.
+    assert re.fullmatch(expected, done.stderr.strip().splitlines()[-1]), done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_ssh_reuses_the_grant_and_runs_ssh_on_its_address(rig: Rig, tmp_path: Path) -> None:
+    """A stand-in `ssh` first on PATH records its arguments: the CLI's part is the address, port and
+    user it runs ssh with, and that a second `portcullis ssh` reuses the first grant."""
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    argv = [
+        str(PORTCULLIS),
+        "ssh",
+        "vm-ops",
+        "--user",
+        "ops",
+        "--source",
+        "192.0.2.60/32",
+        "--",
+        "-v",
+        "uptime",
+    ]
+    env = {**rig.env("alice"), "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 3, first.stderr  # ssh's own exit code
+    args = json.loads(first.stdout)
+    assert (
+        args[0] == "-p"
+        and int(args[1]) >= 50000
+        and args[2:] == [f"ops@{rig.estate.policy_fw_public_ip}", "-v", "uptime"]
+    )
+    request_id = request_id_of(first.stderr)
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert f"reusing request {request_id}" in second.stderr and json.loads(second.stdout) == args
+    rig.cli("alice", "revoke", request_id, check=True)
+
+
+def test_rdp_writes_an_rdp_file_and_prints_the_mstsc_line(rig: Rig, tmp_path: Path) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    path = tmp_path / "web.rdp"
+    done = rig.cli(
+        "alice",
+        "rdp",
+        "vm-web",
+        "--user",
+        "azureuser",
+        "--file",
+        str(path),
+        "--duration",
+        "10m",
+        "--source",
+        "192.0.2.61/32",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"mstsc /v:{rig.estate.web_public_ip}:3389"
+    assert f"full address:s:{rig.estate.web_public_ip}:3389" in path.read_text()
+    rig.cli("alice", "revoke", request_id_of(done.stderr), check=True)
+
+
+def test_policy_export_then_apply_is_idempotent_and_dry_run_changes_nothing(rig: Rig, tmp_path: Path) -> None:
+    rig.cli("admin", "login", "--dev-user", "admin", check=True)
+    exported = tmp_path / "policies.json"
+    rig.cli("admin", "policy", "export", "-f", str(exported), check=True)
+    ours = [p for p in json.loads(exported.read_text())["policies"] if rig.estate.resource_group in p["id"]]
+    assert len(ours) == 1
+    exported.write_text(json.dumps({"policies": ours}))
+    assert rig.cli("admin", "policy", "apply", "-f", str(exported), check=True).stdout.startswith(
+        "unchanged: "
+    )
+
+    ours[0]["properties"]["virtualMachines"][1]["ports"][0]["maxRequestAccessDuration"] = "PT1H"
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(ours[0]))
+    dry = rig.cli("admin", "policy", "apply", "-f", str(changed), "--dry-run", check=True).stdout
+    vm = ours[0]["properties"]["virtualMachines"][1]["id"].rsplit("/", 1)[-1]
+    assert dry.splitlines() == [f"would change: {ours[0]['id']}", f"   ~ {vm}"]
+    again = rig.cli("admin", "policy", "apply", "-f", str(changed), "--dry-run", check=True).stdout
+    assert again == dry  # nothing was written
+    applied = json.loads(
+        rig.cli("admin", "policy", "apply", "-f", str(changed), "-o", "json", check=True).stdout
+    )
+    assert [(r["action"], r["changes"]) for r in applied] == [("changed", [f"~ {vm}"])]
+    assert rig.cli("admin", "policy", "apply", "-f", str(changed), check=True).stdout.startswith(
+        "unchanged: "
+    )
+    # Put the policy back as it was, for the module's other tests.
+    rig.cli("admin", "policy", "apply", "-f", str(exported), check=True)
 
 
 def test_exec_revokes_when_the_command_exits_and_answers_its_code(rig: Rig) -> None:

@@ -201,6 +201,15 @@ def test_approvals_and_extend_arguments() -> None:
     assert exit_.value.code == main.USAGE
 
 
+def test_what_follows_double_dash_is_the_commands_own() -> None:
+    parser = main.build_parser()
+    args = main.parse(parser, ["ssh", "vm-web", "--user", "ops", "--", "-v", "--user", "x"])
+    assert (args.vm, args.user, args.rest) == ("vm-web", "ops", ["-v", "--user", "x"])
+    args = main.parse(parser, ["exec", "--vm", "vm-web", "--port", "22", "--", "make", "--", "deploy"])
+    assert (args.vm, args.port, args.rest) == ("vm-web", 22, ["make", "--", "deploy"])
+    assert main.parse(parser, ["ssh", "vm-web"]).rest == []
+
+
 def test_usage_errors_exit_2_before_any_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
