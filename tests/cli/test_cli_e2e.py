@@ -415,3 +415,59 @@ def test_exec_revokes_on_sigterm(rig: Rig) -> None:
     assert f"revoked request {request_id}" in rest
     status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
     assert status["virtualMachines"][0]["ports"][0]["status"] == "Revoked"
+
+
+def test_an_expired_token_is_renewed_with_the_refresh_token_and_logout_forgets_it(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    path = rig.home / "alice" / "token.json"
+    cached = json.loads(path.read_text())
+    assert cached["kind"] == "dev-user" and cached["refresh_token"]
+    assert path.stat().st_mode & 0o077 == 0  # the user's only
+    path.write_text(json.dumps({**cached, "expires_at": 0}))
+    me = json.loads(rig.cli("alice", "whoami", "-o", "json", check=True).stdout)
+    assert me["displayName"] == "alice@portcullis.local"
+    renewed = json.loads(path.read_text())
+    assert renewed["expires_at"] > time.time() and renewed["access_token"] != cached["access_token"]
+
+    assert rig.cli("alice", "logout", check=True).stderr.strip() == "signed out"
+    assert rig.cli("alice", "whoami").returncode == 3
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+
+
+def test_a_pipelines_own_token_in_portcullis_token_needs_no_login(rig: Rig) -> None:
+    token = rig.stack.headers_for(EVE)["Authorization"].removeprefix("Bearer ")
+    env = {**rig.env("nobody"), "PORTCULLIS_TOKEN": token}
+    done = subprocess.run(
+        [str(PORTCULLIS), "whoami", "-o", "tsv"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\t")[:2] == ["eve@portcullis.local", EVE.object_id]
+    bad = subprocess.run(
+        [str(PORTCULLIS), "whoami"],
+        env={**env, "PORTCULLIS_TOKEN": "not-a-token"},
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 3 and "AuthenticationFailed" in bad.stderr
+
+
+def test_no_wait_answers_the_request_id_at_once(rig: Rig) -> None:
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    done = rig.cli(
+        "alice",
+        "request",
+        "vm-web",
+        "--port",
+        "3389",
+        "--duration",
+        "5m",
+        "--source",
+        "192.0.2.70/32",
+        "--no-wait",
+        check=True,
+    )
+    request_id = done.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), done.stdout
+    status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
+    assert status["requestId"] == request_id and status["virtualMachines"][0]["ports"][0]["number"] == 3389
+    rig.cli("alice", "revoke", request_id, check=True)
