@@ -358,8 +358,6 @@ def test_exec_revokes_when_the_command_exits_and_answers_its_code(rig: Rig) -> N
         "22",
         "--duration",
         "15m",
-        "--source",
-        "192.0.2.44/32",
         "--",
         sys.executable,
         "-c",
@@ -373,6 +371,10 @@ def test_exec_revokes_when_the_command_exits_and_answers_its_code(rig: Rig) -> N
     assert [(p["status"], p["statusReason"]) for p in status["virtualMachines"][0]["ports"]] == [
         ("Revoked", "UserRequested")
     ]
+    # No --source: the runner's own address, as the app sees it (GET /api/me sourceAddress).
+    me = json.loads(rig.cli("alice", "whoami", "-o", "json", check=True).stdout)
+    port = status["virtualMachines"][0]["ports"][0]
+    assert me["sourceAddress"] and me["sourceAddress"] in str(port.get("allowedSourceAddressPrefix"))
 
 
 def test_exec_revokes_on_sigterm(rig: Rig) -> None:
