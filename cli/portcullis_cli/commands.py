@@ -268,7 +268,14 @@ class Access:
                 for answered in status["virtualMachines"][0]["ports"]:
                     if answered["number"] == port:
                         endpoints[port] = endpoint_of(answered)
-        return [endpoint for port in self.ports if (endpoint := endpoints.get(port)) is not None]
+        found = [endpoint for port in self.ports if (endpoint := endpoints.get(port)) is not None]
+        if wait and len(found) < len(self.ports):
+            lost = [port for port in self.ports if endpoints.get(port) is None]
+            raise WaitFailedError(
+                f"no address to connect to for port {','.join(map(str, lost))} (revoked meanwhile?): "
+                f"`portcullis list --mine --vm {self.vm.name}`"
+            )
+        return found
 
     def _body(self, ports: list[int], until: datetime | None, now: datetime) -> dict[str, Any]:
         justification = self.args.justification
