@@ -407,7 +407,7 @@ def rdp(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     path.write_text(rdp_file(endpoint, args.user), encoding="utf-8")
     out(connection_line(endpoint))
     err(f"wrote {path}")
-    if args.open:
+    if args.open or sys.platform == "win32":  # Windows always has mstsc; elsewhere ask for it
         _open(path)
     return main.OK
 

@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="the remote user (written into the .rdp file)")
     p.add_argument("--port", type=int, default=3389, help="the VM's RDP port (default 3389)")
     p.add_argument("--file", help="where to write the .rdp file (default ./<vm>.rdp)")
-    p.add_argument("--open", action="store_true", help="open the .rdp file with the system's client")
+    p.add_argument(
+        "--open", action="store_true", help="open the .rdp file with the system's client (always on Windows)"
+    )
     _access(p)
 
     p = _sub(
@@ -209,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "exec",
         "open access for this machine, run the command after --, revoke when it exits",
-        "example:\n  portcullis exec --vm vm-web --port 22 --duration 15m -- ssh -p 22 ops@host uptime\n\n"
-        "The command sees PORTCULLIS_HOST, PORTCULLIS_PORT and PORTCULLIS_REQUEST_ID; access is revoked "
-        "when it exits, fails or is interrupted (SIGINT, SIGTERM). The exit code is the command's.",
+        "example:\n  portcullis exec --vm vm-web --port 22 --duration 15m -- \\\n"
+        '      sh -c \'ssh -p "$PORTCULLIS_PORT" deploy@"$PORTCULLIS_HOST" ./release.sh\'\n\n'
+        "The command sees PORTCULLIS_HOST, PORTCULLIS_PORT and PORTCULLIS_REQUEST_ID; the request exec "
+        "opened is revoked when the command exits, fails or is interrupted (SIGINT, SIGTERM); a grant of "
+        "yours it reused stays open. The exit code is the command's.",
     )
     p.add_argument("--vm", required=True)
     p.add_argument("--port", type=int, required=True)
