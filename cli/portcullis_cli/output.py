@@ -34,7 +34,7 @@ def render(
         return "\n".join("\t".join(line) for line in cells)
     if not cells:
         return empty
-    header = [column.upper() if column.islower() else column for column in columns]
+    header = [column[:1].upper() + column[1:] for column in columns]  # az-style: Name, ResourceGroup
     widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=False)]
     lines = [header, ["-" * width for width in widths], *cells]
     return "\n".join(

@@ -103,8 +103,8 @@ def test_output_formats() -> None:
         render(data, ROWS, ["name", "port", "sources"], "tsv") == "vm-web\t22\t*\nvm-app\t3389\t10.0.0.0/8,a"
     )
     table = render(data, ROWS, ["name", "port"], "table").splitlines()
-    assert table[0].split() == ["NAME", "PORT"] and set(table[1]) <= {"-", " "}
-    assert table[2].split() == ["vm-web", "22"] and table[2].index("22") == table[0].index("PORT")
+    assert table[0].split() == ["Name", "Port"] and set(table[1]) <= {"-", " "}
+    assert table[2].split() == ["vm-web", "22"] and table[2].index("22") == table[0].index("Port")
     assert render([], [], ["name"], "table", empty="no VMs") == "no VMs"
 
 
