@@ -23,6 +23,13 @@ RENEW_MARGIN_SECONDS = 120  # a token with less left is renewed before a call
 DEV_PASSWORD_VARIABLE = "PORTCULLIS_DEV_PASSWORD"  # noqa: S105 - a variable name
 DEFAULT_DEV_PASSWORD = "portcullis-dev"  # noqa: S105 - the local stack's dev users' (localrig/devusers.py)
 CACHE_NAME = "portcullis-cli"
+# Entra ID's sign-in hosts (public and sovereign clouds): instance discovery works only for these.
+MICROSOFT_AUTHORITY_HOSTS = (
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+)
 
 
 class NotSignedInError(Exception):
@@ -111,6 +118,26 @@ def _tenant(config: cfg.Config) -> tuple[str | None, str | None]:
     return parts.netloc or None, tenant
 
 
+def _identity_options(config: cfg.Config) -> dict[str, Any]:
+    """What azure-identity's interactive credentials need for this authority: Entra ID's host and
+    tenant, the persistent token cache; for an authority that is not Microsoft's (the local issuer)
+    no instance discovery, and the configured CA file."""
+    host, tenant = _tenant(config)
+    options: dict[str, Any] = {
+        "client_id": config.effective_client_id,
+        "cache_persistence_options": _persistent_cache(),
+    }
+    if tenant:
+        options["tenant_id"] = tenant
+    if host:
+        options["authority"] = host
+        if not host.lower().split(":")[0].endswith(MICROSOFT_AUTHORITY_HOSTS):
+            options["disable_instance_discovery"] = True
+    if config.ca_bundle:
+        options["connection_verify"] = config.ca_bundle
+    return options
+
+
 def login_azure(
     config: cfg.Config, *, use_device_code: bool = False, browser: bool = False
 ) -> dict[str, Any]:
@@ -119,7 +146,7 @@ def login_azure(
     from azure.core.exceptions import ClientAuthenticationError
     from azure.identity import AzureCliCredential, DeviceCodeCredential, InteractiveBrowserCredential
 
-    host, tenant = _tenant(config)
+    _, tenant = _tenant(config)
     if not (use_device_code or browser):
         try:
             AzureCliCredential(tenant_id=tenant or "").get_token(config.scope)
@@ -129,12 +156,7 @@ def login_azure(
             cached = {"kind": "azure-cli", "tenant": tenant, "endpoint": config.api_url}
             cfg.write_json(token_path(), cached, private=True)
             return cached
-    common = {
-        "tenant_id": tenant,
-        "client_id": config.effective_client_id,
-        "cache_persistence_options": _persistent_cache(),
-        **({"authority": host} if host else {}),
-    }
+    common = _identity_options(config)
     credential: Any = (
         DeviceCodeCredential(**common) if use_device_code else InteractiveBrowserCredential(**common)
     )
@@ -216,11 +238,16 @@ def _azure_token(config: cfg.Config, cached: dict[str, Any]) -> str:
         credential = AzureCliCredential(tenant_id=cached.get("tenant") or "")
     else:
         kind = DeviceCodeCredential if cached["kind"] == "device-code" else InteractiveBrowserCredential
+        # The authentication record names the authority and tenant; the rest is as at sign-in.
+        options = {
+            key: value
+            for key, value in _identity_options(config).items()
+            if key not in ("authority", "tenant_id")
+        }
         credential = kind(
             authentication_record=AuthenticationRecord.deserialize(cached["record"]),
-            cache_persistence_options=_persistent_cache(),
-            client_id=config.effective_client_id,
             disable_automatic_authentication=True,
+            **options,
         )
     try:
         return str(credential.get_token(config.scope).token)

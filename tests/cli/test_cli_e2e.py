@@ -473,3 +473,38 @@ def test_no_wait_answers_the_request_id_at_once(rig: Rig) -> None:
     status = json.loads(rig.cli("alice", "status", request_id, "-o", "json", check=True).stdout)
     assert status["requestId"] == request_id and status["virtualMachines"][0]["ports"][0]["number"] == 3389
     rig.cli("alice", "revoke", request_id, check=True)
+
+
+def test_browser_sign_in_goes_through_azure_identity_and_is_silent_afterwards(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """`portcullis login --browser`: azure-identity's InteractiveBrowserCredential against the local
+    issuer (authorization code + PKCE on a loopback redirect), a stand-in browser picking bob on the
+    issuer's dev-user picker; later commands get their token from azure-identity's persistent cache
+    without a browser."""
+    assert rig.stack.issuer is not None
+    standin = Path(__file__).with_name("browser_standin.py")
+    env = {
+        **rig.env("browser"),
+        "HOME": str(tmp_path),  # azure-identity's token cache lives under it
+        "BROWSER": f"{sys.executable} {standin} %s",
+        "PORTCULLIS_CA_BUNDLE": str(rig.stack.issuer.ca_file),
+        "PORTCULLIS_TEST_DEV_USER": "bob",
+    }
+    subprocess.run(
+        [str(PORTCULLIS), *rig.stack.cli_configure_line().split()[1:]],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    login = subprocess.run(
+        [str(PORTCULLIS), "login", "--browser"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert login.returncode == 0, login.stderr
+    assert "signed in as bob@portcullis.local" in login.stderr and "via browser" in login.stderr
+    env["BROWSER"] = "false"  # no browser from now on: the next command must be silent
+    me = subprocess.run(
+        [str(PORTCULLIS), "whoami", "-o", "json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert me.returncode == 0, me.stderr
+    assert json.loads(me.stdout)["objectId"] == "b0b00000-0000-4000-8000-000000000002"
