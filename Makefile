@@ -12,7 +12,7 @@ help:
 	@echo "make test      - install everything, lint, type-check and run the whole test suite"
 	@echo "make test-unit - the pure tests only (pytest -m unit: no Azurite, emulator or host), in seconds"
 	@echo "make test-fast - pytest only, stop at the first failure (PYTEST_ARGS=... passes arguments)"
-	@echo "make up        - run the local stack (Azurite, ARM emulator, OpenID issuer, Functions host) until Ctrl-C"
+	@echo "make up        - run the local stack (Azurite, ARM emulator, OpenID issuer, Functions host) until Ctrl-C; seeds the sample estate (PORTCULLIS_LOCAL_SEED=0: none)"
 	@echo "make az        - install the Azure CLI into .venv-az (to use az against \`make up\`; tests/az need it)"
 	@echo "make bench     - run the benchmarks, write bench/results/"
 	@echo "make format    - ruff: fix what can be fixed, then format (what the pre-commit hook checks)"

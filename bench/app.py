@@ -15,21 +15,14 @@ from typing import Any
 
 import requests
 
-from bench.estate import BenchEstate, VmInfo
 from bench.harness import Services
+from localrig.estates.roles import OWNER_ROLE, REQUESTER_ACTIONS, assign_role, define_role
+from localrig.estates.scale import ScaleEstate, VmInfo
 from localrig.processes import ManagedProcess
 from localrig.stack import start_host
 from shared.identity import easy_auth_header
 
-OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 API_VERSION = "api-version=2020-01-01"
-REQUESTER_ACTIONS = [
-    "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
-    "Microsoft.Security/locations/jitNetworkAccessPolicies/*/read",
-    "Microsoft.Compute/virtualMachines/read",
-    "Microsoft.Network/networkInterfaces/*/read",
-    "Microsoft.Network/publicIPAddresses/read",
-]
 ENFORCEMENT_FUNCTIONS = ("jit_converge", "jit_expiry_sweep", "jit_reconcile")
 
 
@@ -46,38 +39,16 @@ def new_person(name: str) -> Person:
     return Person(str(uuid.uuid4()), name)
 
 
-def grant_roles(running: Services, estate: BenchEstate, admin: Person, requester: Person) -> None:
+def grant_roles(running: Services, estate: ScaleEstate, admin: Person, requester: Person) -> None:
     """Owner on the resource group for the admin; a custom JIT requester role on it for the requester."""
     from azure.mgmt.authorization import AuthorizationManagementClient
-    from azure.mgmt.authorization.v2022_04_01.models import (
-        Permission,
-        RoleAssignmentCreateParameters,
-        RoleDefinition,
-    )
 
     auth = running.arm.client(AuthorizationManagementClient)
-    subscription_scope = f"/subscriptions/{estate.subscription_id}"
     role_guid = str(uuid.uuid4())
-    auth.role_definitions.create_or_update(
-        subscription_scope,
-        role_guid,
-        RoleDefinition(
-            role_name=f"JIT requester (bench {role_guid[:8]})",
-            description="benchmark requester",
-            permissions=[Permission(actions=REQUESTER_ACTIONS, not_actions=[])],
-            assignable_scopes=[subscription_scope],
-        ),
-    )
+    sub = estate.subscription_id
+    define_role(auth, sub, role_guid, f"JIT requester (bench {role_guid[:8]})", REQUESTER_ACTIONS)
     for role, person in ((OWNER_ROLE, admin), (role_guid, requester)):
-        auth.role_assignments.create(
-            estate.scope,
-            str(uuid.uuid4()),
-            RoleAssignmentCreateParameters(
-                role_definition_id=f"{subscription_scope}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-                principal_id=person.object_id,
-                principal_type="User",
-            ),
-        )
+        assign_role(auth, sub, estate.scope, role, person.object_id)
 
 
 @contextlib.contextmanager
@@ -130,7 +101,7 @@ class ApiClient:
         return response.status_code, answer
 
     def put_policies(
-        self, estate: BenchEstate, admin: Person, include: Callable[[VmInfo], bool] | None = None
+        self, estate: ScaleEstate, admin: Person, include: Callable[[VmInfo], bool] | None = None
     ) -> list[str]:
         names = []
         for name, body in estate.policy_bodies(include=include).items():
@@ -142,7 +113,7 @@ class ApiClient:
 
     def initiate(
         self,
-        estate: BenchEstate,
+        estate: ScaleEstate,
         policy_name: str,
         person: Person,
         vm_id: str,
@@ -167,7 +138,7 @@ class ApiClient:
         return self.call("GET", f"/requests/{request_id}", person)
 
 
-def policy_of(estate: BenchEstate, include: Callable[[VmInfo], bool] | None = None) -> dict[str, str]:
+def policy_of(estate: ScaleEstate, include: Callable[[VmInfo], bool] | None = None) -> dict[str, str]:
     """vm id (lower-case) -> the name of the policy listing it."""
     owner: dict[str, str] = {}
     for name, body in estate.policy_bodies(include=include).items():

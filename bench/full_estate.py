@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.estate import POLICY_PORTS, BenchEstate, FirewallGroup, VmInfo
 from bench.harness import Services, app_settings, log
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.scale import POLICY_PORTS, FirewallGroup, ScaleEstate, VmInfo
 
 FULL = {"vms": 2000, "firewalls": 10, "grants": 10000}
 PORTS_PER_VM = 5  # 2,000 VMs x 5 ports = 10,000 grants
@@ -47,7 +47,7 @@ ARM_CHUNK = 500
 
 @dataclass
 class FullEstate:
-    estate: BenchEstate
+    estate: ScaleEstate
     fraction: float
     settings: dict[str, str]  # the app's settings against it (its own table prefix and queues)
     arm: EmulatorClient  # admin and SDK calls in the estate's subscription
@@ -68,7 +68,7 @@ class FullEstate:
         }
 
 
-def shape(fraction: float, subscription_id: str, resource_group: str) -> BenchEstate:
+def shape(fraction: float, subscription_id: str, resource_group: str) -> ScaleEstate:
     """The estate at `fraction` of the issue's: VMs and grants scale, one firewall per 20 VMs behind
     firewalls up to 10 (alternately classic and Firewall Policy), every VM with its NIC NSG and every
     firewall's workload subnet with a subnet NSG."""
@@ -79,7 +79,7 @@ def shape(fraction: float, subscription_id: str, resource_group: str) -> BenchEs
     groups = [
         FirewallGroup(f"f{i:02d}", "classic" if i % 2 == 0 else "policy", per_firewall) for i in range(count)
     ]
-    return BenchEstate(
+    return ScaleEstate(
         subscription_id,
         resource_group,
         direct_vms=vms - per_firewall * count,
@@ -162,7 +162,7 @@ class _SeedGrant:
     target_keys: tuple[str, ...]
 
 
-def _parsed_policies(estate: BenchEstate) -> dict[str, tuple[Any, dict[str, Any]]]:
+def _parsed_policies(estate: ScaleEstate) -> dict[str, tuple[Any, dict[str, Any]]]:
     """{policy name: (JitPolicy, canonical body)} as the PUT handler parses and stores them."""
     from shared.defender import parse_policy_body
     from shared.model import PolicyRef
@@ -174,7 +174,7 @@ def _parsed_policies(estate: BenchEstate) -> dict[str, tuple[Any, dict[str, Any]
     return parsed
 
 
-def _firewall_target(estate: BenchEstate, vm: VmInfo) -> Any:
+def _firewall_target(estate: ScaleEstate, vm: VmInfo) -> Any:
     from shared.model import ResourceId, TargetKind, TargetRef
 
     assert vm.firewall is not None
@@ -191,7 +191,7 @@ def _nsg_targets(vm: VmInfo) -> list[Any]:
 
 
 def _grants(
-    estate: BenchEstate, policies: dict[str, tuple[Any, dict[str, Any]]], now: datetime
+    estate: ScaleEstate, policies: dict[str, tuple[Any, dict[str, Any]]], now: datetime
 ) -> list[_SeedGrant]:
     """PORTS_PER_VM open grants per VM, one request per 10 VMs, as enforcement leaves them: Initiated,
     every target Applied, DNAT ports mapped from the bottom of the range per firewall."""
@@ -251,7 +251,7 @@ def _grants(
 
 
 def _resources_with_our_rules(
-    estate: BenchEstate,
+    estate: ScaleEstate,
     policies: dict[str, tuple[Any, dict[str, Any]]],
     grants: list[_SeedGrant],
     settings: Any,
@@ -315,7 +315,7 @@ def _resources_with_our_rules(
     firewall_by_id = {estate.firewall_id(g).lower(): g for g in estate.firewalls}
     for item in items:
         item_id = item["id"].lower()
-        # A copy: BenchEstate.resources() shares one properties object between all empty NSGs.
+        # A copy, so the rules of ours written here never reach a body the estate may hand out again.
         props = item["body"]["properties"] = dict(item["body"].get("properties") or {})
         if item_id in nsg_rules:
             props["securityRules"] = nsg_rules[item_id]
@@ -374,7 +374,7 @@ def _resources_with_our_rules(
     return items + extra
 
 
-def _table_batches(estate: BenchEstate, grants: list[_SeedGrant]) -> dict[str, list[list[dict[str, Any]]]]:
+def _table_batches(estate: ScaleEstate, grants: list[_SeedGrant]) -> dict[str, list[list[dict[str, Any]]]]:
     """{table name: [batch of up to 100 entities of one partition]} with the store's entity formats."""
     from shared import grants as g
     from shared.grants import RequestRecord
@@ -428,7 +428,7 @@ def _registry_rows(target_keys: set[str]) -> list[dict[str, Any]]:
 
 def _write_tables(
     settings: Any,
-    estate: BenchEstate,
+    estate: ScaleEstate,
     policies: dict[str, tuple[Any, dict[str, Any]]],
     batches: dict[str, list[list[dict[str, Any]]]],
 ) -> dict[str, Any]:

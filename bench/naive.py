@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.estate import BenchEstate, VmInfo
+from localrig.estates.scale import ScaleEstate, VmInfo
 
 COLLECTION = "MDC-JIT"  # Defender's current firewall collection name
 COLLECTION_PRIORITY = 300
@@ -35,7 +35,7 @@ class NaiveOutcome:
 
 
 class NaiveJit:
-    def __init__(self, network: Any, estate: BenchEstate) -> None:
+    def __init__(self, network: Any, estate: ScaleEstate) -> None:
         self._network = network
         self._estate = estate
         self._rg = estate.resource_group

@@ -17,12 +17,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from demo import snapshot
 from demo.cli import Cli, let_read_policies
-from demo.client import AppClient, grant_roles
-from demo.estate import Estate
-from demo.snapshot import ESTATE_NSGS, DemoStepError, our_denies, ports_of, wait_for
+from localrig.appclient import AppClient
 from localrig.emulator_client import EmulatorClient
+from localrig.estates import snapshot
+from localrig.estates.roles import grant_roles
+from localrig.estates.sample import ESTATE_NSGS, Estate
+from localrig.estates.snapshot import DemoStepError, our_denies, ports_of, wait_for
 from localrig.processes import PROJECT_ROOT
 from localrig.stack import start_stack
 from shared import plan

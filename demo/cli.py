@@ -9,15 +9,14 @@ import os
 import shlex
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-from demo.client import READER_ROLE
-from demo.estate import Estate
-from demo.snapshot import DemoStepError
 from localrig.devusers import DevUser
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.ids import ResourceGroupIds
+from localrig.estates.roles import READER_ROLE, assign_role
+from localrig.estates.snapshot import DemoStepError
 
 PORTCULLIS = Path(sys.executable).parent / "portcullis"
 
@@ -51,19 +50,10 @@ class Cli:
         return json.loads(self.run(*args, "-o", "json", show=False))
 
 
-def let_read_policies(arm: EmulatorClient, estate: Estate, user: DevUser) -> None:
+def let_read_policies(arm: EmulatorClient, estate: ResourceGroupIds, user: DevUser) -> None:
     """Reader on the estate's resource group: the CLI finds the VMs a person may request in the JIT
-    policies they can read (GET /api/policies)."""
+    policies they can read (GET /api/policies); the demo's requester role sits on the VMs alone."""
     from azure.mgmt.authorization import AuthorizationManagementClient
-    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
-    sub = f"/subscriptions/{arm.subscription_id}"
-    arm.client(AuthorizationManagementClient).role_assignments.create(
-        f"{sub}/resourceGroups/{estate.resource_group}",
-        str(uuid.uuid4()),
-        RoleAssignmentCreateParameters(
-            role_definition_id=f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{READER_ROLE}",
-            principal_id=user.object_id,
-            principal_type="User",
-        ),
-    )
+    auth = arm.client(AuthorizationManagementClient, estate.subscription_id)
+    assign_role(auth, estate.subscription_id, estate.scope, READER_ROLE, user.object_id)

@@ -1,5 +1,6 @@
 """`python -m localrig up`: run Azurite, the ARM emulator, the OpenID Connect issuer and the function
-app until Ctrl-C. PORTCULLIS_LOCAL_AUTH=jwt (default) or headers says how the app authenticates."""
+app until Ctrl-C, with the sample estate seeded (unless `--no-seed` or PORTCULLIS_LOCAL_SEED=0).
+PORTCULLIS_LOCAL_AUTH=jwt (default) or headers says how the app authenticates."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from azure.core.exceptions import HttpResponseError
+
+from localrig.estates.seed import seed_sample, seed_wanted
 from localrig.processes import ProcessFailedToStartError
-from localrig.stack import LocalAuth, local_auth, start_stack
+from localrig.stack import LocalAuth, Stack, local_auth, start_stack
 
 # How often the foreground loop checks that every child is still alive.
 WATCH_INTERVAL_SECONDS = 0.5
@@ -34,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--issuer-port", type=int, default=8444, help="the OpenID Connect issuer for az login")
     up.add_argument("--azurite-ports", type=_ports, default=(10000, 10001, 10002))
     up.add_argument("--data-dir", type=Path, default=Path(".localrig"))
+    up.add_argument("--no-seed", action="store_true", help="do not seed the sample estate")
     args = parser.parse_args(argv)
     try:
         auth = local_auth()
+        seed = seed_wanted(args.no_seed)
     except ValueError as error:
         print(f"local stack not started: {error}", file=sys.stderr)
         return 2
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with stack:
         print(stack.describe(), flush=True)
+        if seed and not _seed(stack):
+            return 1
         if auth is LocalAuth.JWT:
             print("The portcullis CLI against this stack (paste these two lines):", flush=True)
             print(stack.cli_configure_line(), flush=True)
@@ -80,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         print("stopping the local stack ...", flush=True)
     return 0
+
+
+def _seed(stack: Stack) -> bool:
+    """Seed the sample estate and say what it holds; False (after saying why) if it was refused."""
+    try:
+        report = seed_sample(stack)
+    except (AssertionError, RuntimeError, OSError, HttpResponseError) as error:
+        print(f"seeding the sample estate failed: {error} (--no-seed skips it)", file=sys.stderr, flush=True)
+        return False
+    for line in report.lines():
+        print(line, flush=True)
+    return True
 
 
 if __name__ == "__main__":

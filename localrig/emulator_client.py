@@ -18,6 +18,29 @@ DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000e1"
 ClientT = TypeVar("ClientT")
 
 
+def send_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 30,
+) -> tuple[int, Any]:
+    """One JSON call to a service of the local stack: (status, parsed JSON or None), errors included
+    (a 4xx/5xx is an answer to look at, not an exception)."""
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310 - local
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, json.loads(raw) if raw else None
+
+
 class EmulatorClient:
     def __init__(self, base_url: str, ca_file: Path, subscription_id: str = DEFAULT_SUBSCRIPTION) -> None:
         self.base_url = base_url.rstrip("/")
@@ -42,17 +65,7 @@ class EmulatorClient:
 
     def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call an admin endpoint (`/_emulator/...`); returns (status, parsed JSON or None)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - https to our own emulator
-            f"{self.base_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, context=self._ssl, timeout=30) as response:  # noqa: S310
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as error:
-            raw = error.read()
-            return error.code, json.loads(raw) if raw else None
+        return send_json(method, f"{self.base_url}{path}", body, context=self._ssl)
 
     def admin_ok(self, method: str, path: str, body: Any = None) -> Any:
         status, answer = self.admin(method, path, body)

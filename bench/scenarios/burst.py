@@ -20,9 +20,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from bench import app
-from bench.estate import BenchEstate, FirewallGroup, VmInfo, seed
 from bench.harness import app_settings, arm_counts, clear_arm_log, log
 from bench.naive import NaiveJit, NaiveStoppedError
+from localrig.estates.scale import FirewallGroup, ScaleEstate, VmInfo, seed
 
 CLIENTS = 8
 APP_STATUS_SAMPLE = 20
@@ -61,7 +61,7 @@ def run(ctx: Any) -> dict[str, Any]:
         for kind in ("classic", "policy")
         for n in plan[kind]
     ]
-    estate = BenchEstate(
+    estate = ScaleEstate(
         running.arm.subscription_id,
         f"rg-burst-{uuid.uuid4().hex[:6]}",
         firewalls=groups,
@@ -156,7 +156,7 @@ def run(ctx: Any) -> dict[str, Any]:
     }
 
 
-def _network_client(settings: dict[str, str], estate: BenchEstate) -> Any:
+def _network_client(settings: dict[str, str], estate: ScaleEstate) -> Any:
     from shared.azure_clients import network_client
     from shared.settings import load_settings
 
@@ -166,7 +166,7 @@ def _network_client(settings: dict[str, str], estate: BenchEstate) -> Any:
 def _portcullis(
     running: Any,
     client: app.ApiClient,
-    estate: BenchEstate,
+    estate: ScaleEstate,
     owner: dict[str, str],
     requester: app.Person,
     group: FirewallGroup,
@@ -251,13 +251,13 @@ def _wait_quiet(running: Any, quiet_seconds: float = 2.0, timeout: float = 90.0)
     log(f"burst: the app was still calling ARM after {timeout:.0f} s; measuring anyway")
 
 
-def _marks(estate: BenchEstate, group: FirewallGroup) -> tuple[str, ...]:
+def _marks(estate: ScaleEstate, group: FirewallGroup) -> tuple[str, ...]:
     """Path fragments of one group's resources (its firewall, policy, NSG, NICs and VMs)."""
     name = group.name.lower()
     return (f"/fw-{name}", f"/fwpol-{name}", f"/nsg-{name}-", f"/nic-vm-{name}-", f"/vm-{name}-")
 
 
-def _dnat_rules(running: Any, estate: BenchEstate, group: FirewallGroup) -> tuple[int, bool]:
+def _dnat_rules(running: Any, estate: ScaleEstate, group: FirewallGroup) -> tuple[int, bool]:
     """(DNAT rules present, whether the resource holding them has finished updating)."""
     if group.kind == "classic":
         status, body = running.arm.admin("GET", f"/_emulator/resources{estate.firewall_id(group)}")
@@ -290,7 +290,7 @@ def _nsg_allows(running: Any, nsg_id: str) -> tuple[int, bool]:
 
 
 def _wait_usable(
-    running: Any, estate: BenchEstate, group: FirewallGroup, vms: list[VmInfo], timeout: float
+    running: Any, estate: ScaleEstate, group: FirewallGroup, vms: list[VmInfo], timeout: float
 ) -> float:
     """perf_counter() time when every grant's DNAT and NSG rules were first seen in place and settled."""
     nsg_id = vms[0].subnet_nsg_id
@@ -332,7 +332,7 @@ def _wait_app_initiated(
 
 
 def _naive(
-    network: Any, estate: BenchEstate, vms: list[VmInfo], d_seconds: float, stop: threading.Event
+    network: Any, estate: ScaleEstate, vms: list[VmInfo], d_seconds: float, stop: threading.Event
 ) -> dict[str, Any]:
     grants = [(vm, 22, "198.51.100.0/24", 50000 + index) for index, vm in enumerate(vms)]
     outcome = NaiveJit(network, estate).open_all(grants, stop)

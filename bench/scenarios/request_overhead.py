@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import app
-from bench.estate import POLICY_PORTS, BenchEstate
 from bench.harness import StorageRequestCounter, app_settings, arm_counts, clear_arm_log, log, summary
 from bench.profiling import profile
+from localrig.estates.scale import POLICY_PORTS, ScaleEstate
 
 PORTS_PER_VM = len(POLICY_PORTS)
 
@@ -38,14 +38,14 @@ def run(ctx: Any) -> dict[str, Any]:
     profiled = 8 if ctx.quick else 12
     total = sum(n for _, n in levels) + profiled + 8  # + warm-up
     vm_count = -(-total // PORTS_PER_VM)
-    estate = BenchEstate(
+    estate = ScaleEstate(
         running.arm.subscription_id,
         f"rg-req-{uuid.uuid4().hex[:6]}",
         direct_vms=vm_count,
         ports=PORTS_PER_VM,
         ip_octet=41,
     )
-    from bench.estate import seed
+    from localrig.estates.scale import seed
 
     seed(running.arm, estate.resources())
     admin, requester = app.new_person("admin@bench.example"), app.new_person("requester@bench.example")
@@ -92,7 +92,7 @@ def run(ctx: Any) -> dict[str, Any]:
 
 def _level(
     client: app.ApiClient,
-    estate: BenchEstate,
+    estate: ScaleEstate,
     owner: dict[str, str],
     requester: app.Person,
     concurrency: int,
@@ -140,7 +140,7 @@ def _level(
 def _in_process(
     running: Any,
     settings: dict[str, str],
-    estate: BenchEstate,
+    estate: ScaleEstate,
     owner: dict[str, str],
     requester: app.Person,
     work: list[tuple[str, int]],

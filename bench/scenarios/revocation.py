@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench import app, full_estate
-from bench.estate import BenchEstate, VmInfo, seed
 from bench.harness import (
     _by_app,
     app_settings,
@@ -36,6 +35,7 @@ from bench.harness import (
     summary,
     throttle_config,
 )
+from localrig.estates.scale import ScaleEstate, VmInfo, seed
 
 SWEEP_PERIOD_SECONDS = 60.0  # function_app.jit_expiry_sweep: "0 * * * * *"
 SETUP_SECONDS = 12.0  # seeding, host start, policies and grants (about 9 s in the last runs)
@@ -54,7 +54,7 @@ def run(ctx: Any) -> dict[str, Any]:
     timer = not ctx.quick and ctx.fits(_timer_mode_seconds(), "timer mode")
     modes = ["scheduled", "timer"] if timer else ["scheduled"]
     window = SWEEP_PERIOD_SECONDS if timer else 3.0 if ctx.quick else 10.0
-    estate = BenchEstate(
+    estate = ScaleEstate(
         running.arm.subscription_id,
         f"rg-rev-{uuid.uuid4().hex[:6]}",
         direct_vms=per_mode * len(modes),
@@ -149,7 +149,7 @@ def _during_pass_mode(
     full = full_estate.ensure(running, fraction)
     per_mode = 3 if ctx.quick else 16
     window = 3.0 if ctx.quick else 10.0
-    estate = BenchEstate(
+    estate = ScaleEstate(
         full.estate.subscription_id,
         f"rg-revpass-{uuid.uuid4().hex[:6]}",
         direct_vms=per_mode,
@@ -267,7 +267,7 @@ def _next_boundary(earliest: datetime) -> datetime:
 
 def _write_grant(
     settings: dict[str, str],
-    estate: BenchEstate,
+    estate: ScaleEstate,
     requester: app.Person,
     vm: VmInfo,
     end: datetime,

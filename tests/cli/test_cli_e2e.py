@@ -21,14 +21,15 @@ from typing import Any
 
 import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.network import NetworkManagementClient
 
-from demo.client import READER_ROLE, AppClient, grant_roles
-from demo.estate import Estate
-from demo.snapshot import ESTATE_NSGS, our_denies, wait_for
+from localrig.appclient import AppClient
 from localrig.devusers import EVE
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import READER_ROLE, assign_role, grant_roles
+from localrig.estates.sample import ESTATE_NSGS, Estate
+from localrig.estates.seed import seed_sample
+from localrig.estates.snapshot import our_denies, wait_for
 from localrig.stack import Stack, start_stack
 
 PORTCULLIS = Path(sys.executable).parent / "portcullis"
@@ -85,18 +86,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         admin, alice = grant_roles(arm, estate)
         # vm list reads the policies: alice (a requester) and eve (no initiate right) may read them.
         auth = arm.client(AuthorizationManagementClient)
-        scope = f"/subscriptions/{arm.subscription_id}/resourceGroups/{estate.resource_group}"
         for user in (alice, EVE):
-            auth.role_assignments.create(
-                scope,
-                str(uuid.uuid4()),
-                RoleAssignmentCreateParameters(
-                    role_definition_id=f"/subscriptions/{arm.subscription_id}/providers/"
-                    f"Microsoft.Authorization/roleDefinitions/{READER_ROLE}",
-                    principal_id=user.object_id,
-                    principal_type="User",
-                ),
-            )
+            assign_role(auth, arm.subscription_id, estate.scope, READER_ROLE, user.object_id)
         AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, estate.policy_body())
         wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
         rig = Rig(stack, arm, estate, arm.client(NetworkManagementClient), home)
@@ -508,3 +499,31 @@ def test_browser_sign_in_goes_through_azure_identity_and_is_silent_afterwards(
     )
     assert me.returncode == 0, me.stderr
     assert json.loads(me.stdout)["objectId"] == "b0b00000-0000-4000-8000-000000000002"
+
+
+# Last: after it, vm names are ambiguous between the sample estate and the module's.
+def test_after_make_ups_two_lines_vm_list_shows_the_sample_estate(rig: Rig) -> None:
+    """`make up` seeds the sample estate and prints configure and `login --dev-user alice`; after
+    those, `portcullis vm list` shows the sample VMs to alice and none of them to eve."""
+    report = seed_sample(rig.stack)
+    group = report.estate.resource_group
+    rig.cli("alice", "login", "--dev-user", "alice", check=True)
+    listed = json.loads(rig.cli("alice", "vm", "list", "-o", "json", check=True).stdout)
+    assert sorted(vm["name"] for vm in listed if vm["resourceGroup"] == group) == [
+        "vm-app",
+        "vm-db",
+        "vm-ops",
+        "vm-web",
+    ]
+    rig.cli("eve", "login", "--dev-user", "eve", check=True)
+    listed = json.loads(rig.cli("eve", "vm", "list", "-o", "json", check=True).stdout)
+    assert [vm["name"] for vm in listed if vm["resourceGroup"] == group] == []
+    # Two estates now have a vm-web: a name alone is ambiguous (exit 4), the resource group settles it.
+    ambiguous = rig.cli("alice", "request", "vm-web", "--port", "22", "--no-wait")
+    assert ambiguous.returncode == 4 and "--resource-group" in ambiguous.stderr
+    by_group = rig.cli(
+        "alice", "request", "vm-web", "-g", group, "--port", "22", "--no-wait", "--source", "192.0.2.80/32"
+    )
+    assert by_group.returncode == 0, by_group.stderr
+    assert rig.cli("alice", "revoke", by_group.stdout.strip()).returncode == 0
+    assert rig.cli("alice", "status", "0" * 32).returncode == 4  # no such request

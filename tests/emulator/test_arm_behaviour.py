@@ -25,7 +25,7 @@ from azure.mgmt.network.models import (
 
 from localrig.emulator import start_emulator
 from localrig.emulator_client import EmulatorClient
-from tests.emulator.network_estate import LOCATION, build_estate, firewall_body, nat_rule, rule
+from localrig.estates.sdk import LOCATION, build_estate, firewall_body, nat_rule, rule
 
 NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
 FIREWALL_TYPE = "Microsoft.Network/azureFirewalls"

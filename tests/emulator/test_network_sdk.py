@@ -19,7 +19,7 @@ from azure.mgmt.network.models import (
     TagsObject,
 )
 
-from tests.emulator.network_estate import LOCATION, build_estate, firewall_body, nat_rule, nic_body, rule
+from localrig.estates.sdk import LOCATION, build_estate, firewall_body, nat_rule, nic_body, rule
 
 
 @pytest.fixture

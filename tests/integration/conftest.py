@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from demo.estate import Estate
 from localrig.azurite import Azurite
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from shared import enforcement
 from shared.api import defender_routes
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id

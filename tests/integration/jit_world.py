@@ -12,19 +12,15 @@ from typing import Any
 
 import azure.functions as func
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.v2022_04_01.models import (
-    Permission,
-    RoleAssignmentCreateParameters,
-    RoleDefinition,
-)
 
-from demo.estate import Estate
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import OWNER_ROLE, assign_role, define_role
+from localrig.estates.sample import Estate
 from shared.identity import easy_auth_header
 from shared.services import Services, build_services
 from shared.settings import load_settings
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+OWNER = OWNER_ROLE
 API_VERSION = "?api-version=2020-01-01"
 
 
@@ -111,27 +107,12 @@ class World:
 
     def custom_role(self, actions: list[str], not_actions: list[str] | None = None) -> str:
         guid = str(uuid.uuid4())
-        self.auth.role_definitions.create_or_update(
-            self.sub_scope,
-            guid,
-            RoleDefinition(
-                role_name=f"JIT test {guid[:8]}",
-                description="test role",
-                permissions=[Permission(actions=actions, not_actions=not_actions or [])],
-                assignable_scopes=[self.sub_scope],
-            ),
-        )
+        define_role(self.auth, self.subscription, guid, f"JIT test {guid[:8]}", actions, not_actions or ())
         return guid
 
     def assign(self, scope: str, role_guid: str, principal_id: str, principal_type: str = "User") -> None:
-        self.auth.role_assignments.create(
-            scope,
-            str(uuid.uuid4()),
-            RoleAssignmentCreateParameters(
-                role_definition_id=f"{self.sub_scope}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
-                principal_id=principal_id,
-                principal_type=principal_type,
-            ),
+        assign_role(
+            self.auth, self.subscription, scope, role_guid, principal_id, principal_type=principal_type
         )
 
     def policy_body(self, **port_overrides: Any) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import pytest
 import requests
 import schemathesis
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -34,12 +33,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from demo.estate import Estate
 from localrig.devusers import ADMIN
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import OWNER_ROLE, assign_role
+from localrig.estates.sample import Estate
 from localrig.stack import Stack, start_stack
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 EXAMPLES_PER_OPERATION = 4
 SEED = 20260101
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -72,21 +71,10 @@ def world(stack: Stack) -> dict[str, Any]:
     arm.seed(estate.resources())
     owner = ADMIN.object_id
     sub_scope = f"/subscriptions/{arm.subscription_id}"
-    arm.client(AuthorizationManagementClient).role_assignments.create(
-        sub_scope,
-        str(uuid.uuid4()),
-        RoleAssignmentCreateParameters(
-            role_definition_id=f"{sub_scope}/providers/Microsoft.Authorization/roleDefinitions/{OWNER}",
-            principal_id=owner,
-            principal_type="User",
-        ),
-    )
+    assign_role(arm.client(AuthorizationManagementClient), arm.subscription_id, sub_scope, OWNER_ROLE, owner)
     headers = stack.headers_for(ADMIN)
     vm_id = estate.vm_id(Estate.vm_web)
-    policy_path = (
-        f"{sub_scope}/resourceGroups/{rg}/providers/Microsoft.Security/locations/westeurope"
-        "/jitNetworkAccessPolicies/default"
-    )
+    policy_path = estate.policy_path()
     _send(
         stack,
         "PUT",

@@ -21,7 +21,7 @@ from azure.mgmt.security.v2020_01_01.models import (
     JitNetworkAccessPortRule,
 )
 
-from demo.estate import Estate
+from localrig.estates.sample import Estate
 from shared.api import defender_routes, records
 from shared.authz import WRITE_POLICY_ACTION
 from tests.integration.jit_world import API_VERSION, OWNER, Person, World

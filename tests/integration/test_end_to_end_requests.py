@@ -21,11 +21,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.v2022_04_01.models import (
-    Permission,
-    RoleAssignmentCreateParameters,
-    RoleDefinition,
-)
 from azure.mgmt.security import SecurityCenter
 from azure.mgmt.security.v2020_01_01.models import (
     JitNetworkAccessPolicy,
@@ -36,15 +31,15 @@ from azure.mgmt.security.v2020_01_01.models import (
     JitNetworkAccessPortRule,
 )
 
-from demo.estate import Estate
 from localrig.credentials import StaticTokenCredential
 from localrig.devusers import ADMIN, ALICE, DevUser
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import OWNER_ROLE, assign_role, define_role
+from localrig.estates.sample import Estate
 from localrig.stack import Stack, start_stack
+from shared.authz import INITIATE_ACTION, READ_POLICY_ACTION
 from shared.settings import load_settings
 from shared.storage import queue, send
-
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 
 
 class SignedIn(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -70,38 +65,10 @@ def estate(stack: Stack) -> dict:
     estate = Estate(arm.subscription_id, rg)
     arm.seed(estate.resources())
     auth = arm.client(AuthorizationManagementClient)
-    sub = f"/subscriptions/{arm.subscription_id}"
-    admin, alice = ADMIN.object_id, ALICE.object_id
     role = str(uuid.uuid4())
-    auth.role_definitions.create_or_update(
-        sub,
-        role,
-        RoleDefinition(
-            role_name="JIT requester e2e",
-            permissions=[
-                Permission(
-                    actions=[
-                        "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
-                        "Microsoft.Security/locations/jitNetworkAccessPolicies/read",
-                    ]
-                )
-            ],
-            assignable_scopes=[sub],
-        ),
-    )
-    for scope, role_id, principal in (
-        (f"{sub}/resourceGroups/{rg}", OWNER, admin),
-        (estate.vm_id(Estate.vm_web), role, alice),
-    ):
-        auth.role_assignments.create(
-            scope,
-            str(uuid.uuid4()),
-            RoleAssignmentCreateParameters(
-                role_definition_id=f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}",
-                principal_id=principal,
-                principal_type="User",
-            ),
-        )
+    define_role(auth, arm.subscription_id, role, "JIT requester e2e", (INITIATE_ACTION, READ_POLICY_ACTION))
+    assign_role(auth, arm.subscription_id, estate.scope, OWNER_ROLE, ADMIN.object_id)
+    assign_role(auth, arm.subscription_id, estate.vm_id(Estate.vm_web), role, ALICE.object_id)
     return {"arm": arm, "rg": rg, "estate": estate}
 
 

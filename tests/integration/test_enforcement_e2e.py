@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from demo import snapshot
-from demo.client import AppClient, grant_roles
-from demo.estate import Estate
-from demo.snapshot import ESTATE_NSGS, our_denies, ports_of, wait_for
+from localrig.appclient import AppClient
 from localrig.emulator_client import EmulatorClient
+from localrig.estates import snapshot
+from localrig.estates.roles import grant_roles
+from localrig.estates.sample import ESTATE_NSGS, Estate
+from localrig.estates.snapshot import our_denies, ports_of, wait_for
 from localrig.stack import Stack, start_stack
 from shared import enforcement, plan
 from shared.settings import load_settings

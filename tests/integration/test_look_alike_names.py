@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from demo.estate import Estate
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from shared.api import defender_routes
 from tests.integration.jit_world import API_VERSION, OWNER, Person, World, app_env, end_time
 

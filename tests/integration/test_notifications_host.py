@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from demo.client import AppClient, grant_roles
-from demo.estate import Estate
-from demo.snapshot import ports_of, wait_for
+from localrig.appclient import AppClient
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import grant_roles
+from localrig.estates.sample import Estate
+from localrig.estates.snapshot import ports_of, wait_for
 from localrig.stack import Stack, start_stack
 from localrig.webhook_sink import WebhookSink, start_sink
 from shared.audit import TableAuditTrail

@@ -11,7 +11,7 @@ from typing import Any
 
 from azure.core.exceptions import ServiceRequestError
 
-from demo.estate import Estate
+from localrig.estates.sample import Estate
 from shared import enforcement, plan
 from shared.api import defender_routes, records
 from shared.model import PortStatus, ResourceId, StatusReason, TargetKind, TargetRef, VmRef

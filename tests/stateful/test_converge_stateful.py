@@ -42,8 +42,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from demo.estate import Estate
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import Estate
 from shared import enforcement, plan
 from shared.defender import parse_policy_body
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id

@@ -1,4 +1,4 @@
-"""What the network looks like, without what every write changes (etags, provisioning states):
+"""What the sample estate's network looks like, without what every write changes (etags, provisioning states):
 compare before and after to show a grant left nothing behind. Also the observations the demo and the
 end-to-end test both wait on (our Deny baseline, a request's ports)."""
 
@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from demo.estate import Estate
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.sample import ESTATE_NSGS, Estate
 from shared import plan
 
 _VOLATILE = {"etag", "provisioningState", "id", "type"}
@@ -44,17 +44,14 @@ def policy_groups(arm: EmulatorClient, estate: Estate) -> list[str]:
 
 def network(arm: EmulatorClient, estate: Estate) -> dict[str, Any]:
     return {
-        **{
-            nsg: nsg_rules(arm, estate, nsg)
-            for nsg in ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
-        },
+        **{nsg: nsg_rules(arm, estate, nsg) for nsg in ESTATE_NSGS},
         "fw-classic": classic_nat(arm, estate),
         "fwpol": policy_groups(arm, estate),
     }
 
 
 class DemoStepError(RuntimeError):
-    """A step of the story did not do what it should."""
+    """A step of the story (the demo's, or an end-to-end test's) did not do what it should."""
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -66,9 +63,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.3)
     raise DemoStepError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-ESTATE_NSGS = ("nsg-web-subnet", "nsg-web-nic", "nsg-app-nic", "nsg-ops-nic")
 
 
 def our_denies(arm: EmulatorClient, estate: Estate, nsg: str) -> list[dict[str, Any]]:

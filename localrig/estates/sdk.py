@@ -1,4 +1,5 @@
-"""Building blocks for Network tests: a small estate created through the real SDK."""
+"""A small estate created through the real azure-mgmt-network SDK (not the seed endpoint), and the
+SDK models the emulator's Network tests write into it: the emulator must answer the SDK as Azure does."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from azure.mgmt.network.models import (
 )
 
 from localrig.emulator_client import EmulatorClient
+from localrig.estates.ids import DEFAULT_LOCATION
 
-LOCATION = "westeurope"
+LOCATION = DEFAULT_LOCATION
 
 
 def rule(name: str = "allow-ssh", priority: int = 100, **overrides: object) -> SecurityRule:
