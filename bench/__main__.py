@@ -36,7 +36,7 @@ from bench.harness import BudgetSpent, Services, git_commit, log, machine, servi
 
 # estate_pass before revocation: revocation's "during a full pass" mode adds a few VMs and grants to
 # the shared estate, which the estate pass must not count.
-SCENARIOS = ("cold_start", "request_overhead", "burst", "estate_pass", "revocation")
+SCENARIOS = ("cold_start", "request_overhead", "burst", "estate_pass", "revocation", "cli_cold_start")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # `make bench` must write its report within 10 minutes on 2 cores; the whole-estate pass (issue 16:
 # seeding 2,000 VMs and 10,000 grants, then two passes) needs about 3 of them.

@@ -68,6 +68,25 @@ def _cold_start(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cli_cold_start(r: dict[str, Any]) -> list[str]:
+    t, bare = r["help_seconds"], r["interpreter_seconds"]
+    lines = _table(
+        ["measure", "p50", "p95", "max"],
+        [
+            ["`portcullis --help` (fresh process)", _s(t["p50"]), _s(t["p95"]), _s(t["max"])],
+            ["`python -c pass` (the interpreter alone)", _s(bare["p50"]), _s(bare["p95"]), _s(bare["max"])],
+        ],
+    )
+    verdict = "meets" if r["meets_target"] else "misses"
+    lines += [
+        "",
+        f"{r['repeats']} runs of `{r['command']}`; the slowest {verdict} the target of "
+        f"{r['target_seconds']:g} s. {r['modules_loaded']} modules loaded; heavy modules loaded on --help: "
+        f"{', '.join(r['heavy_modules_loaded_on_help']) or 'none'}.",
+    ]
+    return lines
+
+
 def _request_overhead(r: dict[str, Any]) -> list[str]:
     rows = []
     for level in r["levels"]:
@@ -374,6 +393,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "revocation": ("3. Revocation lag", _revocation),
     "estate_pass": ("4. Estate pass (one full reconcile)", _estate_pass),
     "cold_start": ("5. Cold start", _cold_start),
+    "cli_cold_start": ("6. CLI cold start (`portcullis --help`)", _cli_cold_start),
 }
 
 

@@ -3,13 +3,13 @@ did what it should (and 1, saying which step, when one did not).
 
 Azurite + the ARM emulator + the function app on devhost; an estate with a VM reached directly (NSG
 on subnet and NIC), a VM behind a classic Azure Firewall and one behind a Firewall Policy; a
-Defender-format JIT policy created through the app's API; a user with a JIT role asks for SSH for
-~25 seconds; the rules appear on every hop; connection details; expiry; the network as before.
+Defender-format JIT policy created through the app's API; a user with a JIT role signs in with the
+`portcullis` command line and asks for SSH for ~25 seconds with it; the rules appear on every hop;
+the connection lines; an early revoke; expiry; the network as before.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from demo.approval import approval_round_trip
+from demo.cli import Cli, let_read_policies
 from localrig.appclient import AppClient
 from localrig.emulator_client import EmulatorClient
 from localrig.estates import snapshot
@@ -105,57 +106,74 @@ def story(data_dir: Path) -> None:
         for finding in findings:
             say(f"     {finding['kind']}: {finding['detail']}")
 
-        step(5, f"{alice.name} asks for SSH on three VMs for {GRANT_SECONDS} seconds from 203.0.113.7")
-        end = datetime.now(UTC) + timedelta(seconds=GRANT_SECONDS)
-        answer = app_alice.initiate(
-            estate,
-            {vm: [(22, "203.0.113.7")] for vm in (estate.vm_web, estate.vm_app, estate.vm_ops)},
-            end,
-        )
-        request_id = answer["requestId"]
-        say(f"   202 Accepted, request {request_id}, ports {[p['status'] for p in ports_of(answer)]}")
+        step(5, f"{alice.name} signs in with the portcullis command line and lists what she may request")
+        let_read_policies(arm, estate, alice)
+        cli = Cli(data_dir / f"cli-{alice.name}", say)
+        cli.run(*stack.cli_configure_line().split()[1:], show=False)
+        say(f"   (configured as `make up` prints: {stack.cli_configure_line()})")
+        cli.run(*stack.cli_login_line(alice).split()[1:])
+        cli.run("vm", "list")
 
-        step(6, "Converge (queue jit-converge on the host) opens every hop; status turns Initiated")
+        source = "203.0.113.7/32"
+        step(6, f"{alice.name} asks for SSH on three VMs for {GRANT_SECONDS} seconds from {source}")
+        say("   (each command waits until enforcement has opened every hop, then prints how to connect)")
+        expected = {
+            estate.vm_web: estate.web_public_ip,
+            estate.vm_app: estate.classic_fw_public_ip,
+            estate.vm_ops: estate.policy_fw_public_ip,
+        }
+        requests: dict[str, str] = {}
         started = time.monotonic()
-        status = wait_for(
+        end = datetime.now(UTC) + timedelta(seconds=GRANT_SECONDS)
+        for vm, address in expected.items():
+            line = cli.run(
+                "request", vm, "--port", "22", "--until", end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "--source", source, "--user", "azureuser",
+                "--justification", "incident INC-4711: check the disk",
+            ).strip()  # fmt: skip
+            if not line.startswith("ssh -p ") or not line.endswith(f"azureuser@{address}"):
+                raise DemoStepError(f"{vm}: the connection line {line!r} does not name {address}")
+            mine = cli.json("list", "--mine", "--active", "--vm", vm)
+            requests[vm] = mine[0]["requestId"]
+        say(f"   three grants Initiated, rules on every hop, after {time.monotonic() - started:.1f} s")
+        cli.run("status", requests[estate.vm_app], "--user", "azureuser")
+        show_rules(arm, estate)
+
+        step(7, f"{alice.name} is done with {estate.vm_web} early and revokes it")
+        cli.run("revoke", requests[estate.vm_web])
+        web_grant = app_alice.request_status(requests[estate.vm_web])["virtualMachines"][0]["ports"][0]
+        wait_for(
             lambda: (
-                (s := app_alice.request_status(request_id))
-                and all(p["status"] == "Initiated" for p in ports_of(s))
-                and s
+                not any(
+                    web_grant["grantId"] in rule["name"]
+                    for rule in snapshot.nsg_rules(arm, estate, "nsg-web-subnet")
+                )
             ),
             30,
-            "every port Initiated",
+            f"the Allow rule of {estate.vm_web} gone",
         )
-        say(f"   all ports Initiated after {time.monotonic() - started:.1f} s")
-        for vm in status["virtualMachines"]:
-            for port in vm["ports"]:
-                connection = port["connection"]
-                if not connection:
-                    raise DemoStepError(f"no connection details for {vm['id']} port {port['number']}")
-                mapped = f" (mapped port {port['mappedPort']})" if port.get("mappedPort") else ""
-                name = vm["id"].rsplit("/", 1)[-1]
-                say(f"   {name}: connect to {connection['address']}:{connection['port']}{mapped}")
-                say(f"       {connection['ssh']}")
-                say(f"       {connection['rdp']}")
-                say(f"       targets: {json.dumps(port['targets'])}")
-        show_rules(arm, estate)
+        say(f"   {estate.vm_web}'s rules are gone; the other two stay open until their end time")
 
-        step(7, f"Wait for the end time ({end:%H:%M:%S} UTC): the grant comes back on the queue and closes")
-        final = wait_for(
-            lambda: (
-                (s := app_alice.request_status(request_id))
-                and all(p["status"] == "Revoked" for p in ports_of(s))
-                and s
-            ),
-            GRANT_SECONDS + 60,
-            "every port Revoked",
-        )
+        step(8, f"Wait for the end time ({end:%H:%M:%S} UTC): the grants come back on the queue and close")
+        finals = [
+            wait_for(
+                lambda request_id=request_id: (
+                    (s := app_alice.request_status(request_id))
+                    and all(p["status"] == "Revoked" for p in ports_of(s))
+                    and s
+                ),
+                GRANT_SECONDS + 60,
+                "every port Revoked",
+            )
+            for request_id in requests.values()
+        ]
         late = (datetime.now(UTC) - end).total_seconds()
-        reasons = sorted({p["statusReason"] for p in ports_of(final)})
+        reasons = sorted({p["statusReason"] for final in finals for p in ports_of(final)})
         say(f"   every port Revoked ({', '.join(reasons)}), {late:.1f} s after the end time")
+        cli.run("list", "--mine")
         show_rules(arm, estate)
 
-        step(8, "Compare the whole network with its state before the grant")
+        step(9, "Compare the whole network with its state before the grants")
         after = snapshot.network(arm, estate)
         if after != before:
             raise DemoStepError(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
