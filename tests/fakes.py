@@ -66,6 +66,9 @@ class InMemoryPolicies:
             and (location is None or arm_key(stored.ref.location) == arm_key(location))
         ]
 
+    def list_all(self) -> list[StoredPolicy]:
+        return list(self._by_key.values())
+
     def for_vm(self, vm: VmRef) -> Iterator[StoredPolicy]:
         for stored in self.list_in(vm.subscription_id, vm.resource_group):
             if stored.policy.vm_policy(vm) is not None:

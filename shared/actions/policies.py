@@ -158,6 +158,23 @@ class ListPolicies:
         return PolicyList(value=readable)
 
 
+class ListReadablePolicies:
+    """Every policy in every subscription that the caller may read: how a command line finds the VMs
+    its user may request without being told their subscriptions (`portcullis vm list`). Policies are
+    few (one per resource group at most per location), so one scan, filtered by RBAC like the lists."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def __call__(self, principal: Principal) -> PolicyList:
+        readable = [
+            policy_answer(self._services, stored)
+            for stored in sorted(self._services.policies.list_all(), key=lambda stored: stored.ref.id.lower())
+            if self._services.authorizer.check(principal, READ_POLICY_ACTION, stored.ref.id)
+        ]
+        return PolicyList(value=readable)
+
+
 class DeletePolicy:
     """True if a policy was deleted (200), False if there was none (204). Grants already made keep
     their end times: enforcement closes them as usual."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.actions.initiate import InitiateAccess, InitiateCommand
-from shared.actions.policies import DeletePolicy, GetPolicy, ListPolicies, PutPolicy
+from shared.actions.policies import DeletePolicy, GetPolicy, ListPolicies, ListReadablePolicies, PutPolicy
 from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.defender import request_to_wire
 from shared.model import PolicyRef
@@ -51,6 +51,12 @@ def list_policies(call: ApiCall) -> func.HttpResponse:
         call.route("ascLocation") or None,
     )
     return json_response(200, body)
+
+
+@endpoint()
+def list_readable_policies(call: ApiCall) -> func.HttpResponse:
+    """Ours, beside Defender's lists: every subscription at once, so a client need not know them."""
+    return json_response(200, ListReadablePolicies(call.services)(call.principal))
 
 
 @endpoint(defender=True)

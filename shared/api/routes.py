@@ -183,6 +183,19 @@ ROUTES: tuple[Route, ...] = (
         for index, (function, scope, what) in enumerate(_LIST_SCOPES)
     ),
     Route(
+        "policies_list_readable",
+        "GET",
+        "policies",
+        defender_routes.list_readable_policies,
+        "Policies_ListReadable",
+        "Records",
+        "every JIT policy the caller may read, in any subscription (what `portcullis vm list` shows)",
+        "`.../jitNetworkAccessPolicies/read` (each policy)",
+        (Reply(200, "the policies the caller may read", PolicyList),),
+        description="Defender's policy list without a scope: a client that does not know the caller's "
+        "subscriptions (the command line) finds the VMs it may request here.",
+    ),
+    Route(
         "request_get",
         "GET",
         "requests/{requestId}",

@@ -50,6 +50,14 @@ def test_policy_round_trip_as_defender_answers(world: World, policy: dict) -> No
     )
     assert status == 200 and [p["id"] for p in listed["value"]] == [world.policy_path()]
     assert "policy.written" in audit_events(world, world.policy_path())
+    # GET /api/policies: every subscription at once, filtered by read on each policy (the emulator is
+    # shared by the session's tests, so other worlds' policies may be listed beside this one).
+    for person, sees in ((world.admin, True), (world.bob, False)):
+        status, readable, _ = world.call(defender_routes.list_readable_policies, "GET", "/x", person)
+        assert status == 200
+        assert (world.policy_path() in [p["id"] for p in readable["value"]]) is sees
+        if sees:
+            assert next(p for p in readable["value"] if p["id"] == world.policy_path()) == policy
 
 
 def test_invalid_policy_is_a_400_naming_the_field_and_stores_nothing(world: World) -> None:
