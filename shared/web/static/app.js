@@ -63,7 +63,7 @@ async function api(method, path, body) {
   }
   let response;
   try {
-    response = await fetch(path.startsWith("/.auth") ? path : API + path, options);
+    response = await fetch(API + path, options);
   } catch (error) {
     throw new ApiError(0, "NetworkError", `The app could not be reached: ${error.message}`);
   }
@@ -182,23 +182,17 @@ function connectionBlock(port, connection, vm) {
 // ---- start: who am I, what does the API offer ----
 
 async function start() {
+  // GET /api/me decides: 401 means no session (or it ended). Easy Auth's /.auth/me is not used, as
+  // it needs the token store, which infra/ leaves off.
   try {
-    await api("GET", "/.auth/me");
+    state.me = await api("GET", "/me");
   } catch (error) {
     $("loading").hidden = true;
     if (error.status === 401) {
       show("view-signin");
       return;
     }
-    notify(`Sign-in could not be checked: ${error.describe()}`);
-    return;
-  }
-  try {
-    state.me = await api("GET", "/me");
-  } catch (error) {
-    $("loading").hidden = true;
-    notify(`The app did not accept your sign-in: ${error.describe()}`);
-    show("view-signin");
+    notify(`The app could not tell who you are: ${error.describe()}`);
     return;
   }
   renderWho();
