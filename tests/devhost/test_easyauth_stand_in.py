@@ -140,6 +140,12 @@ def test_cross_site_state_changes_with_the_cookie_are_refused(stack: Stack) -> N
     assert same.status == 404, same.body
     # Reading is not state-changing: no Origin needed.
     assert send(f"{stack.api_url}/me", headers=cookie).status == 200
+    # The app refuses too (in Azure there is no stand-in, and Easy Auth's cookie may be SameSite=None):
+    # a browser's cross-site DELETE is refused whatever authenticates it; the CLI sends no Origin.
+    bearer = stack.headers_for(ALICE)
+    app_refusal = send(revoke, "DELETE", {**bearer, "Origin": "http://evil.example"})
+    assert app_refusal.status == 403 and b"CrossSiteRequestRefused" in app_refusal.body
+    assert send(revoke, "DELETE", bearer).status == 404
 
 
 def test_the_callback_needs_the_browser_that_started_and_redirects_stay_on_this_host(stack: Stack) -> None:

@@ -1,13 +1,17 @@
 """The page's files as the app serves them (shared/web): the security headers on every answer, only
-the shipped flat files, and no inline script or style in the HTML (the CSP would block them)."""
+the shipped flat files, and no inline script or style in the HTML (the CSP would block them); the
+API's refusal of state changes a browser sends from another site (the page's session is a cookie)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import azure.functions as func
 import pytest
 
+from shared.api.http import cross_site
+from shared.api.records import revoke_request
 from shared.web import CONTENT_SECURITY_POLICY, STATIC_DIR, serve
 
 
@@ -48,3 +52,40 @@ def test_the_page_has_no_inline_code_and_nothing_from_elsewhere() -> None:
             "every asset ships with the app: no CDN, no external URL"
         )
     assert ".innerHTML" not in (STATIC_DIR / "app.js").read_text(), "API text goes in as textContent"
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "refused"),
+    [
+        (
+            "POST",
+            {"Host": "app.example", "Sec-Fetch-Site": "same-origin", "Origin": "https://front.example"},
+            False,
+        ),
+        ("POST", {"Host": "app.example", "Sec-Fetch-Site": "cross-site"}, True),
+        ("DELETE", {"Host": "app.example", "Sec-Fetch-Site": "same-site"}, True),
+        ("PUT", {"Host": "app.example", "Origin": "https://app.example"}, False),
+        ("PUT", {"Host": "app.example", "Origin": "https://evil.example"}, True),
+        ("POST", {"Host": "app.example", "Origin": "null"}, True),
+        ("POST", {"Host": "app.example"}, False),  # the CLI, SDKs, scripts: no browser headers
+        ("GET", {"Host": "app.example", "Sec-Fetch-Site": "cross-site"}, False),
+    ],
+)
+def test_the_api_refuses_state_changes_a_browser_sends_from_another_site(
+    method: str, headers: dict[str, str], refused: bool
+) -> None:
+    assert cross_site(method, headers) is refused
+
+
+def test_a_cross_site_post_is_a_403_before_anything_runs() -> None:
+    request = func.HttpRequest(
+        "POST", "http://app.example/api/requests/x", body=b"{}", headers={"Origin": "https://evil.example"}
+    )
+    answer = revoke_request(request, services=object())  # type: ignore[arg-type] - never reached
+    assert answer.status_code == 403
+    assert json.loads(answer.get_body())["error"] == {
+        "code": "CrossSiteRequestRefused",
+        "message": "a browser sent this request from another site; state changes come only from this "
+        "app's own page",
+        "target": "Origin",
+    }
