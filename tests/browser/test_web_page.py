@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from demo.client import AppClient, grant_roles
 from demo.estate import Estate
 from demo.snapshot import wait_for
-from localrig.devusers import ALICE, EVE, DevUser
+from localrig.devusers import ADMIN, ALICE, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
 from localrig.processes import PROJECT_ROOT
 from localrig.stack import Stack, start_stack
@@ -265,3 +267,72 @@ def test_signed_out_page_offers_sign_in_and_sign_out_ends_the_session(
     driver.find_element(By.LINK_TEXT, "Sign out").click()
     until(driver, lambda d: visible(d, "#signin-link"), "the Sign in link again")
     assert not driver.get_cookie("AppServiceAuthSession")
+
+
+def test_behind_a_firewall_the_line_has_its_address_and_mapped_port_and_the_admin_sees_the_holder(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    alice = browser()
+    sign_in(alice, stack, ALICE)
+    card = until(
+        alice, lambda d: visible(d, f"li.vm[data-vm='{estate.vm_id(estate.vm_app)}']"), "vm-app listed"
+    )
+    card.find_element(By.CSS_SELECTOR, "button.primary").click()
+    until(alice, lambda d: visible(d, "#request-form"), "the request form")
+    alice.find_element(By.ID, "justification").send_keys("browser test behind the classic firewall")
+    alice.find_element(By.ID, "request-submit").click()
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "port open"
+    )
+    line = alice.find_element(By.CSS_SELECTOR, "#progress code.line[data-port='22']").text
+    match = re.fullmatch(rf"ssh -p (\d+) <user>@{re.escape(estate.classic_fw_public_ip)}", line)
+    assert match, line
+    mapped = int(match[1])
+    assert 50000 <= mapped <= 50999
+    firewall = arm.client(NetworkManagementClient).azure_firewalls.get(
+        estate.resource_group, estate.classic_firewall_id.rsplit("/", 1)[1]
+    )
+    dnat = [
+        rule
+        for collection in firewall.nat_rule_collections or []
+        if collection.name == "Portcullis-JIT"
+        for rule in collection.rules or []
+    ]
+    assert [rule.destination_ports for rule in dnat] == [[str(mapped)]]
+    request_id = alice.find_element(By.ID, "progress").get_attribute("data-request")
+
+    # The administrator sees who holds access now, and a policy edit the API refuses shows its field.
+    admin = browser()
+    sign_in(admin, stack, ADMIN)
+    admin.find_element(By.CSS_SELECTOR, "nav button[data-view='admin']").click()
+    holders = until(admin, lambda d: visible(d, "#holders"), "who holds access")
+    assert any(
+        "vm-app" in row.text and ALICE.username in row.text
+        for row in holders.find_elements(By.CSS_SELECTOR, "tbody tr")
+    )
+    until(admin, lambda d: visible(d, "#findings-empty") or visible(d, "#findings li"), "compliance findings")
+    policy = until(admin, lambda d: visible(d, "li.policy"), "the policy")
+    policy.find_element(By.XPATH, ".//button[text()='Edit']").click()
+    editor = policy.find_element(By.CSS_SELECTOR, "textarea.json")
+    document = json.loads(editor.get_attribute("value") or "{}")
+    document["properties"]["virtualMachines"][0]["ports"][0]["maxRequestAccessDuration"] = "PT2000H"
+    editor.clear()
+    editor.send_keys(json.dumps(document))
+    policy.find_element(By.XPATH, ".//button[text()='Save']").click()
+    error = until(admin, lambda d: visible(d, "li.policy p.error"), "the API's refusal")
+    assert "field: properties.virtualMachines[0].ports[0].maxRequestAccessDuration" in error.text, error.text
+    screenshot(admin, "admin-view")
+
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{request_id}")
+    wait_for(lambda: not allow_rules_on(arm, estate, "nsg-app-nic"), 30, "vm-app's rules removed")
+
+
+def allow_rules_on(arm: EmulatorClient, estate: Estate, nsg_name: str) -> list[str]:
+    network = arm.client(NetworkManagementClient)
+    nsg = network.network_security_groups.get(estate.resource_group, nsg_name)
+    return [
+        rule.name or ""
+        for rule in nsg.security_rules or []
+        if (rule.name or "").startswith("Portcullis-JIT-Allow-")
+    ]
