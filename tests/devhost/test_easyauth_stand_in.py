@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from localrig.devusers import ALICE
-from localrig.stack import Stack, start_stack
+from localrig.stack import LocalAuth, Stack, start_stack
 
 
 @dataclass
@@ -32,13 +32,18 @@ class Reply:
 
 
 def send(
-    url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    ca: str | None = None,
 ) -> Reply:
-    """One request, redirects not followed, no cookie jar: the test carries cookies by hand."""
+    """One request, redirects not followed, no cookie jar: the test carries cookies by hand; `ca`
+    verifies an https server (the issuer)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.netloc, context=ssl.create_default_context(cafile=_CA[0]), timeout=30
+            parts.netloc, context=ssl.create_default_context(cafile=ca), timeout=30
         )
     else:
         connection = http.client.HTTPConnection(parts.netloc, timeout=30)
@@ -50,14 +55,9 @@ def send(
     return reply
 
 
-_CA: list[str] = []
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(tmp_path_factory.mktemp("easyauth-stack")) as running:
-        assert running.issuer is not None
-        _CA[:] = [str(running.issuer.ca_file)]
         yield running
 
 
@@ -82,6 +82,7 @@ def sign_in(stack: Stack, redirect: str = "/api/ui/") -> tuple[str, Reply]:
         "POST",
         {"Content-Type": "application/x-www-form-urlencoded"},
         urllib.parse.urlencode({**query, "username": ALICE.name}).encode(),
+        ca=str(stack.issuer.ca_file),  # type: ignore[union-attr]
     )
     assert picked.status == 302
     callback = picked.headers["Location"]
@@ -156,6 +157,7 @@ def test_the_callback_needs_the_browser_that_started_and_redirects_stay_on_this_
         "POST",
         {"Content-Type": "application/x-www-form-urlencoded"},
         urllib.parse.urlencode({**query, "username": ALICE.name}).encode(),
+        ca=str(stack.issuer.ca_file),  # type: ignore[union-attr]
     )
     # Another browser (no login cookie) cannot finish this sign-in (login CSRF).
     stolen = send(picked.headers["Location"])
@@ -164,3 +166,17 @@ def test_the_callback_needs_the_browser_that_started_and_redirects_stay_on_this_
     _, done = sign_in(stack, redirect="//evil.example/x")
     assert done.headers["Location"] == "/api/ui/"
     assert send(f"{stack.host_url}/.auth/login/aad/callback?state=nope&code=x").status == 400
+
+
+def test_in_headers_mode_the_session_reaches_the_app_as_easy_auths_principal_headers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with start_stack(tmp_path_factory.mktemp("easyauth-headers"), auth=LocalAuth.HEADERS) as headers_stack:
+        session, _ = sign_in(headers_stack)
+        forged = {"X-MS-CLIENT-PRINCIPAL-ID": "e0e00000-0000-4000-8000-000000000004"}
+        me = send(
+            f"{headers_stack.api_url}/me", headers={"Cookie": f"AppServiceAuthSession={session}", **forged}
+        )
+        assert me.status == 200
+        assert me.json()["objectId"] == ALICE.object_id  # type: ignore[index]
+        assert me.json()["authentication"] == "easyauth"  # type: ignore[index]

@@ -425,13 +425,16 @@ function follow(requestId, vmId) {
     }
     const ports = request.virtualMachines.flatMap((vm) => vm.ports.map((port) => ({ vm: vm.id, port })));
     const open = ports.every(({ port }) => port.status === "Initiated" && port.connection);
-    const over = ports.every(({ port }) => port.status !== "Initiating" && port.status !== "Initiated");
+    const pending = ports.some(({ port }) => port.status === "Pending");
+    const over = ports.every(({ port }) => !["Initiating", "Initiated", "Pending"].includes(port.status));
     $("progress-status").textContent = open
       ? `Open until ${localTime(ports[0].port.endTimeUtc)}.`
-      : over
-        ? `Closed: ${ports.map(({ port }) => port.statusReason).join(", ")}.`
-        : "Opening… rules are being written to the network.";
-    $("progress").dataset.state = open ? "open" : over ? "closed" : "opening";
+      : pending
+        ? "Waiting for approval: it opens once the approvers agree."
+        : over
+          ? `Closed: ${ports.map(({ port }) => port.statusReason).join(", ")}.`
+          : "Opening… rules are being written to the network.";
+    $("progress").dataset.state = open ? "open" : pending ? "pending" : over ? "closed" : "opening";
     const list = $("progress-ports");
     list.replaceChildren(
       ...ports.map(({ vm, port }) =>
@@ -443,7 +446,8 @@ function follow(requestId, vmId) {
         ),
       ),
     );
-    if (!open && !over) state.pollTimer = setTimeout(poll, POLL_MS);
+    if (open) $("progress-status").focus();
+    if (!open && !over) state.pollTimer = setTimeout(poll, pending ? POLL_MS * 5 : POLL_MS);
     else refreshGrants().catch(() => {});
   };
   poll();
