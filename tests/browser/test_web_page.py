@@ -166,6 +166,7 @@ def sign_in(driver: WebDriver, stack: Stack, user: DevUser) -> None:
     driver.find_element(By.CSS_SELECTOR, f"button[value='{user.name}']").click()
     until(driver, lambda d: d.current_url.startswith(stack.page_url), "back on the page")
     until(driver, lambda d: user.username in d.find_element(By.ID, "who").text, "signed in as the user")
+    until(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the VMs read")
 
 
 def allow_rules(arm: EmulatorClient, estate: Estate, port: int) -> list[str]:

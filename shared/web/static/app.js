@@ -216,8 +216,10 @@ async function start() {
     show("request-form", false);
     state.selected = null;
   });
-  await loadPolicies();
   selectView("request");
+  await loadPolicies();
+  // The VMs and grants are read: say so (tests and assistive tools wait for it).
+  document.body.dataset.ready = "true";
   setInterval(tick, 1000);
   setInterval(() => refreshGrants().catch(() => {}), REFRESH_MS);
 }
