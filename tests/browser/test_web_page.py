@@ -200,6 +200,7 @@ def test_requester_opens_ssh_copies_the_line_and_revokes(
     assert driver.find_element(By.ID, "source").get_attribute("value") == "127.0.0.1"
     driver.find_element(By.ID, "justification").send_keys("browser test: check the disk")
     driver.find_element(By.ID, "ticket").send_keys("INC-11")
+    driver.find_element(By.ID, "ssh-user").send_keys("azureuser")  # remembered in this browser only
     screenshot(driver, "requester-form")
     form.find_element(By.ID, "request-submit").click()
 
@@ -207,7 +208,7 @@ def test_requester_opens_ssh_copies_the_line_and_revokes(
         driver, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "port open"
     )
     line = driver.find_element(By.CSS_SELECTOR, "#progress code.line[data-port='22']").text
-    assert line == f"ssh -p 22 <user>@{estate.web_public_ip}"
+    assert line == f"ssh -p 22 azureuser@{estate.web_public_ip}"
     request_id = driver.find_element(By.ID, "progress").get_attribute("data-request")
     assert allow_rules(arm, estate, 22), "the page says open, so the NSG has our Allow rule"
     screenshot(driver, "requester-open")
@@ -255,6 +256,7 @@ def test_user_without_rights_sees_no_vms_and_why(
     empty = until(driver, lambda d: visible(d, "#vms-empty"), "the no-VMs message")
     assert "You have no VMs to request" in empty.text and "initiate/action" in empty.text
     assert not driver.find_elements(By.CSS_SELECTOR, "li.vm")
+    assert not driver.find_element(By.CSS_SELECTOR, "nav button[data-view='admin']").is_displayed()
     # Nothing wider than the screen: the page works at a phone's width.
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(driver, "no-rights-phone")

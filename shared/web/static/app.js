@@ -136,9 +136,29 @@ function localTime(iso) {
 // The line a person pastes: ssh for 22, an .rdp file for 3389, host:port otherwise.
 export function connectionLine(port, connection) {
   if (!connection) return null;
-  if (port === 22) return connection.ssh;
+  if (port === 22) return connection.ssh.replace("<user>", sshUser() || "<user>");
   if (port === 3389) return connection.rdp;
   return `${connection.address}:${connection.port}`;
+}
+
+// The SSH user name is remembered on this device only (localStorage), never sent to the app.
+const SSH_USER_KEY = "portcullis.sshUser";
+
+function sshUser() {
+  try {
+    return localStorage.getItem(SSH_USER_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function rememberSshUser(name) {
+  try {
+    if (name) localStorage.setItem(SSH_USER_KEY, name);
+    else localStorage.removeItem(SSH_USER_KEY);
+  } catch {
+    // Storage may be off (private mode): the line keeps <user>.
+  }
 }
 
 function rdpFile(connection) {
@@ -211,6 +231,7 @@ async function start() {
     if (button) selectView(button.dataset.view);
   });
   $("tabs").querySelector('[data-view="approvals"]').hidden = !hasApprovals();
+  $("tabs").querySelector('[data-view="admin"]').hidden = true;
   $("request-form").addEventListener("submit", submitRequest);
   $("request-cancel").addEventListener("click", () => {
     show("request-form", false);
@@ -285,6 +306,8 @@ async function loadPolicies() {
     }
   }
   renderVms();
+  // Policies, holders and findings are for those who may read a policy.
+  $("tabs").querySelector('[data-view="admin"]').hidden = state.policies.length === 0;
   await refreshGrants();
 }
 
@@ -330,12 +353,15 @@ function openForm(vm) {
     ports.append(el("div", { class: "check" }, box, el("label", { for: id, text: `${port.number} (${portName(port.number)})` })));
   });
   fillDurations(vm);
+  $("ssh-user").value = sshUser();
   const source = $("source");
   source.value = state.me.sourceAddress || "";
   $("source-hint").textContent = state.me.sourceAddress
     ? `Your address as the app sees it: ${state.me.sourceAddress}`
     : "The app cannot see your address: enter it.";
-  for (const id of ["ports-error", "duration-error", "source-error", "justification-error"]) show(id, false);
+  for (const id of ["ports-error", "duration-error", "source-error", "justification-error", "ssh-user-error"]) {
+    show(id, false);
+  }
   show("progress", false);
   show("request-form");
   $("request-form").scrollIntoView({ block: "start" });
@@ -387,6 +413,13 @@ async function submitRequest(event) {
   fieldError("source-error", source ? "" : "Enter the address you connect from.");
   if (!numbers.length || !source) return;
   const end = new Date(Date.now() + Number($("duration").value) * 60000).toISOString();
+  const user = $("ssh-user").value.trim();
+  if (user && !/^[A-Za-z0-9._-]{1,64}$/.test(user)) {
+    fieldError("ssh-user-error", "Letters, digits, dot, dash and underscore only.");
+    return;
+  }
+  fieldError("ssh-user-error", "");
+  rememberSshUser(user);
   const ticket = $("ticket").value.trim();
   const why = $("justification").value.trim();
   // The HTTP initiate has no ticket field (that is the queue channel's): the ticket leads the
