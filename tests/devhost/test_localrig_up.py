@@ -75,6 +75,8 @@ def test_up_prints_the_cli_lines_in_jwt_mode(tmp_path: Path) -> None:
     assert ca.is_absolute() and ca.is_file() and ca == (tmp_path / "rig" / "emulator" / "ca.pem").resolve()
     assert "portcullis login --dev-user alice" in lines
     assert lines.index("portcullis login --dev-user alice") == lines.index(configure[0]) + 1
+    # The self-service web page's URL, on the app's host.
+    assert f"The web page: {match.group(1)}/api/ui/" in lines
 
 
 def test_headers_mode_prints_no_cli_lines(tmp_path: Path) -> None:
