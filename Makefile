@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv node checkov az format lint typecheck test test-fast test-unit up demo bench clean
+.PHONY: help setup venv node checkov az browser format lint typecheck test test-fast test-unit up demo bench clean
 
 help:
 	@echo "make demo      - install everything, start the local stack, run the JIT story end to end"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast - pytest only, stop at the first failure (PYTEST_ARGS=... passes arguments)"
 	@echo "make up        - run the local stack (Azurite, ARM emulator, OpenID issuer, Functions host) until Ctrl-C; seeds the sample estate (PORTCULLIS_LOCAL_SEED=0: none)"
 	@echo "make az        - install the Azure CLI into .venv-az (to use az against \`make up\`; tests/az need it)"
+	@echo "make browser   - install Debian's chromium and chromium-driver with apt-get if missing (tests/browser need them)"
 	@echo "make bench     - run the benchmarks, write bench/results/"
 	@echo "make format    - ruff: fix what can be fixed, then format (what the pre-commit hook checks)"
 	@echo "make lint      - ruff check and ruff format --check"
@@ -51,6 +52,18 @@ $(AZ_VENV)/.installed: requirements-az.txt
 	$(AZ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-az.txt
 	touch $@
 
+# Debian's chromium and chromium-driver for tests/browser: Selenium drives /usr/bin/chromedriver, so
+# nothing is downloaded at test time. Installed with apt-get only when missing (root, else sudo).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		command -v apt-get >/dev/null || { echo "apt-get not found: install chromium and chromium-driver"; exit 1; }; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
 venv: $(VENV)/.installed
 node: node_modules/.installed
 checkov: $(CHECKOV_VENV)/.installed
@@ -68,7 +81,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: setup az lint typecheck
+test: setup az browser lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: setup

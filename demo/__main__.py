@@ -69,6 +69,7 @@ def story(data_dir: Path) -> None:
     step(1, "Start the local stack: Azurite, the ARM emulator, the function app on devhost")
     with start_stack(data_dir) as stack:
         say(f"   app {stack.api_url}   ARM emulator {stack.emulator.base_url}")
+        say(f"   web page {stack.page_url} (with `make up`: sign in as a dev user and request access)")
         arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
         estate = Estate(arm.subscription_id, f"rg-demo-{uuid.uuid4().hex[:6]}")
 

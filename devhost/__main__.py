@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from devhost.config import ConfigError, apply_local_settings, local_http_port
+from devhost.easyauth import FORWARD_MODES, EasyAuthOptions
 from devhost.functions import IndexingError
 from devhost.host import Host, HostOptions
 from devhost.logs import configure_logging, log_event
@@ -29,6 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", type=Path, default=None, help="local.settings.json")
     parser.add_argument("--host-json", type=Path, default=None, help="host.json")
     parser.add_argument("--stop-grace", type=float, default=10.0, help="seconds for in-flight work")
+    easy = parser.add_argument_group(
+        "local Easy Auth stand-in (devhost/easyauth.py; off unless an authority is given)"
+    )
+    easy.add_argument(
+        "--easy-auth-authority",
+        default=None,
+        help="OpenID Connect authority, e.g. https://127.0.0.1:8444/<tenant>",
+    )
+    easy.add_argument(
+        "--easy-auth-client-id", default=None, help="the public client the browser signs in with"
+    )
+    easy.add_argument("--easy-auth-scope", default="openid profile offline_access", help="scopes asked for")
+    easy.add_argument("--easy-auth-ca-bundle", default=None, help="CA file for the issuer's TLS")
+    easy.add_argument(
+        "--easy-auth-forward",
+        choices=FORWARD_MODES,
+        default="bearer",
+        help="bearer: send the session's access token; headers: X-MS-CLIENT-PRINCIPAL*",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     faulthandler.register(signal.SIGUSR1)
@@ -47,7 +67,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"{host_json}: no such host.json")
             log_event("host.json_missing", level=30, path=str(host_json), using="defaults")
         port = args.port or local_http_port(settings) or DEFAULT_PORT
-        host = Host(HostOptions(args.app, app_dir, port, host_json))
+        easy_auth = None
+        if args.easy_auth_authority:
+            if not args.easy_auth_client_id:
+                raise ConfigError("--easy-auth-authority needs --easy-auth-client-id")
+            easy_auth = EasyAuthOptions(
+                args.easy_auth_authority,
+                args.easy_auth_client_id,
+                args.easy_auth_scope,
+                args.easy_auth_ca_bundle,
+                args.easy_auth_forward,
+            )
+        host = Host(HostOptions(args.app, app_dir, port, host_json, easy_auth))
         host.start()
     except (ConfigError, IndexingError, ImportError, OSError) as error:
         log_event("host.start_failed", level=50, error=f"{type(error).__name__}: {error}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from devhost.config import HostConfig, load_host_config
+from devhost.easyauth import EasyAuth, EasyAuthOptions
 from devhost.functions import (
     IN_FLIGHT,
     Function,
@@ -33,6 +34,7 @@ class HostOptions:
     app_dir: Path
     port: int
     host_json: Path | None
+    easy_auth: EasyAuthOptions | None = None
 
 
 class Host:
@@ -70,7 +72,10 @@ class Host:
         for function in self.functions:
             log_event("function.indexed", **describe(function))
         self.http = HttpHost(
-            self.options.port, RouteTable(http_functions, self.config.route_prefix), self._admin
+            self.options.port,
+            RouteTable(http_functions, self.config.route_prefix),
+            self._admin,
+            EasyAuth(self.options.easy_auth) if self.options.easy_auth is not None else None,
         )
         self._http_thread = threading.Thread(
             target=self.http.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
@@ -87,6 +92,7 @@ class Host:
             route_prefix=self.config.route_prefix,
             functions=len(self.functions),
             pid=os.getpid(),
+            easy_auth=self.options.easy_auth.forward if self.options.easy_auth else "off",
         )
 
     def stop(self, grace: float = 10.0) -> bool:

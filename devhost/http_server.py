@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from devhost.easyauth import LOGIN_PREFIX, EasyAuth
 from devhost.functions import ALL_METHODS, IN_FLIGHT, HttpFunction, invoke
 from devhost.logs import log_event
 from devhost.routing import split_path
@@ -51,9 +52,12 @@ class HttpHost(ThreadingHTTPServer):
         port: int,
         routes: RouteTable,
         admin: Callable[[str], tuple[int, Any] | None],
+        easy_auth: EasyAuth | None = None,
     ) -> None:
         self.routes = routes
         self.admin = admin
+        # The local Easy Auth stand-in (devhost/easyauth.py), only when the local stack asks for it.
+        self.easy_auth = easy_auth
         self.stopping = threading.Event()
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -91,6 +95,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as error:
             self.close_connection = True
             return self._send(400, {"Content-Type": "text/plain"}, str(error).encode())
+        easy_auth = self.server.easy_auth
+        headers = self._joined_headers()
+        if easy_auth is not None:
+            if split.path.lower().startswith(LOGIN_PREFIX):
+                origin = f"http://{self.headers.get('Host') or self._local_authority()}"
+                return self._send(*easy_auth.handle(self.command, split.path, split.query, headers, origin))
+            refusal = easy_auth.forward(self.command, headers)
+            if refusal is not None:
+                return self._send(*refusal)
         segments = split_path(split.path)
         if segments[:1] and segments[0].lower() == ADMIN_PREFIX:
             admin = self.server.admin(split.path) if self.command in {"GET", "HEAD"} else None
@@ -107,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{self.headers.get('Host') or self._local_authority()}{self.path}",
-            headers=self._joined_headers(),
+            headers=headers,
             params=_query(split.query),
             route_params=route_params,
             body=body,

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print("The portcullis CLI against this stack (paste these two lines):", flush=True)
             print(stack.cli_configure_line(), flush=True)
             print(stack.cli_login_line(), flush=True)
+        print(f"The web page: {stack.page_url}", flush=True)
         print("Local stack is up. Press Ctrl-C to stop.", flush=True)
         while not stop.wait(WATCH_INTERVAL_SECONDS):
             dead = stack.dead_process()

@@ -136,6 +136,25 @@ def _host_ready(port: int) -> bool:
         return bool(json.load(response).get("state") == "Running")
 
 
+def easy_auth_args(issuer: OidcIssuer, auth: LocalAuth) -> list[str]:
+    """devhost's Easy Auth stand-in (devhost/easyauth.py) for the web page: browsers sign in at
+    /.auth/login/aad with the issuer's dev-user picker (the public client, authorization code + PKCE);
+    API calls with the session cookie reach the app as a bearer token (JWT mode, so the app's own
+    validation runs) or as X-MS-CLIENT-PRINCIPAL* headers (headers mode), as Easy Auth sends them."""
+    return [
+        "--easy-auth-authority",
+        issuer.authority,
+        "--easy-auth-client-id",
+        PUBLIC_CLIENT_ID,
+        "--easy-auth-scope",
+        f"openid profile offline_access {APP_AUDIENCE}/.default",
+        "--easy-auth-ca-bundle",
+        str(issuer.ca_file),
+        "--easy-auth-forward",
+        "bearer" if auth is LocalAuth.JWT else "headers",
+    ]
+
+
 def start_host(
     *,
     port: int | None = None,
@@ -146,6 +165,7 @@ def start_host(
     settings: Path | None = None,
     log_path: Path,
     timeout: float = 60.0,
+    extra_args: list[str] | None = None,
 ) -> tuple[ManagedProcess, int]:
     """Run `python -m devhost` for `app`; returns once /admin/host/status says Running."""
     port = port or free_port()
@@ -157,6 +177,7 @@ def start_host(
         argv += ["--host-json", str(host_json)]
     if settings is not None:
         argv += ["--settings", str(settings)]
+    argv += extra_args or []
     process = ManagedProcess("functions-host", argv, log_path=log_path, env=dict(env or {}), cwd=PROJECT_ROOT)
     process.wait_ready(lambda: _host_ready(port), timeout=timeout)
     return process, port
@@ -209,6 +230,11 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"{self.host_url}/api"
+
+    @property
+    def page_url(self) -> str:
+        """The self-service web page (GET /api/ui/; sign-in through devhost's Easy Auth stand-in)."""
+        return f"{self.api_url}/ui/"
 
     def headers_for(self, user: DevUser) -> dict[str, str]:
         """What a client sends to be `user`: in JWT mode `Authorization: Bearer` with a token from
@@ -268,6 +294,7 @@ class Stack:
     def describe(self) -> str:
         lines = [
             f"Functions host  {self.api_url}   (status: {self.host_url}/admin/host/status)",
+            f"Web page        {self.page_url}   (sign in as a dev user: {self.host_url}/.auth/login/aad)",
             f"ARM emulator    {self.emulator.base_url}",
             f"Emulator CA     {self.emulator.ca_file}",
             f"Azurite         {self.azurite.connection_string}",
@@ -343,7 +370,13 @@ def start_stack(
             **notification_environment(sink),
             **(extra_env or {}),
         }
-        host, port = start_host(port=host_port, env=env, app=app, log_path=data_dir / "functions-host.log")
+        host, port = start_host(
+            port=host_port,
+            env=env,
+            app=app,
+            log_path=data_dir / "functions-host.log",
+            extra_args=easy_auth_args(issuer, auth),
+        )
     except BaseException:
         for process in reversed(started):
             process.stop()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -129,6 +130,27 @@ def check_api_version(call: ApiCall) -> None:
         )
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site(method: str, headers: Mapping[str, str]) -> bool:
+    """Is this a state-changing request a browser sends on another site's behalf? The web page calls
+    the API with Easy Auth's session cookie, and a browser may attach that cookie to a form another
+    site posts here (no CORS is needed for that). Browsers name the sender in `Sec-Fetch-Site` (or,
+    older ones, `Origin`), which a page cannot forge; the CLI, SDKs and scripts send neither, so they
+    are never refused here."""
+    if method.upper() in SAFE_METHODS:
+        return False
+    lowered = {name.lower(): value for name, value in headers.items()}
+    site = lowered.get("sec-fetch-site")
+    if site:
+        return site not in ("same-origin", "none")
+    origin = lowered.get("origin")
+    if origin is None:
+        return False
+    return urlsplit(origin.strip()).netloc.lower() != lowered.get("host", "").strip().lower()
+
+
 Handler = Callable[[ApiCall], func.HttpResponse]
 Endpoint = Callable[..., func.HttpResponse]
 
@@ -139,6 +161,14 @@ def endpoint(*, defender: bool = False, authenticate: bool = True) -> Callable[[
     def decorate(handler: Handler) -> Endpoint:
         @wraps(handler)
         def run(request: func.HttpRequest, services: Services | None = None) -> func.HttpResponse:
+            if cross_site(request.method, request.headers):
+                return error_response(
+                    403,
+                    "CrossSiteRequestRefused",
+                    "a browser sent this request from another site; state changes come only from this "
+                    "app's own page",
+                    "Origin",
+                )
             call = ApiCall(request, services or root().services)
             try:
                 if authenticate:

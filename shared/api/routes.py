@@ -30,6 +30,7 @@ from shared.answers import (
 )
 from shared.api import approvals, compliance, defender_routes, me, openapi, records
 from shared.defender import API_VERSION, InitiateWire, JitNetworkAccessPolicy, PolicyList, PolicyWire
+from shared.web import serve as serve_page
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
@@ -396,6 +397,33 @@ ROUTES: tuple[Route, ...] = (
         "liveness",
         "none",
         (Reply(200, "the app is up", Health),),
+        public=True,
+    ),
+    Route(
+        "ui_page",
+        "GET",
+        "ui",
+        serve_page,
+        "Ui_Page",
+        "Meta",
+        "the self-service web page (`/api/ui/`): request access, see and revoke your requests; "
+        "administrators see policies, compliance and who holds access. Sign in with Easy Auth",
+        "none (the page signs in at `/.auth/login/aad`; the API calls it makes need their own rights)",
+        (Reply(200, "the page (HTML)"),),
+        description="Static files only (shared/web/static), with a Content-Security-Policy allowing "
+        "only this origin.",
+        public=True,
+    ),
+    Route(
+        "ui_asset",
+        "GET",
+        "ui/{file}",
+        serve_page,
+        "Ui_Asset",
+        "Meta",
+        "a file of the web page (`index.html`, `app.js`, `app.css`)",
+        "none",
+        (Reply(200, "the file"), Reply(404, "no such file")),
         public=True,
     ),
     Route(

@@ -97,6 +97,8 @@ def assert_cli_lines(lines: list[str], data_dir: Path) -> None:
     assert ca.is_absolute() and ca.is_file() and ca == (data_dir / "emulator" / "ca.pem").resolve()
     assert "portcullis login --dev-user alice" in lines
     assert lines.index("portcullis login --dev-user alice") == lines.index(configure[0]) + 1
+    # The self-service web page's URL, on the app's host.
+    assert f"The web page: {match.group(1)}/api/ui/" in lines
 
 
 def test_headers_mode_prints_no_cli_lines_and_no_seed_seeds_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,709 @@
+// Portcullis' self-service page. Framework-free on purpose: one module, no build step, nothing from a
+// CDN. It calls the API same-origin with the browser's Easy Auth session cookie (App Service
+// Authentication in Azure, devhost's stand-in locally), so no token ever reaches this script.
+// Everything the API says is put on the page with textContent, never as HTML.
+
+const API = "/api";
+const API_VERSION = "2020-01-01";
+const POLL_MS = 1000;
+const REFRESH_MS = 15000;
+
+const state = {
+  me: null,
+  paths: new Set(),
+  policies: [],
+  vms: [], // {id, name, policyId, ports: [{number, protocol, sources, maxDuration}]}
+  selected: null,
+  grants: new Map(), // vm id -> [grant]
+  pollTimer: null,
+};
+
+// ---- small helpers ----
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+function show(id, visible = true) {
+  $(id).hidden = !visible;
+}
+
+class ApiError extends Error {
+  constructor(status, code, message, target, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.target = target;
+    this.details = details || [];
+  }
+  describe() {
+    const field = this.target ? ` (field: ${this.target})` : "";
+    const more = this.details.map((d) => `${d.target || ""}: ${d.message}`).join("; ");
+    return `${this.message}${field}${more ? ` — ${more}` : ""} [HTTP ${this.status} ${this.code || ""}]`.trim();
+  }
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(API + path, options);
+  } catch (error) {
+    throw new ApiError(0, "NetworkError", `The app could not be reached: ${error.message}`);
+  }
+  const text = await response.text();
+  let document = null;
+  try {
+    document = text ? JSON.parse(text) : null;
+  } catch {
+    document = null;
+  }
+  if (!response.ok) {
+    const error = (document && document.error) || {};
+    throw new ApiError(
+      response.status,
+      error.code || String(response.status),
+      error.message || (typeof error === "string" ? error : text.slice(0, 300) || response.statusText),
+      error.target,
+      error.details,
+    );
+  }
+  return document;
+}
+
+function notify(message, kind = "error") {
+  const box = $("notice");
+  box.textContent = message;
+  box.className = kind;
+  box.hidden = !message;
+}
+
+function vmName(id) {
+  return id.split("/").pop();
+}
+
+function resourceGroupOf(id) {
+  const parts = id.split("/");
+  const index = parts.findIndex((p) => p.toLowerCase() === "resourcegroups");
+  return index >= 0 ? parts[index + 1] : "";
+}
+
+// ISO 8601 durations as Defender writes them (PT3H, PT30M, P1D, PT1H30M) -> minutes.
+export function durationMinutes(text) {
+  const match = /^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/i.exec(text || "");
+  if (!match) return 0;
+  const [, d, h, m, s] = match.map((v) => Number(v || 0));
+  return d * 1440 + h * 60 + m + Math.floor(s / 60);
+}
+
+function formatMinutes(minutes) {
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  const rest = minutes % 60;
+  return rest ? `${hours} h ${rest} min` : `${hours} h`;
+}
+
+function timeLeft(endIso) {
+  const seconds = Math.round((Date.parse(endIso) - Date.now()) / 1000);
+  if (seconds <= 0) return "ended";
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h ? `${h} h ${m} min left` : m ? `${m} min ${s} s left` : `${s} s left`;
+}
+
+function localTime(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+
+// The line a person pastes: ssh for 22, an .rdp file for 3389, host:port otherwise.
+export function connectionLine(port, connection) {
+  if (!connection) return null;
+  if (port === 22) return connection.ssh.replace("<user>", sshUser() || "<user>");
+  if (port === 3389) return connection.rdp;
+  return `${connection.address}:${connection.port}`;
+}
+
+// The SSH user name is remembered on this device only (localStorage), never sent to the app.
+const SSH_USER_KEY = "portcullis.sshUser";
+
+function sshUser() {
+  try {
+    return localStorage.getItem(SSH_USER_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function rememberSshUser(name) {
+  try {
+    if (name) localStorage.setItem(SSH_USER_KEY, name);
+    else localStorage.removeItem(SSH_USER_KEY);
+  } catch {
+    // Storage may be off (private mode): the line keeps <user>.
+  }
+}
+
+function rdpFile(connection) {
+  return [
+    `full address:s:${connection.address}:${connection.port}`,
+    "prompt for credentials:i:1",
+    "administrative session:i:1",
+    "",
+  ].join("\r\n");
+}
+
+function copyButton(text, label) {
+  const button = el("button", { type: "button", class: "copy", "aria-label": `Copy ${label}`, text: "Copy" });
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Select and copy";
+    }
+    button.dataset.copied = text;
+    setTimeout(() => {
+      button.textContent = "Copy";
+    }, 2500);
+  });
+  return button;
+}
+
+function connectionBlock(port, connection, vm) {
+  const line = connectionLine(port, connection);
+  if (!line) return el("p", { class: "hint", text: "The address will show once the rule is open." });
+  const block = el("div", { class: "connect" });
+  block.append(el("code", { class: "line", "data-port": String(port), text: line }), copyButton(line, `the connection line for port ${port}`));
+  if (port === 3389) {
+    const url = URL.createObjectURL(new Blob([rdpFile(connection)], { type: "application/x-rdp" }));
+    block.append(el("a", { class: "button", href: url, download: `${vmName(vm)}.rdp`, text: "Download .rdp" }));
+  }
+  return block;
+}
+
+// ---- start: who am I, what does the API offer ----
+
+async function start() {
+  // GET /api/me decides: 401 means no session (or it ended). Easy Auth's /.auth/me is not used, as
+  // it needs the token store, which infra/ leaves off.
+  try {
+    state.me = await api("GET", "/me");
+  } catch (error) {
+    $("loading").hidden = true;
+    if (error.status === 401) {
+      show("view-signin");
+      return;
+    }
+    notify(`The app could not tell who you are: ${error.describe()}`);
+    return;
+  }
+  renderWho();
+  try {
+    const spec = await api("GET", "/openapi.json");
+    for (const [path, item] of Object.entries(spec.paths || {})) {
+      for (const method of Object.keys(item)) state.paths.add(`${method.toUpperCase()} ${path}`);
+    }
+  } catch {
+    // Without the document, optional features stay off.
+  }
+  $("loading").hidden = true;
+  show("tabs");
+  $("tabs").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-view]");
+    if (button) selectView(button.dataset.view);
+  });
+  $("tabs").querySelector('[data-view="approvals"]').hidden = !hasApprovals();
+  $("tabs").querySelector('[data-view="admin"]').hidden = true;
+  $("request-form").addEventListener("submit", submitRequest);
+  $("request-cancel").addEventListener("click", () => {
+    show("request-form", false);
+    state.selected = null;
+  });
+  selectView("request");
+  await loadPolicies();
+  // The VMs and grants are read: say so (tests and assistive tools wait for it).
+  document.body.dataset.ready = "true";
+  setInterval(tick, 1000);
+  setInterval(() => refreshGrants().catch(() => {}), REFRESH_MS);
+}
+
+function has(route) {
+  return state.paths.has(route);
+}
+
+function hasApprovals() {
+  return has("GET /requests") && has("POST /requests/{requestId}/approve") && has("POST /requests/{requestId}/deny");
+}
+
+function hasExtend() {
+  return has("POST /requests/{requestId}/extend");
+}
+
+function renderWho() {
+  const who = $("who");
+  who.replaceChildren(
+    el("span", { class: "name", text: state.me.displayName }),
+    " ",
+    el("a", { href: "/.auth/logout?post_logout_redirect_uri=/api/ui/", text: "Sign out" }),
+  );
+}
+
+function selectView(view) {
+  for (const button of $("tabs").querySelectorAll("button[data-view]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === view));
+  }
+  for (const name of ["request", "mine", "approvals", "admin"]) show(`view-${name}`, name === view);
+  if (view === "mine") renderMine();
+  if (view === "admin") loadAdmin();
+  if (view === "approvals") loadApprovals();
+}
+
+// ---- requester: the VMs, the form, progress ----
+
+async function loadPolicies() {
+  if (!has("GET /policies")) {
+    notify("This app has no GET /api/policies route: the page cannot find your VMs.");
+    return;
+  }
+  try {
+    state.policies = (await api("GET", "/policies")).value || [];
+  } catch (error) {
+    notify(`Your VMs could not be read: ${error.describe()}`);
+    return;
+  }
+  state.vms = [];
+  for (const policy of state.policies) {
+    for (const vm of policy.properties?.virtualMachines || []) {
+      state.vms.push({
+        id: vm.id,
+        name: vmName(vm.id),
+        policyId: policy.id,
+        ports: (vm.ports || []).map((p) => ({
+          number: p.number,
+          protocol: p.protocol,
+          sources: p.allowedSourceAddressPrefixes || (p.allowedSourceAddressPrefix ? [p.allowedSourceAddressPrefix] : []),
+          maxDuration: p.maxRequestAccessDuration,
+        })),
+      });
+    }
+  }
+  renderVms();
+  // Policies, holders and findings are for those who may read a policy.
+  $("tabs").querySelector('[data-view="admin"]').hidden = state.policies.length === 0;
+  await refreshGrants();
+}
+
+function renderVms() {
+  const list = $("vms");
+  list.replaceChildren();
+  const empty = state.vms.length === 0;
+  $("vms-empty").textContent = empty
+    ? "You have no VMs to request: no just-in-time policy you may read lists a VM. Ask your Azure administrator " +
+      "for the JIT requester role (…/jitNetworkAccessPolicies/read and …/initiate/action) on the VMs you need."
+    : "";
+  show("vms-empty", empty);
+  for (const vm of state.vms) {
+    const ports = el("ul", { class: "ports" });
+    for (const port of vm.ports) {
+      ports.append(
+        el("li", {
+          text: `${port.number}/${port.protocol || "*"} · from ${port.sources.join(", ") || "—"} · at most ${formatMinutes(durationMinutes(port.maxDuration))}`,
+        }),
+      );
+    }
+    list.append(
+      el(
+        "li",
+        { class: "card vm", "data-vm": vm.id },
+        el("h3", { text: vm.name }),
+        el("p", { class: "hint", text: `resource group ${resourceGroupOf(vm.id)}` }),
+        ports,
+        el("button", { type: "button", class: "primary", text: "Request access", "aria-label": `Request access to ${vm.name}`, onclick: () => openForm(vm) }),
+      ),
+    );
+  }
+}
+
+function openForm(vm) {
+  state.selected = vm;
+  $("request-title").textContent = `Request access to ${vm.name}`;
+  const ports = $("ports");
+  ports.replaceChildren();
+  vm.ports.forEach((port, index) => {
+    const id = `port-${port.number}`;
+    const box = el("input", { type: "checkbox", id, name: "port", value: String(port.number), checked: index === 0 || port.number === 22 });
+    ports.append(el("div", { class: "check" }, box, el("label", { for: id, text: `${port.number} (${portName(port.number)})` })));
+  });
+  fillDurations(vm);
+  $("ssh-user").value = sshUser();
+  const source = $("source");
+  source.value = state.me.sourceAddress || "";
+  $("source-hint").textContent = state.me.sourceAddress
+    ? `Your address as the app sees it: ${state.me.sourceAddress}`
+    : "The app cannot see your address: enter it.";
+  for (const id of ["ports-error", "duration-error", "source-error", "justification-error", "ssh-user-error"]) {
+    show(id, false);
+  }
+  show("progress", false);
+  show("request-form");
+  $("request-form").scrollIntoView({ block: "start" });
+  ports.querySelector("input")?.focus();
+}
+
+function portName(number) {
+  return { 22: "SSH", 3389: "RDP", 5985: "WinRM", 5986: "WinRM over HTTPS" }[number] || "TCP";
+}
+
+function fillDurations(vm) {
+  const max = Math.min(...vm.ports.map((p) => durationMinutes(p.maxDuration) || 180));
+  const choices = [15, 30, 60, 120, 180, 240, 480, 720, 1440].filter((m) => m <= max);
+  if (!choices.includes(max)) choices.push(max);
+  const select = $("duration");
+  select.replaceChildren(...choices.map((m) => el("option", { value: String(m), text: formatMinutes(m) })));
+  select.value = String(choices.includes(60) ? 60 : choices[choices.length - 1]);
+}
+
+function fieldError(id, message) {
+  const node = $(id);
+  node.textContent = message;
+  node.hidden = !message;
+}
+
+// An API error names its field (`error.target`): show it beside that input.
+function showApiError(error) {
+  const target = (error.target || "").toLowerCase();
+  const where = target.includes("source")
+    ? "source-error"
+    : target.includes("endtime") || target.includes("duration")
+      ? "duration-error"
+      : target.includes("justification")
+        ? "justification-error"
+        : target.includes("port") || target.includes("number")
+          ? "ports-error"
+          : null;
+  if (where) fieldError(where, error.describe());
+  notify(`The request was refused: ${error.describe()}`);
+}
+
+async function submitRequest(event) {
+  event.preventDefault();
+  notify("");
+  const vm = state.selected;
+  const numbers = [...$("ports").querySelectorAll("input:checked")].map((box) => Number(box.value));
+  fieldError("ports-error", numbers.length ? "" : "Pick at least one port.");
+  const source = $("source").value.trim();
+  fieldError("source-error", source ? "" : "Enter the address you connect from.");
+  if (!numbers.length || !source) return;
+  const end = new Date(Date.now() + Number($("duration").value) * 60000).toISOString();
+  const user = $("ssh-user").value.trim();
+  if (user && !/^[A-Za-z0-9._-]{1,64}$/.test(user)) {
+    fieldError("ssh-user-error", "Letters, digits, dot, dash and underscore only.");
+    return;
+  }
+  fieldError("ssh-user-error", "");
+  rememberSshUser(user);
+  const ticket = $("ticket").value.trim();
+  const why = $("justification").value.trim();
+  // The HTTP initiate has no ticket field (that is the queue channel's): the ticket leads the
+  // justification, so it is in the audit trail and on the request.
+  const justification = [ticket ? `[${ticket}]` : "", why].filter(Boolean).join(" ") || undefined;
+  const body = {
+    virtualMachines: [
+      { id: vm.id, ports: numbers.map((number) => ({ number, endTimeUtc: end, allowedSourceAddressPrefix: source })) },
+    ],
+    justification,
+  };
+  const button = $("request-submit");
+  button.disabled = true;
+  try {
+    const answer = await api("POST", `${vm.policyId}/initiate?api-version=${API_VERSION}`, body);
+    show("request-form", false);
+    follow(answer.requestId, vm.id);
+  } catch (error) {
+    showApiError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function follow(requestId, vmId) {
+  clearTimeout(state.pollTimer);
+  show("progress");
+  $("progress-status").textContent = "Opening…";
+  $("progress").dataset.request = requestId;
+  const poll = async () => {
+    let request;
+    try {
+      request = await api("GET", `/requests/${requestId}`);
+    } catch (error) {
+      $("progress-status").textContent = `Could not read the request: ${error.describe()}`;
+      state.pollTimer = setTimeout(poll, POLL_MS * 3);
+      return;
+    }
+    const ports = request.virtualMachines.flatMap((vm) => vm.ports.map((port) => ({ vm: vm.id, port })));
+    const open = ports.every(({ port }) => port.status === "Initiated" && port.connection);
+    const pending = ports.some(({ port }) => port.status === "Pending");
+    const over = ports.every(({ port }) => !["Initiating", "Initiated", "Pending"].includes(port.status));
+    $("progress-status").textContent = open
+      ? `Open until ${localTime(ports[0].port.endTimeUtc)}.`
+      : pending
+        ? "Waiting for approval: it opens once the approvers agree."
+        : over
+          ? `Closed: ${ports.map(({ port }) => port.statusReason).join(", ")}.`
+          : "Opening… rules are being written to the network.";
+    $("progress").dataset.state = open ? "open" : pending ? "pending" : over ? "closed" : "opening";
+    const list = $("progress-ports");
+    list.replaceChildren(
+      ...ports.map(({ vm, port }) =>
+        el(
+          "li",
+          { class: `port ${port.status.toLowerCase()}` },
+          el("span", { class: "status", text: `${vmName(vm)} port ${port.number}: ${port.status}` }),
+          port.status === "Initiated" ? connectionBlock(port.number, port.connection, vm) : null,
+        ),
+      ),
+    );
+    if (open) $("progress-status").focus();
+    if (!open && !over) state.pollTimer = setTimeout(poll, pending ? POLL_MS * 5 : POLL_MS);
+    else refreshGrants().catch(() => {});
+  };
+  poll();
+  void vmId;
+}
+
+// ---- my requests (and who holds access, for policy readers) ----
+
+async function refreshGrants() {
+  const answers = await Promise.all(
+    state.vms.map((vm) =>
+      api("GET", `/grants?vm=${encodeURIComponent(vm.id)}`)
+        .then((list) => [vm.id, list.value || []])
+        .catch(() => [vm.id, []]),
+    ),
+  );
+  state.grants = new Map(answers);
+  if (!$("view-mine").hidden) renderMine();
+  if (!$("view-admin").hidden) renderHolders();
+}
+
+function myRequests() {
+  const byRequest = new Map();
+  for (const grants of state.grants.values()) {
+    for (const grant of grants) {
+      if (grant.requestor.objectId !== state.me.objectId) continue;
+      if (!byRequest.has(grant.requestId)) byRequest.set(grant.requestId, []);
+      byRequest.get(grant.requestId).push(grant);
+    }
+  }
+  return [...byRequest.entries()].sort((a, b) => b[1][0].startTimeUtc.localeCompare(a[1][0].startTimeUtc));
+}
+
+function renderMine() {
+  const list = $("mine");
+  const requests = myRequests();
+  show("mine-empty", requests.length === 0);
+  list.replaceChildren(
+    ...requests.map(([requestId, grants]) => {
+      const active = grants.some((g) => g.active);
+      const card = el("li", { class: `card request ${active ? "active" : "past"}`, "data-request": requestId });
+      card.append(
+        el("h3", { text: `${vmName(grants[0].vmId)} · ${grants.map((g) => g.port).join(", ")}` }),
+        el("p", {
+          class: "hint",
+          text: `${active ? "Open" : grants[0].statusReason || grants[0].status} · from ${grants[0].sourceAddressPrefixes.join(", ")} · started ${localTime(grants[0].startTimeUtc)}`,
+        }),
+      );
+      if (active) {
+        card.append(el("p", { class: "left", "data-end": grants[0].endTimeUtc, text: timeLeft(grants[0].endTimeUtc) }));
+        for (const grant of grants.filter((g) => g.active && g.connectAddress)) {
+          card.append(
+            connectionBlock(grant.port, { address: grant.connectAddress, port: grant.connectPort, ssh: `ssh -p ${grant.connectPort} <user>@${grant.connectAddress}`, rdp: `mstsc /v:${grant.connectAddress}:${grant.connectPort}` }, grant.vmId),
+          );
+        }
+        const actions = el("p", { class: "actions" });
+        actions.append(el("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke request ${requestId}`, onclick: () => revoke(requestId) }));
+        if (hasExtend()) actions.append(el("button", { type: "button", text: "Extend 1 h", onclick: () => extend(requestId, grants) }));
+        card.append(actions);
+      }
+      return card;
+    }),
+  );
+}
+
+async function revoke(requestId) {
+  notify("");
+  try {
+    await api("DELETE", `/requests/${requestId}`);
+    notify("Revoked: the rules are being removed.", "ok");
+    if ($("progress").dataset.request === requestId) follow(requestId);
+  } catch (error) {
+    notify(`Revoke failed: ${error.describe()}`);
+  }
+  await refreshGrants();
+}
+
+async function extend(requestId, grants) {
+  const end = new Date(Date.parse(grants[0].endTimeUtc) + 3600000).toISOString();
+  try {
+    await api("POST", `/requests/${requestId}/extend`, { endTimeUtc: end });
+    notify("Extended by an hour.", "ok");
+  } catch (error) {
+    notify(`Extend failed: ${error.describe()}`);
+  }
+  await refreshGrants();
+}
+
+function tick() {
+  for (const node of document.querySelectorAll("[data-end]")) node.textContent = timeLeft(node.dataset.end);
+}
+
+// ---- approvals (only when the app has the routes) ----
+
+async function loadApprovals() {
+  if (!hasApprovals()) return;
+  let pending = [];
+  try {
+    const answer = await api("GET", "/requests?status=Pending&approver=me");
+    pending = answer.value || answer || [];
+  } catch (error) {
+    notify(`The approvals could not be read: ${error.describe()}`);
+  }
+  show("approvals-empty", pending.length === 0);
+  $("approvals").replaceChildren(
+    ...pending.map((request) => {
+      const id = request.requestId;
+      const comment = el("input", { id: `comment-${id}`, maxlength: "500" });
+      const decide = (verb) => async () => {
+        try {
+          await api("POST", `/requests/${id}/${verb}`, { comment: comment.value.trim() || undefined });
+          notify(`Request ${verb === "approve" ? "approved" : "denied"}.`, "ok");
+        } catch (error) {
+          notify(`${verb} failed: ${error.describe()}`);
+        }
+        loadApprovals();
+      };
+      const vms = (request.virtualMachines || []).map((vm) => `${vmName(vm.id)} ${vm.ports.map((p) => p.number).join(",")}`);
+      return el(
+        "li",
+        { class: "card" },
+        el("h3", { text: `${request.requestor || "someone"}: ${vms.join("; ")}` }),
+        el("p", { text: request.justification || "" }),
+        el("label", { for: `comment-${id}`, text: "Comment" }),
+        comment,
+        el("p", { class: "actions" }, el("button", { type: "button", class: "primary", text: "Approve", onclick: decide("approve") }), el("button", { type: "button", class: "danger", text: "Deny", onclick: decide("deny") })),
+      );
+    }),
+  );
+}
+
+// ---- administrator: policies (read, edit), who holds access, compliance ----
+
+async function loadAdmin() {
+  renderPolicies();
+  renderHolders();
+  try {
+    const findings = (await api("GET", "/compliance")).value || [];
+    show("findings-empty", findings.length === 0);
+    $("findings").replaceChildren(
+      ...findings.map((f) =>
+        el("li", { class: "card finding" }, el("h3", { text: `${f.kind}: ${f.ruleName}` }), el("p", { text: f.detail }), el("p", { class: "hint", text: `${vmName(f.targetId)} · port ${f.port} · since ${localTime(f.firstSeen)}` })),
+      ),
+    );
+  } catch (error) {
+    notify(`Compliance findings could not be read: ${error.describe()}`);
+  }
+}
+
+function renderPolicies() {
+  show("policies-empty", state.policies.length === 0);
+  $("policies").replaceChildren(
+    ...state.policies.map((policy) => {
+      const card = el("li", { class: "card policy" });
+      const rows = (policy.properties?.virtualMachines || []).map((vm) =>
+        el("li", { text: `${vmName(vm.id)}: ${(vm.ports || []).map((p) => `${p.number} (≤ ${formatMinutes(durationMinutes(p.maxRequestAccessDuration))}, from ${p.allowedSourceAddressPrefix || (p.allowedSourceAddressPrefixes || []).join(", ")})`).join("; ")}` }),
+      );
+      const editor = el("textarea", { class: "json", rows: "14", spellcheck: "false", "aria-label": `Policy ${policy.name} as JSON`, hidden: true });
+      const error = el("p", { class: "error", role: "alert", hidden: true });
+      const save = el("button", { type: "button", class: "primary", text: "Save", hidden: true });
+      const edit = el("button", { type: "button", text: "Edit" });
+      edit.addEventListener("click", () => {
+        editor.value = JSON.stringify({ kind: policy.kind, properties: { virtualMachines: policy.properties.virtualMachines } }, null, 2);
+        editor.hidden = save.hidden = false;
+        editor.focus();
+      });
+      save.addEventListener("click", async () => {
+        error.hidden = true;
+        let body;
+        try {
+          body = JSON.parse(editor.value);
+        } catch (parseError) {
+          error.textContent = `Not valid JSON: ${parseError.message}`;
+          error.hidden = false;
+          return;
+        }
+        try {
+          await api("PUT", `${policy.id}?api-version=${API_VERSION}`, body);
+          notify(`Policy ${policy.name} saved.`, "ok");
+          editor.hidden = save.hidden = true;
+          await loadPolicies();
+          renderPolicies();
+        } catch (apiError) {
+          error.textContent = apiError.describe();
+          error.hidden = false;
+        }
+      });
+      card.append(
+        el("h3", { text: `${resourceGroupOf(policy.id)} / ${policy.name}` }),
+        el("p", { class: "hint", text: `${policy.location || ""} · ${policy.properties?.provisioningState || ""}` }),
+        el("ul", { class: "ports" }, ...rows),
+        el("p", { class: "actions" }, edit, save),
+        editor,
+        error,
+      );
+      return card;
+    }),
+  );
+}
+
+function renderHolders() {
+  const rows = [];
+  for (const grants of state.grants.values()) {
+    for (const g of grants.filter((grant) => grant.active)) {
+      rows.push(
+        el(
+          "tr",
+          {},
+          el("td", { text: vmName(g.vmId) }),
+          el("td", { text: String(g.port) }),
+          el("td", { text: g.requestor.name }),
+          el("td", { text: g.sourceAddressPrefixes.join(", ") }),
+          el("td", { text: localTime(g.endTimeUtc) }),
+          el("td", { text: g.status }),
+        ),
+      );
+    }
+  }
+  $("holders").querySelector("tbody").replaceChildren(...rows);
+  show("holders", rows.length > 0);
+  show("holders-empty", rows.length === 0);
+}
+
+start();

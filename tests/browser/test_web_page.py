@@ -1,0 +1,342 @@
+"""The self-service web page in a real headless Chromium (Debian's chromium + chromium-driver through
+Selenium; nothing is downloaded) against the local stack in JWT mode: the browser signs in through
+devhost's Easy Auth stand-in and the local issuer's dev-user picker, then uses the page as a person
+would. The NSG is checked in the emulator through azure-mgmt-network, not through the page.
+
+Screenshots go to test-results/screenshots/ (gitignored; CI keeps the folder as an artifact).
+`make browser` installs chromium and chromium-driver when they are missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import ssl
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.v2022_04_01.models import (
+    Permission,
+    RoleAssignmentCreateParameters,
+    RoleDefinition,
+)
+from azure.mgmt.network import NetworkManagementClient
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from localrig.appclient import AppClient
+from localrig.devusers import ADMIN, ALICE, EVE, DevUser
+from localrig.emulator_client import EmulatorClient
+from localrig.estates.roles import grant_roles
+from localrig.estates.sample import Estate
+from localrig.estates.snapshot import wait_for
+from localrig.processes import PROJECT_ROOT
+from localrig.stack import Stack, start_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = PROJECT_ROOT / "test-results" / "screenshots"
+WAIT_SECONDS = 30
+
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip(
+        f"{CHROMIUM} and {CHROMEDRIVER} are needed (Debian chromium, chromium-driver): `make browser`",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402 - only once the browser is known to be there
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+POLICY_READ = "Microsoft.Security/locations/jitNetworkAccessPolicies/read"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("web-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def estate(stack: Stack) -> Estate:
+    """The demo's estate; admin owns it and wrote its JIT policy; alice may initiate on its VMs and
+    read its policy (the page lists the VMs of the policies a person may read)."""
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    estate = Estate(arm.subscription_id, f"rg-{uuid.uuid4().hex[:8]}")
+    arm.seed(estate.resources())
+    admin, alice = grant_roles(arm, estate)
+    auth = arm.client(AuthorizationManagementClient)
+    sub = f"/subscriptions/{arm.subscription_id}"
+    reader = str(uuid.uuid4())
+    auth.role_definitions.create_or_update(
+        sub,
+        reader,
+        RoleDefinition(
+            role_name=f"JIT policy reader {reader[:8]}",
+            permissions=[Permission(actions=[POLICY_READ])],
+            assignable_scopes=[sub],
+        ),
+    )
+    auth.role_assignments.create(
+        f"{sub}/resourceGroups/{estate.resource_group}",
+        str(uuid.uuid4()),
+        RoleAssignmentCreateParameters(
+            role_definition_id=f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{reader}",
+            principal_id=alice.object_id,
+            principal_type="User",
+        ),
+    )
+    AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, estate.policy_body())
+    return estate
+
+
+def _issuer_pin(stack: Stack) -> str:
+    """The issuer certificate's SPKI hash: Chromium trusts that one certificate (the emulator's CA
+    signed it) and no other, instead of ignoring certificate errors everywhere."""
+    assert stack.issuer is not None
+    pem = ssl.get_server_certificate(("127.0.0.1", stack.issuer.port))
+    public_key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.fixture
+def browser(stack: Stack, tmp_path: Path) -> Iterator[Callable[[str], WebDriver]]:
+    """A fresh headless Chromium per call (its own profile: its own cookies), quit at the end."""
+    drivers: list[WebDriver] = []
+
+    def launch(size: str = "1280,900") -> WebDriver:
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / f'profile-{len(drivers)}'}",
+            f"--ignore-certificate-errors-spki-list={_issuer_pin(stack)}",
+            f"--window-size={size}",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        drivers.append(driver)
+        return driver
+
+    yield launch
+    for driver in drivers:
+        driver.quit()
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message=what)
+
+
+def visible(driver: WebDriver, css: str) -> Any:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0] if found and found[0].is_displayed() else False
+
+
+def sign_in(driver: WebDriver, stack: Stack, user: DevUser) -> None:
+    """As a person does: open the page, press Sign in, pick the dev user on the issuer's page."""
+    driver.get(stack.page_url)
+    until(driver, lambda d: visible(d, "#signin-link"), "the Sign in link")
+    driver.find_element(By.ID, "signin-link").click()
+    until(driver, lambda d: visible(d, f"button[value='{user.name}']"), "the issuer's dev-user picker")
+    driver.find_element(By.CSS_SELECTOR, f"button[value='{user.name}']").click()
+    until(driver, lambda d: d.current_url.startswith(stack.page_url), "back on the page")
+    until(driver, lambda d: user.username in d.find_element(By.ID, "who").text, "signed in as the user")
+    until(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the VMs read")
+
+
+def allow_rules(arm: EmulatorClient, estate: Estate, port: int) -> list[str]:
+    """Our Allow rules for `port` on vm-web's NIC NSG, read through the SDK."""
+    network = arm.client(NetworkManagementClient)
+    nsg = network.network_security_groups.get(estate.resource_group, "nsg-web-nic")
+    return [
+        rule.name
+        for rule in nsg.security_rules or []
+        if (rule.name or "").startswith(f"Portcullis-JIT-Allow-{port}-")
+    ]
+
+
+def test_requester_opens_ssh_copies_the_line_and_revokes(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    driver = browser()
+    sign_in(driver, stack, ALICE)
+    card = until(
+        driver, lambda d: visible(d, f"li.vm[data-vm='{estate.vm_id(estate.vm_web)}']"), "vm-web listed"
+    )
+    assert "22/TCP" in card.text and "3389/TCP" in card.text and "at most 3 h" in card.text
+    card.find_element(By.CSS_SELECTOR, "button.primary").click()
+
+    form = until(driver, lambda d: visible(d, "#request-form"), "the request form")
+    assert driver.find_element(By.ID, "port-22").is_selected()
+    if driver.find_element(By.ID, "port-3389").is_selected():
+        driver.find_element(By.ID, "port-3389").click()
+    # The source defaults to "my IP" as GET /api/me reports it (devhost appends the socket peer).
+    assert driver.find_element(By.ID, "source").get_attribute("value") == "127.0.0.1"
+    driver.find_element(By.ID, "justification").send_keys("browser test: check the disk")
+    driver.find_element(By.ID, "ticket").send_keys("INC-11")
+    driver.find_element(By.ID, "ssh-user").send_keys("azureuser")  # remembered in this browser only
+    screenshot(driver, "requester-form")
+    form.find_element(By.ID, "request-submit").click()
+
+    until(
+        driver, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "port open"
+    )
+    line = driver.find_element(By.CSS_SELECTOR, "#progress code.line[data-port='22']").text
+    assert line == f"ssh -p 22 azureuser@{estate.web_public_ip}"
+    request_id = driver.find_element(By.ID, "progress").get_attribute("data-request")
+    assert allow_rules(arm, estate, 22), "the page says open, so the NSG has our Allow rule"
+    screenshot(driver, "requester-open")
+
+    # The copy button puts exactly that line on the clipboard.
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": stack.host_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    copy = driver.find_element(By.CSS_SELECTOR, "#progress .connect button.copy")
+    copy.click()
+    until(driver, lambda d: copy.get_attribute("data-copied"), "the copy button pressed")
+    assert copy.get_attribute("data-copied") == line
+    clipboard = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, (e) => done('error: ' + e.message));"
+    )
+    assert clipboard == line
+
+    # My requests: time left, then revoke with the keyboard's Enter on the focused button.
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
+    mine = until(
+        driver, lambda d: visible(d, f"li.request[data-request='{request_id}']"), "the request listed"
+    )
+    assert "left" in mine.find_element(By.CSS_SELECTOR, ".left").text
+    screenshot(driver, "requester-mine")
+    revoke = mine.find_element(By.CSS_SELECTOR, "button.danger")
+    driver.execute_script("arguments[0].focus()", revoke)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    until(driver, lambda d: "Revoked" in d.find_element(By.ID, "notice").text, "the revoke confirmed")
+    wait_for(lambda: not allow_rules(arm, estate, 22), 30, "the NSG Allow rule removed")
+    until(
+        driver,
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f"li.request.active[data-request='{request_id}']"),
+        "the request no longer active on the page",
+    )
+    screenshot(driver, "requester-revoked")
+
+
+def test_user_without_rights_sees_no_vms_and_why(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    driver = browser("390,844")  # a phone's width
+    sign_in(driver, stack, EVE)
+    empty = until(driver, lambda d: visible(d, "#vms-empty"), "the no-VMs message")
+    assert "You have no VMs to request" in empty.text and "initiate/action" in empty.text
+    assert not driver.find_elements(By.CSS_SELECTOR, "li.vm")
+    assert not driver.find_element(By.CSS_SELECTOR, "nav button[data-view='admin']").is_displayed()
+    # Nothing wider than the screen: the page works at a phone's width.
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(driver, "no-rights-phone")
+
+
+def test_signed_out_page_offers_sign_in_and_sign_out_ends_the_session(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    driver = browser()
+    sign_in(driver, stack, ALICE)
+    driver.find_element(By.LINK_TEXT, "Sign out").click()
+    until(driver, lambda d: visible(d, "#signin-link"), "the Sign in link again")
+    assert not driver.get_cookie("AppServiceAuthSession")
+
+
+def test_behind_a_firewall_the_line_has_its_address_and_mapped_port_and_the_admin_sees_the_holder(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    alice = browser()
+    sign_in(alice, stack, ALICE)
+    card = until(
+        alice, lambda d: visible(d, f"li.vm[data-vm='{estate.vm_id(estate.vm_app)}']"), "vm-app listed"
+    )
+    card.find_element(By.CSS_SELECTOR, "button.primary").click()
+    until(alice, lambda d: visible(d, "#request-form"), "the request form")
+    alice.find_element(By.ID, "justification").send_keys("browser test behind the classic firewall")
+    alice.find_element(By.ID, "request-submit").click()
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "port open"
+    )
+    line = alice.find_element(By.CSS_SELECTOR, "#progress code.line[data-port='22']").text
+    match = re.fullmatch(rf"ssh -p (\d+) <user>@{re.escape(estate.classic_fw_public_ip)}", line)
+    assert match, line
+    mapped = int(match[1])
+    assert 50000 <= mapped <= 50999
+    firewall = arm.client(NetworkManagementClient).azure_firewalls.get(
+        estate.resource_group, estate.classic_firewall_id.rsplit("/", 1)[1]
+    )
+    dnat = [
+        rule
+        for collection in firewall.nat_rule_collections or []
+        if collection.name == "Portcullis-JIT"
+        for rule in collection.rules or []
+    ]
+    assert [rule.destination_ports for rule in dnat] == [[str(mapped)]]
+    request_id = alice.find_element(By.ID, "progress").get_attribute("data-request")
+
+    # The administrator sees who holds access now, and a policy edit the API refuses shows its field.
+    admin = browser()
+    sign_in(admin, stack, ADMIN)
+    admin.find_element(By.CSS_SELECTOR, "nav button[data-view='admin']").click()
+    holders = until(admin, lambda d: visible(d, "#holders"), "who holds access")
+    assert any(
+        "vm-app" in row.text and ALICE.username in row.text
+        for row in holders.find_elements(By.CSS_SELECTOR, "tbody tr")
+    )
+    until(admin, lambda d: visible(d, "#findings-empty") or visible(d, "#findings li"), "compliance findings")
+    policy = until(admin, lambda d: visible(d, "li.policy"), "the policy")
+    policy.find_element(By.XPATH, ".//button[text()='Edit']").click()
+    editor = policy.find_element(By.CSS_SELECTOR, "textarea.json")
+    document = json.loads(editor.get_attribute("value") or "{}")
+    document["properties"]["virtualMachines"][0]["ports"][0]["maxRequestAccessDuration"] = "PT2000H"
+    editor.clear()
+    editor.send_keys(json.dumps(document))
+    policy.find_element(By.XPATH, ".//button[text()='Save']").click()
+    error = until(admin, lambda d: visible(d, "li.policy p.error"), "the API's refusal")
+    assert "field: properties.virtualMachines[0].ports[0].maxRequestAccessDuration" in error.text, error.text
+    screenshot(admin, "admin-view")
+
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{request_id}")
+    wait_for(lambda: not allow_rules_on(arm, estate, "nsg-app-nic"), 30, "vm-app's rules removed")
+
+
+def allow_rules_on(arm: EmulatorClient, estate: Estate, nsg_name: str) -> list[str]:
+    network = arm.client(NetworkManagementClient)
+    nsg = network.network_security_groups.get(estate.resource_group, nsg_name)
+    return [
+        rule.name or ""
+        for rule in nsg.security_rules or []
+        if (rule.name or "").startswith("Portcullis-JIT-Allow-")
+    ]
