@@ -263,7 +263,8 @@ class Access:
             self.opened = str(answer["requestId"])
             err(f"requested {self.vm.name} port {','.join(map(str, missing))}: request {self.opened}")
             if _pending_ports(answer):
-                err(f"request {self.opened}: {_waits_for(answer)}")
+                # The initiate answer is Defender's shape: who must approve is in the request's own.
+                err(f"request {self.opened}: {_waits_for(self.client.request(self.opened))}")
             if not wait:
                 return []
             status = wait_for_request(self.client, self.opened, self.args.timeout)
