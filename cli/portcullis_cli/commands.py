@@ -219,6 +219,7 @@ class Access:
         self.me = self.client.me()
         self.source = self._source()
         self.opened: str | None = None
+        self.reused: list[str] = []  # the requests of the grants reused, in port order
 
     def _source(self) -> str:
         source = self.args.source or "my-ip"
@@ -252,6 +253,7 @@ class Access:
             grant = reusable(grants, self.me["objectId"], port, self.source, until, now)
             if grant is not None:
                 reused[port] = grant
+                self.reused.append(str(grant["requestId"]))
                 err(
                     f"reusing request {grant['requestId']} for {self.vm.name}:{port} "
                     f"(ends {grant['endTimeUtc']})"
@@ -481,7 +483,8 @@ def request(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     access = Access(config, args, _ports(args.port))
     endpoints = access.ensure(wait=not args.no_wait)
     if args.no_wait:
-        out(access.opened or "")
+        # The request to follow: the one opened, else the one whose grant was reused.
+        out(access.opened or next(iter(access.reused), ""))
         return main.OK
     lines = [connection_line(endpoint, args.user or "<user>") for endpoint in endpoints]
     data = {

@@ -285,6 +285,11 @@ def test_extend_on_a_vm_without_approval_moves_the_end(rig: SourceRig) -> None:
         check=True,
     )
     request_id = request_id_of(done.stderr)
+    # --no-wait on a grant it reuses answers that grant's request (the one to extend or follow).
+    again = rig.cli(
+        "alice", "request", "vm-app", "--port", "22", "--source", "198.51.100.30/32", "--no-wait", check=True
+    )
+    assert again.stdout.strip() == request_id and f"reusing request {request_id}" in again.stderr
     before = rig.status("alice", request_id)["virtualMachines"][0]["ports"][0]
     extended = rig.cli("alice", "extend", request_id, "--duration", "30m")
     assert extended.returncode == 0, extended.stderr
