@@ -6,14 +6,13 @@ its connection line, or ends with the denial (exit 1); bob's `approvals list` (t
 `approvals deny`; refusals (self-approval, a non-approver) exit 1 with the API's code and message;
 `extend` on a VM without approval moves the end; `status` shows who must approve and who decided.
 
-The process is this worktree's CLI source: `python -m portcullis_cli` with the repository's `cli/`
+The process is this checkout's CLI source: `python -m portcullis_cli` with the repository's `cli/`
 first on PYTHONPATH (the .venv console script may point at another checkout's editable install).
 One stack and one estate for the module."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -34,14 +33,14 @@ from localrig.estates.roles import READER_ROLE, assign_role, grant_roles
 from localrig.estates.sample import ESTATE_NSGS, Estate
 from localrig.estates.snapshot import our_denies, wait_for
 from localrig.stack import start_stack
-from tests.cli.test_cli_e2e import Rig, request_id_of
+from tests.cli.test_cli_e2e import CLI_SOURCE, Rig, request_id_of
 
-CLI_SOURCE = Path(__file__).resolve().parents[2] / "cli"
 APPROVAL = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
 
 
 class SourceRig(Rig):
-    """Rig whose `portcullis` is `python -m portcullis_cli` from this checkout's cli/."""
+    """Rig whose `portcullis` is `python -m portcullis_cli` (this checkout's cli/ is first on
+    PYTHONPATH, `Rig.env`): it needs no console script in .venv/bin."""
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "portcullis_cli", *args]
@@ -55,10 +54,6 @@ class SourceRig(Rig):
         if check:
             assert done.returncode == 0, f"portcullis {' '.join(args)} -> {done.returncode}\n{done.stderr}"
         return done
-
-    def env(self, user: str) -> dict[str, str]:
-        env = super().env(user)
-        return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(CLI_SOURCE), env.get("PYTHONPATH")]))}
 
     def allows_of(self, grant_id: str) -> list[Any]:
         """The Allow rules of `grant_id` in any NSG of the estate (the SDK's view)."""
