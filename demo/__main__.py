@@ -179,7 +179,7 @@ def story(data_dir: Path) -> None:
         if after != before:
             raise DemoStepError(f"the network differs from before the grant:\nbefore={before}\nafter={after}")
         say("   identical: every NSG rule and firewall collection is exactly as before the grant")
-        approval_round_trip(stack, arm, estate, say)
+        approval_round_trip(stack, arm, estate, say, data_dir)
     say()
     say("Demo complete.")
 

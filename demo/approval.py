@@ -1,13 +1,16 @@
 """The demo's approval round trip (issue 13): the administrator puts an approval rule on one VM,
 alice asks for SSH and her request waits (`Pending`, nothing opens), bob approves and the port opens,
 then the events the local webhook sink received for that request are printed (requested, pending,
-approved with bob named, opened, ...). Called once from demo/__main__.py."""
+approved with bob named, opened, ...). alice and bob use the `portcullis` command line, as people
+would (`request --no-wait`, `approvals list`, `approvals approve`, `status`). Called once from
+demo/__main__.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from demo.cli import Cli
 from localrig.appclient import AppClient
 from localrig.devusers import ADMIN, ALICE, BOB
 from localrig.emulator_client import EmulatorClient
@@ -18,13 +21,13 @@ from localrig.stack import Stack
 
 
 def approval_round_trip(
-    stack: Stack, arm: EmulatorClient, estate: Estate, say: Callable[[str], None]
+    stack: Stack, arm: EmulatorClient, estate: Estate, say: Callable[[str], None], data_dir: Path
 ) -> None:
     """Approval on vm-web: alice requests -> Pending; bob approves -> Initiated; the events, printed."""
     say("")
     say(f"== Approvals: {estate.vm_web} needs {BOB.name}'s approval; {ALICE.name} asks, {BOB.name} approves")
     _reader(arm, estate, BOB.object_id)
-    admin, alice, bob = (AppClient(stack.api_url, user, stack.headers_for) for user in (ADMIN, ALICE, BOB))
+    admin, alice = (AppClient(stack.api_url, user, stack.headers_for) for user in (ADMIN, ALICE))
     body = estate.policy_body()
     vm_entry = next(
         v for v in body["properties"]["virtualMachines"] if v["id"] == estate.vm_id(estate.vm_web)
@@ -34,34 +37,39 @@ def approval_round_trip(
     }
     admin.put_policy(estate, body)
     say(f'   policy: "portcullis": {{"approval": {{"approvers": ["{BOB.object_id}"], "required": 1}}}}')
-    answer = alice.initiate(
-        estate, {estate.vm_web: [(22, "203.0.113.7")]}, datetime.now(UTC) + timedelta(minutes=2)
-    )
-    request_id = answer["requestId"]
-    port = ports_of(answer)[0]
-    say(f"   {ALICE.name}'s request {request_id}: {port['status']} ({port['statusReason']}); nothing opens")
+    alice_cli = Cli(data_dir / f"cli-{ALICE.name}", say)  # signed in earlier in the story
+    bob_cli = Cli(data_dir / f"cli-{BOB.name}", say)
+    bob_cli.run(*stack.cli_configure_line().split()[1:], show=False)
+    bob_cli.run(*stack.cli_login_line(BOB).split()[1:], show=False)
+    request_id = alice_cli.run(
+        "request",
+        estate.vm_web,
+        "--port",
+        "22",
+        "--duration",
+        "2m",
+        "--source",
+        "203.0.113.7/32",
+        "--no-wait",
+    ).strip()
+    port = ports_of(alice.request_status(request_id))[0]
     if port["status"] != "Pending":
         raise DemoStepError(f"the request should wait for approval, it reads {port['status']}")
-    waiting = bob.ok("GET", "/requests?status=Pending&approver=me")["value"]
-    say(
-        f"   {BOB.name}'s list (GET /api/requests?status=Pending&approver=me): "
-        f"{[r['requestId'] for r in waiting]}"
-    )
-    bob.ok("POST", f"/requests/{request_id}/approve", {"comment": "go ahead"})
+    say(f"   {port['status']} ({port['statusReason']}): nothing opens; {BOB.name} signs in and looks")
+    bob_cli.run("approvals", "list")
+    bob_cli.run("approvals", "approve", request_id, "--comment", "go ahead")
     wait_for(
         lambda: all(p["status"] == "Initiated" for p in ports_of(alice.request_status(request_id))),
         30,
         "the approved port Initiated",
     )
-    approval = alice.request_status(request_id)["approval"]
-    decided = ", ".join(f"{d['displayName']} {d['verdict']} ({d['comment']})" for d in approval["decisions"])
-    say(f"   approved by {decided}: port Initiated")
+    alice_cli.run("status", request_id, "--user", "azureuser")
     sink = stack.webhook_sink
     if sink is not None:
         sink.wait_for(request_id, "com.portcullis.grant.opened", timeout=20)
         say("   events the webhook sink received for this request:")
         sink.print_received(request_id)
-    alice.ok("DELETE", f"/requests/{request_id}")
+    alice_cli.run("revoke", request_id)
     say(f"   {ALICE.name} revoked it again (the demo leaves nothing open)")
 
 

@@ -104,7 +104,7 @@ class Client:
     def compliance(self) -> dict[str, Any]:
         return dict(self.call("GET", "compliance"))
 
-    # ---- approvals and extension (issue 11's server side) ----
+    # ---- approvals and extension (issue 13's server side) ----
 
     def pending_approvals(self) -> list[dict[str, Any]]:
         answer = self.call("GET", "requests", params={"status": "Pending", "approver": "me"})

@@ -35,6 +35,10 @@ class WaitFailedError(Exception):
     """The rules were not in place in time, or a target refused them (exit 5)."""
 
 
+class RequestEndedError(Exception):
+    """The request ended while the CLI waited for it: denied, its approval lapsed (exit 1)."""
+
+
 def err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -74,6 +78,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except WaitFailedError as error:
         err(f"error: {error}")
         return main.TIMED_OUT
+    except RequestEndedError as error:
+        err(f"error: {error}")
+        return main.FAILED
     except KeyboardInterrupt:
         err("interrupted")
         return main.INTERRUPTED
@@ -212,6 +219,7 @@ class Access:
         self.me = self.client.me()
         self.source = self._source()
         self.opened: str | None = None
+        self.reused: list[str] = []  # the requests of the grants reused, in port order
 
     def _source(self) -> str:
         source = self.args.source or "my-ip"
@@ -245,6 +253,7 @@ class Access:
             grant = reusable(grants, self.me["objectId"], port, self.source, until, now)
             if grant is not None:
                 reused[port] = grant
+                self.reused.append(str(grant["requestId"]))
                 err(
                     f"reusing request {grant['requestId']} for {self.vm.name}:{port} "
                     f"(ends {grant['endTimeUtc']})"
@@ -255,6 +264,9 @@ class Access:
             answer = self.client.initiate(self.vm.policy_id, self._body(missing, until, now))
             self.opened = str(answer["requestId"])
             err(f"requested {self.vm.name} port {','.join(map(str, missing))}: request {self.opened}")
+            if _pending_ports(answer):
+                # The initiate answer is Defender's shape: who must approve is in the request's own.
+                err(f"request {self.opened}: {_waits_for(self.client.request(self.opened))}")
             if not wait:
                 return []
             status = wait_for_request(self.client, self.opened, self.args.timeout)
@@ -306,17 +318,110 @@ def _vm_arg(args: argparse.Namespace) -> str:
     return str(getattr(args, "vm", None) or "")
 
 
+_ENDED = ("Denied", "Expired")
+
+
+def _ports_of(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [port for vm in status.get("virtualMachines", []) for port in vm.get("ports", [])]
+
+
+def _pending_ports(status: dict[str, Any]) -> list[int]:
+    return [port["number"] for port in _ports_of(status) if port.get("status") == "Pending"]
+
+
+def _waits_for(status: dict[str, Any]) -> str:
+    """`Pending (Approval required): waits for 1 approval(s) from <ids>, until <time>`. Pure."""
+    approval = status.get("approval") or {}
+    text = "Pending (Approval required)"
+    if approval:
+        approvers = ", ".join(approval.get("approvers", []))
+        text += f": waits for {approval.get('required')} approval(s) from {approvers}"
+        if approval.get("pendingUntilUtc"):
+            text += f", until {approval['pendingUntilUtc']}"
+    return text
+
+
+def port_summary(status: dict[str, Any]) -> str:
+    """`22 Initiated, 3389 Pending (waiting for approval)`: the live status line's text. Pure."""
+    parts = []
+    for port in _ports_of(status):
+        text = f"{port['number']} {port['status']}"
+        if port["status"] == "Pending":
+            text += " (waiting for approval)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def ended_reason(status: dict[str, Any]) -> str | None:
+    """Why a request that will never open ended (denied, approval lapsed), or None. Pure."""
+    ended = [port for port in _ports_of(status) if port.get("status") in _ENDED]
+    if not ended:
+        return None
+    approval = status.get("approval") or {}
+    denials = [d for d in approval.get("decisions", []) if d.get("verdict") == "Denied"]
+    if denials:
+        return "was denied: " + decision_line(denials[-1])
+    if ended[0]["status"] == "Expired":
+        return f"lapsed: nobody approved it by {approval.get('pendingUntilUtc') or 'its pending timeout'}"
+    return f"ended: {ended[0]['status']} ({ended[0].get('statusReason')})"
+
+
+def decision_line(decision: dict[str, Any]) -> str:
+    """`Approved by Bob (b0b...) at <time>: ok`. Pure."""
+    who = f"{decision.get('displayName')} ({decision.get('objectId')})"
+    line = f"{decision.get('verdict')} by {who} at {decision.get('timeUtc')}"
+    if decision.get("relayedBy"):
+        line += f" (relayed by {decision['relayedBy']})"
+    return line + (f": {decision['comment']}" if decision.get("comment") else "")
+
+
+def approval_lines(status: dict[str, Any]) -> list[str]:
+    """The approval state under `status`'s table: who must approve, who decided, until when it waits,
+    an extension waiting for approval, the break-glass review flag. Empty without approval. Pure."""
+    approval = status.get("approval")
+    if not approval:
+        return []
+    decisions = approval.get("decisions") or []
+    approvals = sum(1 for d in decisions if d.get("verdict") == "Approved")
+    lines = [
+        f"approval: {approval.get('status')}, {approvals} of {approval.get('required')} approval(s) from "
+        + ", ".join(approval.get("approvers") or [])
+    ]
+    if approval.get("status") == "Pending" and approval.get("pendingUntilUtc"):
+        lines.append(f"  pending until {approval['pendingUntilUtc']}")
+    lines += [f"  {decision_line(d)}" for d in decisions]
+    if approval.get("breakGlass"):
+        reviewed = approval.get("review")
+        lines.append(
+            f"  break-glass: reviewed, {decision_line(reviewed)}"
+            if reviewed
+            else "  break-glass: waits for an approver's review (`POST /api/requests/{id}/review`)"
+        )
+    extension = approval.get("extension")
+    if extension:
+        lines.append(f"  extension to {extension.get('endTimeUtc')}: {extension.get('status')}")
+        if extension.get("status") == "Pending":
+            lines.append(f"    pending until {extension.get('pendingUntilUtc')}")
+        lines += [f"    {decision_line(d)}" for d in extension.get("decisions") or []]
+    return lines
+
+
 def wait_for_request(client: Client, request_id: str, timeout: float) -> dict[str, Any]:
-    """Poll GET /api/requests/{id} with a live status line until every port is Initiated (or Revoked);
-    WaitFailedError on timeout or when a target refuses the rule."""
+    """Poll GET /api/requests/{id} with a live status line until every port is Initiated (or Revoked):
+    through `Pending` while approvers decide; RequestEndedError when it is denied or its approval
+    lapses; WaitFailedError on timeout (a pending request stays pending) or when a target refuses the
+    rule."""
     deadline = time.monotonic() + timeout
     live = _StatusLine()
     try:
         while True:
             status = client.request(request_id)
-            ports = [port for vm in status["virtualMachines"] for port in vm["ports"]]
-            summary = ", ".join(f"{port['number']} {port['status']}" for port in ports)
+            ports = _ports_of(status)
+            summary = port_summary(status)
             live.update(f"request {request_id}: {summary}")
+            ended = ended_reason(status)
+            if ended:
+                raise RequestEndedError(f"request {request_id} {ended}")
             failed = [
                 (port["number"], target)
                 for port in ports
@@ -334,6 +439,11 @@ def wait_for_request(client: Client, request_id: str, timeout: float) -> dict[st
             ):
                 return status
             if time.monotonic() > deadline:
+                if _pending_ports(status):
+                    raise WaitFailedError(
+                        f"still waiting for approval after {timeout:.0f} s; the request stays pending "
+                        f"({_waits_for(status)}): `portcullis status {request_id}`"
+                    )
                 raise WaitFailedError(
                     f"the rules were not in place after {timeout:.0f} s ({summary}); "
                     f"`portcullis status {request_id}`"
@@ -373,7 +483,8 @@ def request(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     access = Access(config, args, _ports(args.port))
     endpoints = access.ensure(wait=not args.no_wait)
     if args.no_wait:
-        out(access.opened or "")
+        # The request to follow: the one opened, else the one whose grant was reused.
+        out(access.opened or next(iter(access.reused), ""))
         return main.OK
     lines = [connection_line(endpoint, args.user or "<user>") for endpoint in endpoints]
     data = {
@@ -500,6 +611,8 @@ def status(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
             fmt,
         )
     )
+    if fmt == "table":
+        out("\n".join(approval_lines(answer)))
     return main.OK
 
 
@@ -636,33 +749,62 @@ def policy_export(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int
     return main.OK
 
 
-# ---- approvals, extend (issue 11's routes) ----
+# ---- approvals, extend (issue 13's routes) ----
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pending_row(item: dict[str, Any]) -> dict[str, Any]:
+    """One row of `approvals list`: what waits (the request, or its extension), for whom, how long
+    it would open, until when it waits. Pure."""
+    vms = item.get("virtualMachines", [])
+    ports = [port for vm in vms for port in vm.get("ports", [])]
+    approval = item.get("approval") or {}
+    extension = approval.get("extension") or {}
+    start = _parse_time(item.get("startTimeUtc"))
+    ends = [end for port in ports if (end := _parse_time(port.get("endTimeUtc")))]
+    if extension.get("status") == "Pending":
+        waiting, until = f"extension to {extension.get('endTimeUtc')}", extension.get("pendingUntilUtc")
+        duration = ""
+    else:
+        waiting, until = "request", approval.get("pendingUntilUtc")
+        # The window opens at approval and lasts what was asked: end - start of the ask, to the minute
+        # (the CLI counts --duration from its own clock, the server stamps the start a moment later).
+        asked = max(ends) - start if start and ends else timedelta(0)
+        duration = format_duration(timedelta(minutes=round(asked.total_seconds() / 60))) if asked else ""
+    return {
+        "request": item.get("requestId"),
+        "requestor": item.get("requestor"),
+        "vms": sorted({vm["id"].rsplit("/", 1)[-1] for vm in vms}),
+        "ports": sorted({port["number"] for port in ports}),
+        "duration": duration,
+        "pendingUntil": until,
+        "waiting": waiting,
+        "justification": item.get("justification"),
+    }
 
 
 def approvals_list(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     pending = Client(config).pending_approvals()
-    rows = []
-    for item in pending:
-        vms = item.get("virtualMachines", [])
-        rows.append(
-            {
-                "request": item.get("requestId"),
-                "requestor": item.get("requestor"),
-                "vms": [vm["id"].rsplit("/", 1)[-1] for vm in vms],
-                "ports": sorted({port["number"] for vm in vms for port in vm.get("ports", [])}),
-                "justification": item.get("justification"),
-            }
-        )
-    out(
-        render(
-            pending,
-            rows,
-            ["request", "requestor", "vms", "ports", "justification"],
-            fmt,
-            empty="nothing waits for you",
-        )
-    )
+    columns = ["request", "requestor", "vms", "ports", "duration", "pendingUntil", "waiting", "justification"]
+    rows = [pending_row(item) for item in pending]
+    out(render(pending, rows, columns, fmt, empty="nothing waits for you"))
     return main.OK
+
+
+def decision_summary(answer: dict[str, Any], decision: str) -> list[str]:
+    """What `approvals approve|deny` prints: the decision made and where the request stands. Pure."""
+    lines = approval_lines(answer)
+    ports = port_summary(answer)
+    opened = decision == "approve" and not _pending_ports(answer)
+    return [*lines, f"ports: {ports}" + (" (the rules open within seconds)" if opened else "")]
 
 
 def _decide(decision: str) -> Callable[[cfg.Config, argparse.Namespace, str], int]:
@@ -670,7 +812,9 @@ def _decide(decision: str) -> Callable[[cfg.Config, argparse.Namespace, str], in
         answer = Client(config).decide(args.request_id, decision, args.comment)
         if fmt == "json":
             out(json.dumps(answer, indent=2))
-        err(f"{decision}d request {args.request_id}")
+        else:
+            out("\n".join(decision_summary(answer, decision)))
+        err(f"{'approved' if decision == 'approve' else 'denied'} request {args.request_id}")
         return main.OK
 
     return handler
@@ -683,12 +827,29 @@ def extend_body(now: datetime, duration: str | None, until: str | None) -> dict[
     return {"endTimeUtc": wire_time(end_time(now, duration, until, DEFAULT_DURATION))}
 
 
+def extension_summary(answer: dict[str, Any], request_id: str) -> str:
+    """`request X: port 22 ends <end>`, or that the extension waits for approval. Pure."""
+    extension = (answer.get("approval") or {}).get("extension") or {}
+    if extension.get("status") == "Pending":
+        return (
+            f"request {request_id}: the extension to {extension.get('endTimeUtc')} waits for approval "
+            f"(until {extension.get('pendingUntilUtc')}); the grant keeps its current end meanwhile"
+        )
+    ends = ", ".join(
+        f"port {port['number']} ends {port.get('endTimeUtc')}"
+        for port in _ports_of(answer)
+        if port.get("status") in ("Initiated", "Initiating", "Pending")
+    )
+    return f"request {request_id}: {ends or port_summary(answer)}"
+
+
 def extend(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     body = extend_body(datetime.now(UTC), args.duration, args.until)
     answer = Client(config).extend(args.request_id, body["endTimeUtc"])
     if fmt == "json":
         out(json.dumps(answer, indent=2))
-    err(f"request {args.request_id} now ends {body['endTimeUtc']}")
+    else:
+        out(extension_summary(answer, args.request_id))
     return main.OK
 
 

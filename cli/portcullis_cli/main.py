@@ -11,19 +11,25 @@ from portcullis_cli import __version__
 
 # Exit codes (README: "The portcullis command line").
 OK = 0
-FAILED = 1  # the API refused (4xx: not in policy, too long, no right, ...) or failed (5xx, unreachable)
+FAILED = 1  # the API refused (4xx: not in policy, too long, no right, ...) or failed (5xx, unreachable);
+# also a waited-for request that was denied or whose approval lapsed
 USAGE = 2  # the command line is wrong (argparse's own code too)
 NOT_SIGNED_IN = 3  # no sign-in, or it expired or was refused: run `portcullis login`
 NOT_FOUND = 4  # no such VM, request or policy (404)
-TIMED_OUT = 5  # waited --timeout and the rules are not there yet (or a target keeps refusing them)
+TIMED_OUT = 5  # waited --timeout and the rules are not there yet (or a target keeps refusing them, or
+# the request still waits for approval: it stays pending)
 NOT_CONFIGURED = 6  # no endpoint / audience / authority: run `portcullis configure`
 INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES = f"""exit codes:
-  {OK}  ok                       {NOT_FOUND}  no such VM, request or policy
-  {FAILED}  refused or API error     {TIMED_OUT}  rules not in place within --timeout
-  {USAGE}  usage error              {NOT_CONFIGURED}  not configured (portcullis configure)
-  {NOT_SIGNED_IN}  not signed in            {INTERRUPTED}  interrupted
+  {OK}    ok (request --no-wait: also when the request waits for approval)
+  {FAILED}    refused or API error; a waited-for request was denied or its approval lapsed
+  {USAGE}    usage error
+  {NOT_SIGNED_IN}    not signed in (portcullis login)
+  {NOT_FOUND}    no such VM, request or policy
+  {TIMED_OUT}    rules not in place within --timeout, or still waiting for approval (it stays pending)
+  {NOT_CONFIGURED}    not configured (portcullis configure)
+  {INTERRUPTED}  interrupted
   exec answers the command's own exit code."""
 
 EXAMPLES = """examples:
@@ -35,6 +41,8 @@ EXAMPLES = """examples:
   portcullis ssh vm-web --user azureuser -- -L 8080:localhost:80
   portcullis list --mine --active
   portcullis revoke <request id>
+  portcullis approvals list             # what waits for your approval; then approvals approve ID
+  portcullis extend <request id> --duration 30m
   portcullis exec --vm vm-web --port 22 --duration 15m -- ansible-playbook site.yml
 
 environment (overrides the config file): PORTCULLIS_ENDPOINT, PORTCULLIS_AUDIENCE,
@@ -83,7 +91,10 @@ def _access(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--justification", help="why (recorded in the audit trail)")
     parser.add_argument("--ticket", help="a ticket id, recorded with the justification")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for the rules (default 120)"
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the rules, approval included (default 120; a pending request stays)",
     )
 
 
@@ -152,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vm", help="the VM's name or resource id")
     p.add_argument("--port", required=True, help="port(s), comma-separated: 22 or 22,3389")
     _access(p)
-    p.add_argument("--no-wait", action="store_true", help="answer the request id at once")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="answer the request id at once (exit 0, also when it waits for approval)",
+    )
     p.add_argument("--user", help="the user name in the printed ssh line")
 
     p = _sub(
@@ -241,16 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("-f", "--file", help="write here instead of stdout")
 
-    p = _sub(commands, "approvals", "requests waiting for your approval (list, approve, deny)")
+    p = _sub(
+        commands,
+        "approvals",
+        "requests waiting for your approval (list, approve, deny)",
+        "examples:\n  portcullis approvals list\n  portcullis approvals approve 3f0c... --comment ok\n"
+        "  portcullis approvals deny 3f0c... --comment 'not during the freeze'\n\n"
+        "approve and deny act on what waits: the request, or an extension of it. You may not\n"
+        "decide your own request; the requester's right is checked again when you approve.",
+    )
     approval_commands = p.add_subparsers(dest="approvals_command", metavar="COMMAND")
-    _sub(approval_commands, "list", "requests waiting for you")
+    _sub(approval_commands, "list", "requests (and extensions) waiting for your decision")
     for decision in ("approve", "deny"):
-        q = _sub(approval_commands, decision, f"{decision} a pending request")
+        q = _sub(approval_commands, decision, f"{decision} a pending request or extension")
         q.add_argument("request_id")
         q.add_argument("--comment", help="recorded with the decision")
 
     p = _sub(
-        commands, "extend", "move a request's end time", "example:\n  portcullis extend 3f0c... --duration 1h"
+        commands,
+        "extend",
+        "move a request's end time",
+        "example:\n  portcullis extend 3f0c... --duration 1h    # ends an hour from now\n\n"
+        "Within the port's maximum counted from the grant's start; on a VM that needs approval\n"
+        "the extension waits for the approvers and the grant keeps its end until they decide.",
     )
     p.add_argument("request_id")
     _when(p)

@@ -33,6 +33,9 @@ from localrig.estates.snapshot import our_denies, wait_for
 from localrig.stack import Stack, start_stack
 
 PORTCULLIS = Path(sys.executable).parent / "portcullis"
+# This checkout's CLI source: the console script's editable install may be another checkout's (a
+# worktree shares .venv), so every process gets cli/ first on PYTHONPATH.
+CLI_SOURCE = Path(__file__).resolve().parents[2] / "cli"
 pytestmark = pytest.mark.skipif(
     not PORTCULLIS.exists(), reason=f"{PORTCULLIS} is missing: `.venv/bin/pip install -e ./cli` (make venv)"
 )
@@ -60,7 +63,8 @@ class Rig:
 
     def env(self, user: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
-        return {**env, "PORTCULLIS_CONFIG_DIR": str(self.home / user)}
+        path = os.pathsep.join(filter(None, [str(CLI_SOURCE), env.get("PYTHONPATH")]))
+        return {**env, "PYTHONPATH": path, "PORTCULLIS_CONFIG_DIR": str(self.home / user)}
 
     def allow_rules(self, nsg: str) -> dict[str, Any]:
         rules = self.network.network_security_groups.get(self.estate.resource_group, nsg).security_rules or []
