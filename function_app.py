@@ -64,7 +64,7 @@ def jit_reconcile(timer: func.TimerRequest) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%PORTCULLIS_EVENTS_QUEUE%", connection="AzureWebJobsStorage")
 def jit_events(msg: func.QueueMessage) -> None:
-    handle_event_message(msg.get_body(), root().notifier)
+    handle_event_message(msg.get_body(), root().notifier, msg.dequeue_count or 1)
 
 
 @app.timer_trigger(arg_name="timer", schedule="20 * * * * *", run_on_startup=False)

@@ -95,16 +95,20 @@ class EventId(StrEnum):
 
     # Notifications (shared/notify/): audit rows.
     NOTIFY_DELIVERY_POISONED = "notify.delivery_poisoned"
-    """A channel kept refusing an event; the message went to the poison queue (who, what, why)."""
+    """A channel kept refusing an event, or our storage failed on the host's every try (`cause:
+    storage`); the message went to the poison queue (who, what, why)."""
     # Notifications: log lines.
     NOTIFY_ENQUEUE_FAILED = "notify.enqueue_failed"
     NOTIFY_DELIVERED = "notify.delivered"
     NOTIFY_DELIVERY_FAILED = "notify.delivery_failed"
     NOTIFY_MESSAGE_INVALID = "notify.message_invalid"
     NOTIFY_CHANNEL_UNKNOWN = "notify.channel_unknown"
+    # The host poisons an event message after storage failed on every try, and the audit failed too.
+    NOTIFY_POISON_UNAUDITED = "notify.poison_unaudited"
 
     # Plumbing: log lines.
     AUDIT_RECORDED = "audit.recorded"
+    AUDIT_ROW_EXISTED = "audit.row_existed"  # a retried create found its own row: already written
     API_STORAGE_UNAVAILABLE = "api.storage_unavailable"
     TELEMETRY_CONFIGURED = "telemetry.configured"
     TELEMETRY_FAILED = "telemetry.failed"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shared.events import EventId
 
@@ -437,4 +437,8 @@ def retry_on_conflict(attempt: Callable[[int], T], *, attempts: int, gave_up: st
 class AuditTrail(Protocol):
     def record(self, event: EventId, *, subject: str, actor: str, **details: object) -> None:
         """Append one audit event (`event` is a member of the catalogue, e.g. `grant.applied`)."""
+        ...
+
+    def for_subject(self, subject: str) -> list[Any]:
+        """Every event about `subject`, oldest first (shared.audit.AuditEvent)."""
         ...

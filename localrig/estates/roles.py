@@ -55,7 +55,8 @@ class Assignment:
 
 def sample_assignments(estate: ResourceGroupIds) -> list[Assignment]:
     """Who holds what on the sample estate: alice (requester) the requester role on its resource
-    group; bob (approver, once approvals land) Reader and the requester role there; admin Owner of the
+    group; bob (the approver of vm-db in the seeded policy, seed.py `APPROVAL`) Reader (what the approval
+    check reads at decision time) and the requester role there; admin Owner of the
     sample subscription (writes policies, sees compliance); eve nothing."""
     subscription = f"/subscriptions/{estate.subscription_id}"
     return [

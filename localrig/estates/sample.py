@@ -14,6 +14,7 @@ Foreign rules are seeded too (people's rules, Defender's), so tests can check th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,12 +208,19 @@ class Estate(ResourceGroupIds):
         )
         return items
 
-    def policy_body(self, *, max_duration: str = bodies.DEFAULT_MAX_DURATION) -> dict[str, Any]:
+    def policy_body(
+        self,
+        *,
+        max_duration: str = bodies.DEFAULT_MAX_DURATION,
+        approval_on: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """The sample's Defender JIT policy, the one body `make up`, the demo and the tests PUT: SSH on
         all four VMs and RDP on vm-web; the firewall VMs name their firewall's public IP
-        (Defender's `publicIpAddress`). Per-VM extensions (an approval rule, say) go here."""
+        (Defender's `publicIpAddress`). `approval_on` (VM name -> approval rule, README "Approvals")
+        puts our `portcullis.approval` extension on those VMs; without it nothing needs approval, which
+        is what the demo and most tests start from."""
         b = bodies
-        return b.jit_policy(
+        body = b.jit_policy(
             [
                 b.jit_vm(self.vm_id(self.vm_web), (22, 3389), max_duration),
                 b.jit_vm(self.vm_id(self.vm_db), (22,), max_duration),
@@ -220,6 +228,15 @@ class Estate(ResourceGroupIds):
                 b.jit_vm(self.vm_id(self.vm_ops), (22,), max_duration, public_ip=self.policy_fw_public_ip),
             ]
         )
+        rules = {self.vm_id(name).lower(): dict(rule) for name, rule in (approval_on or {}).items()}
+        unknown = set(rules) - {self.vm_id(name).lower() for name in self.vm_names}
+        if unknown:
+            raise ValueError(f"approval_on names VMs the sample does not have: {sorted(unknown)}")
+        for entry in body["properties"]["virtualMachines"]:
+            rule = rules.get(entry["id"].lower())
+            if rule is not None:
+                entry.setdefault("portcullis", {})["approval"] = rule
+        return body
 
 
 def sample_estate() -> Estate:

@@ -8,7 +8,10 @@ fails nor undoes what happened since (rules the app laid, a policy someone edite
   seed applies items in order, so the last one present means all are);
 - the role definition and assignments with stable ids (a repeated PUT is an update);
 - the policy through the app's own API as admin (so it passes the same validation and confinement as
-  anyone's), when the app has no policy of that name yet.
+  anyone's), when the app has no policy of that name yet. It puts an approval rule on vm-db (bob
+  approves, `APPROVAL`), so a newcomer can try approvals: alice asks for vm-db, it waits (Pending),
+  bob finds it with `GET /api/requests?status=Pending&approver=me` and approves. Bob's Reader on the
+  resource group (roles.py `sample_assignments`) is what the approval check reads at decision time.
 
 The emulator needs nothing created for the subscription: any subscription id exists there, and one
 holding a resource group is listed by `GET /subscriptions` (what `az account list` reads).
@@ -20,10 +23,10 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localrig.appclient import API_VERSION, ApiError, AppClient
-from localrig.devusers import ADMIN
+from localrig.devusers import ADMIN, BOB
 from localrig.emulator_client import EmulatorClient
 from localrig.estates.roles import Assignment, assign_sample_roles
 from localrig.estates.sample import Estate, sample_estate
@@ -36,6 +39,15 @@ SEED_VARIABLE = "PORTCULLIS_LOCAL_SEED"
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
 POLICY_NAME = "default"
+# The seeded policy's approval rule (README "Approvals, extensions and break-glass"): on `APPROVAL_VM`
+# bob must approve; a request nobody decides lapses after an hour.
+APPROVAL_VM = Estate.vm_db
+APPROVAL: dict[str, object] = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
+
+
+def seeded_policy_body(estate: Estate) -> dict[str, Any]:
+    """The policy `make up` writes: the sample's, with bob's approval on vm-db."""
+    return estate.policy_body(approval_on={APPROVAL_VM: APPROVAL})
 
 
 def seed_wanted(no_seed: bool = False, env: Mapping[str, str] | None = None) -> bool:
@@ -69,7 +81,7 @@ class SeedReport:
             f"Sample estate   subscription {estate.subscription_id}, resource group {estate.resource_group} "
             f"({'; '.join(parts)}; roles for {who}; {self.seconds:.1f} s)",
             f"Sample VMs      {', '.join(estate.vm_names)}  (JIT policy {POLICY_NAME}: SSH 22 on all, "
-            f"RDP 3389 on {estate.vm_web})",
+            f"RDP 3389 on {estate.vm_web}; {APPROVAL_VM} needs {BOB.name}'s approval)",
         ]
 
 
@@ -92,7 +104,7 @@ def seed_sample(stack: Stack, estate: Estate | None = None) -> SeedReport:
     path = f"{AppClient.policy_path(estate, POLICY_NAME)}?api-version={API_VERSION}"
     status, answer = admin.call("GET", path)
     if status == 404:
-        admin.ok("PUT", path, estate.policy_body())
+        admin.ok("PUT", path, seeded_policy_body(estate))
     elif status >= 400:
         raise ApiError(status, answer)
     return SeedReport(estate, written, status == 404, assignments, round(time.perf_counter() - started, 2))

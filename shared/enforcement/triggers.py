@@ -25,6 +25,7 @@ from shared.enforcement.snapshot import EstateSnapshot, EstateView, target_subsc
 from shared.enforcement.views import PathView, vm_policy_of
 from shared.events import EventId
 from shared.model import DomainError, Grant, TargetRef, TargetState, VmRef
+from shared.notify.cloudevents import grant_context
 from shared.observability import brief, log_event
 from shared.topology import TopologyError, VmPath
 
@@ -74,9 +75,16 @@ def resolve_targets(deps: ConvergeDeps, grant: Grant, view: PathView | None = No
         except TopologyError as failure:
             path, error = None, str(failure)
     if path is None:
-        deps.audit.record(
-            EventId.GRANT_PATH_UNRESOLVED, subject=grant.grant_id, actor=ACTOR, vm=grant.vm.id, reason=error
-        )
+        # Audited (and published as grant.failed) once per grant, not on every reconcile pass.
+        if not any(e.event == EventId.GRANT_PATH_UNRESOLVED for e in deps.audit.for_subject(grant.grant_id)):
+            deps.audit.record(
+                EventId.GRANT_PATH_UNRESOLVED,
+                subject=grant.grant_id,
+                actor=ACTOR,
+                **grant_context(grant),
+                vm=grant.vm.id,
+                reason=error,
+            )
         log_event(EventId.CONVERGE_PATH_UNRESOLVED, logging.ERROR, grant_id=grant.grant_id, error=error)
         return grant
     keys = [t.key for t in path.targets]

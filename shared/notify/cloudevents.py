@@ -36,6 +36,8 @@ CLOUD_EVENT_TYPES: Mapping[EventId, str] = {
     EventId.GRANT_REVOKED: "com.portcullis.grant.revoked",
     EventId.GRANT_EXPIRED: "com.portcullis.grant.expired",
     EventId.GRANT_REFUSED: "com.portcullis.grant.failed",  # a target refused the grant's rule
+    # No path to the VM (gone, topology broken): the grant cannot open. `data.details.reason` says why.
+    EventId.GRANT_PATH_UNRESOLVED: "com.portcullis.grant.failed",
 }
 
 # Detail keys that carry people; they become `data.requester` / `data.approvers`.

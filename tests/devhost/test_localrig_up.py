@@ -17,12 +17,15 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from localrig.appclient import AppClient
 from localrig.devusers import (
     ALICE,
     APP_AUDIENCE,
+    BOB,
     DEV_PASSWORD,
     EVE,
     PUBLIC_CLIENT_ID,
@@ -30,7 +33,8 @@ from localrig.devusers import (
     SAMPLE_SUBSCRIPTION_ID,
     DevUser,
 )
-from localrig.estates.sample import sample_estate
+from localrig.estates.sample import Estate, sample_estate
+from localrig.estates.snapshot import ports_of, wait_for
 from localrig.oidc import TENANT_ID
 from localrig.processes import PROJECT_ROOT, free_port
 
@@ -157,6 +161,38 @@ def listed_vms(configure_line: str, user: DevUser) -> list[str]:
     )
 
 
+def approval_round_trip(configure_line: str, estate: Estate) -> None:
+    """The seeded approval on vm-db, as a newcomer tries it: alice's request waits (Pending), bob's
+    inbox lists it, bob approves, it opens (Initiated); alice revokes it so nothing stays open."""
+    endpoint = CONFIGURE.fullmatch(configure_line).group(1)  # type: ignore[union-attr]
+    alice, bob = (
+        AppClient(f"{endpoint}/api", user, lambda u: sign_in(configure_line, u)[1]) for user in (ALICE, BOB)
+    )
+    answer = alice.initiate(
+        estate, {estate.vm_db: [(22, "203.0.113.7")]}, datetime.now(UTC) + timedelta(minutes=5)
+    )
+    request_id = answer["requestId"]
+    assert [p["status"] for p in ports_of(answer)] == ["Pending"], answer
+    assert [r["requestId"] for r in alice.ok("GET", "/requests?status=Pending&approver=me")["value"]] == []
+    waiting = bob.ok("GET", "/requests?status=Pending&approver=me")["value"]
+    assert [r["requestId"] for r in waiting] == [request_id]
+    bob.ok("POST", f"/requests/{request_id}/approve", {"comment": "seeded approval works"})
+    wait_for(
+        lambda: [p["status"] for p in ports_of(alice.request_status(request_id))] == ["Initiated"],
+        30,
+        "bob's approval to open vm-db",
+    )
+    approval = alice.request_status(request_id)["approval"]
+    assert approval["status"] == "Approved"
+    assert [d["objectId"] for d in approval["decisions"]] == [BOB.object_id]
+    alice.ok("DELETE", f"/requests/{request_id}")
+    wait_for(
+        lambda: all(p["status"] != "Initiated" for p in ports_of(alice.request_status(request_id))),
+        30,
+        "the revoke",
+    )
+
+
 def seed_line(lines: list[str]) -> str:
     found = [line for line in lines if line.startswith("Sample estate ")]
     assert len(found) == 1, lines
@@ -176,6 +212,8 @@ def test_up_seeds_the_sample_alice_sees_it_eve_not_a_second_up_keeps_it_cli_line
             lines = read_until_up(process)
             configure = next(line for line in lines if line.startswith("portcullis configure "))
             seen = {user.name: listed_vms(configure, user) for user in (ALICE, EVE)}
+            if not runs:
+                approval_round_trip(configure, estate)
         finally:
             stop(process)
         assert process.returncode == 0, lines
@@ -183,6 +221,7 @@ def test_up_seeds_the_sample_alice_sees_it_eve_not_a_second_up_keeps_it_cli_line
         runs.append((lines, seen))
         assert seen == {"alice": sample_vms, "eve": []}
         assert "Sample VMs      vm-web, vm-db, vm-app, vm-ops" in "\n".join(lines)
+        assert "vm-db needs bob's approval)" in "\n".join(lines)
         # The sample is said before the two CLI lines, which stay last and adjacent.
         assert lines.index(seed_line(lines)) < lines.index(configure)
     first, second = seed_line(runs[0][0]), seed_line(runs[1][0])

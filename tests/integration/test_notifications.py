@@ -2,7 +2,10 @@
 CloudEvent per channel on the events queue; the queue handler delivers it to a webhook (Standard
 Webhooks signature, verified here independently of the app) and to Event Grid through the real
 azure-eventgrid client; a failing webhook is retried on its own schedule and poisoned with an audit
-row while the other channel is served once."""
+row while the other channel is served once. Follow-ups: a grant whose VM path cannot be resolved
+(real converge against the emulator) is published once as `grant.failed`; a retried `requested`
+write reaches receivers with one webhook-id; a delivery the host poisons because our storage failed
+is audited."""
 
 from __future__ import annotations
 
@@ -12,29 +15,34 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from azure.core.exceptions import AzureError, ServiceResponseError
 from azure.storage.queue import QueueClient
 
 from localrig.credentials import StaticTokenCredential
 from localrig.devusers import ALICE, BOB
 from localrig.processes import free_port
 from localrig.webhook_sink import WebhookSink, start_sink
+from shared import enforcement
 from shared.audit import TableAuditTrail
 from shared.events import EventId
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
 from shared.model import Grant, PolicyRef, PortStatus, Principal, PrincipalSource, TransportProtocol, VmRef
 from shared.notify.channels import build_channels
 from shared.notify.cloudevents import requester_details
-from shared.notify.delivery import Notifier, handle_event_message, poison_queue_name
+from shared.notify.delivery import HOST_MAX_DEQUEUE_COUNT, Notifier, handle_event_message, poison_queue_name
 from shared.notify.expiring import announce_expiring
 from shared.notify.messages import parse_event_delivery
 from shared.notify.publisher import EventPublisher
 from shared.settings import Settings, load_settings
 from shared.storage import queue
+
+from .conftest import World
 
 REQUEST = "f" * 32
 GRANT = f"{REQUEST}-000"
@@ -279,3 +287,148 @@ def test_expiring_is_announced_once_for_open_grants_ending_within_ten_minutes(
     assert [e["type"] for e in expiring] == ["com.portcullis.grant.expiring"] * 2
     assert expiring[0]["data"]["details"]["minutes_left"] == 9
     assert expiring[0]["data"]["requester"]["objectId"] == ALICE.object_id
+
+
+# ---- issue 13 follow-ups: a grant that cannot open, retried audit writes, storage-poisoned deliveries ----
+
+
+def test_a_grant_whose_vm_path_cannot_be_resolved_is_published_once_as_failed_with_the_reason(
+    world_factory: Callable[..., World], storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    """Real converge against the ARM emulator: the grant's VM does not exist, so it can never open.
+    Subscribers hear `grant.failed` with the reason, once, though every pass meets the grant again."""
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    world = world_factory(env=settings_env_of(settings, sink))
+    audit, notifier, events, _ = wire(world.settings)
+    deps = replace(world.deps, audit=audit)
+    grant = world.request("vm-ghost")
+    for _ in range(3):  # the hint, then two reconcile passes meeting the open pathless grant again
+        enforcement.handle_grant(deps, grant.grant_id)
+    rows = [row for row in audit.for_subject(grant.grant_id) if row.event == EventId.GRANT_PATH_UNRESOLVED]
+    assert len(rows) == 1 and "vm-ghost" in str(rows[0].details["reason"]).lower()
+
+    run_queue(events, notifier, time.monotonic() + 20)
+    hooks = [r for r in sink.received() if r["channel"] == "webhook"]
+    assert len(hooks) == 1
+    assert standard_webhooks_valid(sink.secret, hooks[0]["headers"], hooks[0]["body"].encode())
+    event = hooks[0]["event"]
+    assert event["type"] == "com.portcullis.grant.failed"
+    assert event["subject"] == f"/requests/{grant.request_id}/grants/{grant.grant_id}"
+    assert event["data"]["event"] == "grant.path_unresolved"
+    assert "vm-ghost" in event["data"]["details"]["reason"].lower()
+    assert event["data"]["requester"]["objectId"] == grant.requester.object_id
+    assert hooks[0]["headers"]["webhook-id"] == event["id"] == rows[0].id
+
+
+def settings_env_of(settings: Settings, sink: WebhookSink) -> dict[str, str]:
+    return {
+        "PORTCULLIS_EVENTS_QUEUE": settings.events_queue,
+        "PORTCULLIS_WEBHOOK_URLS": ",".join(settings.webhook_urls),
+        "PORTCULLIS_WEBHOOK_SECRET": sink.secret,
+    }
+
+
+class AnswerLostOnce:
+    """A real Table client whose first create lands in Azurite but whose answer is lost (as when a
+    connection drops after the write): what makes a caller retry an audit write that happened."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.lost = 0
+
+    def create_entity(self, entity: dict[str, Any]) -> Any:
+        written = self._client.create_entity(entity)
+        if not self.lost:
+            self.lost += 1
+            raise ServiceResponseError("connection reset after the write")
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_retried_requested_write_reaches_receivers_with_the_same_webhook_id(
+    storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    """`requested` is recorded again when a delivery is retried after storage failed part-way (see
+    shared/actions/initiate.py's resend). The first attempt's answer is lost after its row landed:
+    the retry finds its own row and still publishes; a later re-record (a redelivered message) keeps
+    the id. Receivers get one webhook-id for the one fact and can deduplicate (Standard Webhooks)."""
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    _, notifier, events, _ = wire(settings)
+    moments = iter(
+        [datetime(2030, 1, 1, 12, 0, tzinfo=UTC)] * 2 + [datetime(2030, 1, 1, 12, 0, 5, tzinfo=UTC)] * 2
+    )
+    audit = TableAuditTrail(
+        settings, lambda: next(moments), on_recorded=EventPublisher(settings, lambda: events)
+    )
+    flaky = AnswerLostOnce(audit._by_subject)
+    audit._by_subject = flaky  # type: ignore[assignment]
+    alice = Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)
+
+    def requested(request_id: str) -> None:
+        audit.record(
+            EventId.REQUEST_ACCEPTED, subject=request_id, actor=alice.object_id, **requester_details(alice)
+        )
+
+    with pytest.raises(ServiceResponseError):
+        requested(REQUEST)  # both rows landed; the caller saw a failure and nothing was published
+    assert events.peek_messages(max_messages=32) == []
+    requested(REQUEST)  # the caller's retry, same moment: finds its own rows, publishes
+    requested(REQUEST)  # a redelivery later on: a new row, the same fact
+    other = "e" * 32
+    requested(other)
+    rows = [row for row in audit.for_subject(REQUEST) if row.event == EventId.REQUEST_ACCEPTED]
+    assert len(rows) == 2 and len({row.id for row in rows}) == 1  # one row per moment, one id
+
+    run_queue(events, notifier, time.monotonic() + 20)
+    hooks = [r for r in sink.received() if r["channel"] == "webhook"]
+    ids = [(h["event"]["data"]["requestId"], h["headers"]["webhook-id"]) for h in hooks]
+    assert sorted(ids) == sorted([(REQUEST, rows[0].id), (REQUEST, rows[0].id), (other, ids[-1][1])])
+    assert ids[-1][1] != rows[0].id
+    assert all(h["event"]["id"] == h["headers"]["webhook-id"] for h in hooks)
+    assert all(standard_webhooks_valid(sink.secret, h["headers"], h["body"].encode()) for h in hooks)
+    # Event Grid gets the same id too (CloudEvents: source + id identify an event).
+    grid = [r["event"]["id"] for r in sink.received() if r["channel"] == "eventgrid"]
+    assert grid.count(rows[0].id) == 2
+
+
+def test_a_delivery_the_host_poisons_because_our_storage_failed_is_audited(
+    storage_env: dict[str, str], sink: WebhookSink
+) -> None:
+    """The endpoint fails, and the retry cannot be enqueued (the queue service is unreachable): the
+    handler raises so the host retries; on the host's last try the loss is audited (cause storage)."""
+    settings = settings_for(storage_env, sink, "/hooks/fail/503")
+    audit, notifier, events, _ = wire(settings)
+    record_opened(audit)
+    raw = next(
+        m.content
+        for m in events.peek_messages(max_messages=32)
+        if parse_event_delivery(m.content).channel.startswith("webhook:")
+    )
+    connection = ";".join(
+        f"QueueEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1"
+        if part.startswith("QueueEndpoint=")
+        else part
+        for part in storage_env["AzureWebJobsStorage"].split(";")
+    )
+    dead = QueueClient.from_connection_string(connection, "jit-events", retry_total=0, connection_timeout=2)
+    broken = replace(notifier, events_queue=lambda: dead)
+
+    def poisoned() -> list[Any]:
+        return [row for row in audit.for_subject(GRANT) if row.event == EventId.NOTIFY_DELIVERY_POISONED]
+
+    for dequeue_count in range(1, HOST_MAX_DEQUEUE_COUNT):
+        with pytest.raises(AzureError):
+            handle_event_message(raw, broken, dequeue_count)
+    assert poisoned() == []  # the host still retries: nothing lost yet
+    with pytest.raises(AzureError):
+        handle_event_message(raw, broken, HOST_MAX_DEQUEUE_COUNT)
+    [row] = poisoned()
+    event = parse_event_delivery(raw).event
+    assert row.details["cause"] == "storage" and row.details["reason"].startswith("storage failed")
+    assert row.details["event_id"] == event["id"] and row.details["type"] == "com.portcullis.grant.opened"
+    assert row.details["dequeue_count"] == HOST_MAX_DEQUEUE_COUNT
+    assert row.details["endpoint"] == sink.url.removeprefix("http://")
+    assert row.details["poison_queue"] == poison_queue_name(settings.events_queue)
+    assert "fail/503" not in json.dumps(row.details)  # the URL is never in the trail, only its host

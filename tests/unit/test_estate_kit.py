@@ -6,6 +6,7 @@ switch and role table say what the README says."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +23,10 @@ from localrig.estates.roles import (
 )
 from localrig.estates.sample import ESTATE_NSGS, Estate, sample_estate
 from localrig.estates.scale import VMS_PER_POLICY, FirewallGroup, ScaleEstate
-from localrig.estates.seed import SeedReport, seed_wanted
+from localrig.estates.seed import POLICY_NAME, SeedReport, seed_wanted, seeded_policy_body
 from shared.authz import INITIATE_ACTION, READ_POLICY_ACTION
+from shared.defender import parse_policy_body
+from shared.model import ApprovalPolicy, PolicyRef
 
 
 def referenced_ids(value: Any) -> list[str]:
@@ -90,6 +93,26 @@ def test_the_sample_policy_covers_the_sample_vms_with_firewall_addresses() -> No
         f"/subscriptions/{SAMPLE_SUBSCRIPTION_ID}/resourceGroups/{SAMPLE_RESOURCE_GROUP}"
         "/providers/Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"
     )
+
+
+def test_the_seeded_policy_needs_bobs_approval_on_vm_db_only_and_the_default_body_none() -> None:
+    """What `make up` PUTs passes the app's own policy parser with the approval on vm-db alone; the
+    body the demo and the tests start from stays without approvals."""
+    estate = sample_estate()
+    ref = PolicyRef(estate.subscription_id, estate.resource_group, estate.location, POLICY_NAME)
+    seeded, _ = parse_policy_body(seeded_policy_body(estate), ref)
+    rules = {vm.vm.name: vm.approval for vm in seeded.virtual_machines}
+    assert rules == {
+        "vm-web": None,
+        "vm-db": ApprovalPolicy(approvers=(BOB.object_id,), required=1, pending_timeout=timedelta(hours=1)),
+        "vm-app": None,
+        "vm-ops": None,
+    }
+    plain, _ = parse_policy_body(estate.policy_body(), ref)
+    assert all(vm.approval is None for vm in plain.virtual_machines)
+    assert not any("portcullis" in vm for vm in estate.policy_body()["properties"]["virtualMachines"])
+    with pytest.raises(ValueError, match="vm-nope"):
+        estate.policy_body(approval_on={"vm-nope": {"approvers": [BOB.object_id]}})
 
 
 def test_a_scale_estate_has_the_size_asked_for_and_is_seedable() -> None:
@@ -179,7 +202,7 @@ def test_the_seed_report_says_what_make_up_prints() -> None:
         f"Sample estate   subscription {SAMPLE_SUBSCRIPTION_ID}, resource group {SAMPLE_RESOURCE_GROUP} "
         "(22 resources; policy written; roles for admin, alice, bob; 0.6 s)",
         "Sample VMs      vm-web, vm-db, vm-app, vm-ops  "
-        "(JIT policy default: SSH 22 on all, RDP 3389 on vm-web)",
+        "(JIT policy default: SSH 22 on all, RDP 3389 on vm-web; vm-db needs bob's approval)",
     ]
     again = SeedReport(estate, 0, False, sample_assignments(estate), 0.2).lines()[0]
     assert "(resources already there; policy already there;" in again

@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.audit import ONCE_PER_SUBJECT, row_id
 from shared.events import EventId
 from shared.notify.cloudevents import CLOUD_EVENT_TYPES, to_cloud_event
-from shared.notify.delivery import retry_pause
+from shared.notify.delivery import HOST_MAX_DEQUEUE_COUNT, retry_pause
 from shared.notify.signing import WebhookSecretError, secret_key, sign, signature_headers
 from shared.settings import load_settings
 
@@ -92,6 +95,40 @@ def test_a_request_event_names_requester_and_approvers_so_far() -> None:
     assert event["subject"] == f"/requests/{'r' * 32}"
     assert event["data"]["approvers"] == approvers and event["data"]["actor"] == "b0b"
     assert event["data"]["requester"]["displayName"] == "alice@contoso.com"
+
+
+def test_a_grant_whose_path_cannot_be_resolved_is_published_as_failed_with_the_reason() -> None:
+    """It can never open: a subscriber must hear of it as it hears of a target refusing the rule."""
+    row = Row(
+        EventId.GRANT_PATH_UNRESOLVED,
+        "a" * 32 + "-000",
+        {**ALICE, "request": "a" * 32, "vm": "/subscriptions/s/.../vm-gone", "reason": "VM not found"},
+    )
+    event = to_cloud_event(row)
+    assert event is not None
+    assert event["type"] == CLOUD_EVENT_TYPES[EventId.GRANT_REFUSED] == "com.portcullis.grant.failed"
+    assert event["subject"] == f"/requests/{'a' * 32}/grants/{'a' * 32}-000"
+    assert event["data"]["event"] == "grant.path_unresolved"
+    assert event["data"]["details"] == {"vm": "/subscriptions/s/.../vm-gone", "reason": "VM not found"}
+    assert event["data"]["requester"]["objectId"] == ALICE["requester_id"]
+
+
+def test_facts_that_happen_once_per_subject_keep_their_id_when_recorded_again() -> None:
+    """The CloudEvent id (= webhook-id) of a re-recorded `requested` is the first one's; other rows
+    get a fresh id each."""
+    request = "r" * 32
+    assert row_id(EventId.REQUEST_ACCEPTED, request) == row_id(EventId.REQUEST_ACCEPTED, request)
+    assert row_id(EventId.REQUEST_ACCEPTED, request) != row_id(EventId.REQUEST_ACCEPTED, "s" * 32)
+    assert row_id(EventId.GRANT_PATH_UNRESOLVED, request) != row_id(EventId.REQUEST_ACCEPTED, request)
+    assert row_id(EventId.REQUEST_APPROVED, request) != row_id(EventId.REQUEST_APPROVED, request)
+    assert EventId.REQUEST_PENDING not in ONCE_PER_SUBJECT  # an extension waits again
+    assert re.fullmatch(r"[0-9a-f]{32}", row_id(EventId.REQUEST_ACCEPTED, request))
+
+
+def test_the_host_poison_threshold_is_the_one_in_host_json() -> None:
+    """Storage-poisoned deliveries are audited on the host's last try: the two numbers must agree."""
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text(encoding="utf-8"))
+    assert host["extensions"]["queues"]["maxDequeueCount"] == HOST_MAX_DEQUEUE_COUNT
 
 
 def test_rows_that_are_not_state_changes_publish_nothing() -> None:
