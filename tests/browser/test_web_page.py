@@ -31,9 +31,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from localrig.appclient import AppClient
-from localrig.devusers import ADMIN, ALICE, EVE, DevUser
+from localrig.devusers import ADMIN, ALICE, BOB, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
-from localrig.estates.roles import grant_roles
+from localrig.estates.roles import (
+    OWNER_ROLE,
+    READER_ROLE,
+    REQUESTER_ACTIONS,
+    assign_role,
+    define_role,
+    grant_roles,
+)
 from localrig.estates.sample import Estate
 from localrig.estates.snapshot import wait_for
 from localrig.processes import PROJECT_ROOT
@@ -340,3 +347,129 @@ def allow_rules_on(arm: EmulatorClient, estate: Estate, nsg_name: str) -> list[s
         for rule in nsg.security_rules or []
         if (rule.name or "").startswith("Portcullis-JIT-Allow-")
     ]
+
+
+@pytest.fixture(scope="module")
+def approval_estate(stack: Stack, estate: Estate) -> Estate:
+    """A resource group of its own whose policy needs bob's approval on vm-web (vm-app and vm-ops
+    open at once): alice may initiate on its VMs and read it, bob may read it (an approver must be
+    able to read the policy he decides), admin owns it and writes the policy."""
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    rg = Estate(arm.subscription_id, f"rg-appr-{uuid.uuid4().hex[:8]}")
+    arm.seed(rg.resources())
+    auth = arm.client(AuthorizationManagementClient)
+    role = str(uuid.uuid4())
+    define_role(auth, arm.subscription_id, role, f"JIT requester {role[:8]}", REQUESTER_ACTIONS)
+    assign_role(auth, arm.subscription_id, rg.scope, OWNER_ROLE, ADMIN.object_id)
+    for vm in (rg.vm_web, rg.vm_app, rg.vm_ops):
+        assign_role(auth, arm.subscription_id, rg.vm_id(vm), role, ALICE.object_id)
+    for user in (ALICE, BOB):
+        assign_role(auth, arm.subscription_id, rg.scope, READER_ROLE, user.object_id)
+    body = rg.policy_body()
+    body["properties"]["virtualMachines"][0]["portcullis"] = {
+        "approval": {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
+    }
+    AppClient(stack.api_url, ADMIN, stack.headers_for).put_policy(rg, body)
+    return rg
+
+
+def request_in_page(driver: WebDriver, vm_id: str, why: str) -> str:
+    """Alice's steps: Request access on the VM's card, say why, submit; the request id the page follows."""
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='request']").click()
+    card = until(driver, lambda d: visible(d, f"li.vm[data-vm='{vm_id}']"), f"{vm_id} listed")
+    card.find_element(By.CSS_SELECTOR, "button.primary").click()
+    until(driver, lambda d: visible(d, "#request-form"), "the request form")
+    for box in driver.find_elements(By.ID, "port-3389"):
+        if box.is_selected():
+            box.click()
+    driver.find_element(By.ID, "justification").send_keys(why)
+    driver.find_element(By.ID, "request-submit").click()
+    until(driver, lambda d: d.find_element(By.ID, "progress").get_attribute("data-request"), "request made")
+    return driver.find_element(By.ID, "progress").get_attribute("data-request") or ""
+
+
+def inbox_card(driver: WebDriver, request_id: str) -> Any:
+    """Bob's inbox, read afresh (the tab reloads it), and the card of `request_id` in it."""
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+    selector = f"#approvals li.approval-request[data-request='{request_id}']"
+
+    def found(d: WebDriver) -> Any:
+        card = visible(d, selector)
+        if not card:
+            d.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+        return card
+
+    return until(driver, found, f"request {request_id} in bob's inbox")
+
+
+def test_approver_inbox_approve_and_deny_and_requester_extends(
+    stack: Stack, approval_estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    rg = approval_estate
+    alice = browser()
+    sign_in(alice, stack, ALICE)
+    bob = browser()
+    sign_in(bob, stack, BOB)
+    assert bob.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").is_displayed()
+
+    # 1. Denied: alice asks, the page says it waits for bob; bob denies; alice's page says Denied.
+    denied = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be denied")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending")
+    assert "Waiting for approval" in alice.find_element(By.ID, "progress-status").text
+    approval = alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    assert BOB.object_id in approval and "1 approval" in approval and "lapses" in approval, approval
+    card = inbox_card(bob, denied)
+    assert ALICE.username in card.text and "to be denied" in card.text and "vm-web 22" in card.text
+    card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("not during the freeze")
+    card.find_element(By.XPATH, ".//button[text()='Deny']").click()
+    until(bob, lambda d: "denied" in d.find_element(By.ID, "notice").text, "the denial confirmed")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "closed", "closed")
+    assert "Denied" in alice.find_element(By.ID, "progress").text
+    assert "not during the freeze" in alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    assert not allow_rules_on(arm, rg, "nsg-web-nic"), "a denied request opens nothing"
+
+    # 2. Approved: bob approves with a comment (keyboard: Enter on the focused button); it opens.
+    approved = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be approved")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending")
+    assert not allow_rules_on(arm, rg, "nsg-web-nic"), "nothing opens while pending"
+    card = inbox_card(bob, approved)
+    card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("ok for INC-13")
+    screenshot(bob, "approver-inbox")
+    button = card.find_element(By.XPATH, ".//button[text()='Approve']")
+    bob.execute_script("arguments[0].focus()", button)
+    bob.switch_to.active_element.send_keys(Keys.ENTER)
+    until(bob, lambda d: "approved" in d.find_element(By.ID, "notice").text, "the approval confirmed")
+    until(bob, lambda d: visible(d, "#approvals-empty"), "the inbox empty again")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "open")
+    assert "Initiated" in alice.find_element(By.ID, "progress-ports").text
+    assert "ok for INC-13" in alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    wait_for(lambda: allow_rules_on(arm, rg, "nsg-web-nic"), 30, "the NSG Allow rule once approved")
+    screenshot(alice, "requester-approved")
+
+    # 3. Extend: an open request on a VM without approval; the new end time shows in My requests.
+    extended = request_in_page(alice, rg.vm_id(rg.vm_ops), "browser test: extend me")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "open")
+    alice.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
+    mine = until(
+        alice, lambda d: visible(d, f"li.request.active[data-request='{extended}']"), "the open request listed"
+    )
+    before = mine.find_element(By.CSS_SELECTOR, ".left").get_attribute("data-end") or ""
+    mine.find_element(By.XPATH, ".//button[starts-with(text(), 'Extend')]").click()
+    until(alice, lambda d: "Extended" in d.find_element(By.ID, "notice").text, "the extension confirmed")
+
+    def new_end(d: WebDriver) -> str | bool:
+        cards = d.find_elements(By.CSS_SELECTOR, f"li.request.active[data-request='{extended}'] .left")
+        end = cards[0].get_attribute("data-end") if cards else ""
+        return end if end and end != before else False
+
+    after = until(alice, new_end, "the new end time shown")
+    from datetime import datetime
+
+    gained = datetime.fromisoformat(after.replace("Z", "+00:00")) - datetime.fromisoformat(
+        before.replace("Z", "+00:00")
+    )
+    assert 3500 <= gained.total_seconds() <= 3700, (before, after)
+    screenshot(alice, "requester-extended")
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{extended}")
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{approved}")
