@@ -377,14 +377,20 @@ def request_in_page(driver: WebDriver, vm_id: str, why: str) -> str:
     """Alice's steps: Request access on the VM's card, say why, submit; the request id the page follows."""
     driver.find_element(By.CSS_SELECTOR, "nav button[data-view='request']").click()
     card = until(driver, lambda d: visible(d, f"li.vm[data-vm='{vm_id}']"), f"{vm_id} listed")
+    before = driver.find_element(By.ID, "progress").get_attribute("data-request")
     card.find_element(By.CSS_SELECTOR, "button.primary").click()
     until(driver, lambda d: visible(d, "#request-form"), "the request form")
+    assert driver.find_element(By.ID, "justification").get_attribute("value") == "", "a fresh form"
     for box in driver.find_elements(By.ID, "port-3389"):
         if box.is_selected():
             box.click()
     driver.find_element(By.ID, "justification").send_keys(why)
     driver.find_element(By.ID, "request-submit").click()
-    until(driver, lambda d: d.find_element(By.ID, "progress").get_attribute("data-request"), "request made")
+    until(
+        driver,
+        lambda d: d.find_element(By.ID, "progress").get_attribute("data-request") not in (None, "", before),
+        "request made",
+    )
     return driver.find_element(By.ID, "progress").get_attribute("data-request") or ""
 
 

@@ -479,6 +479,9 @@ async function submitRequest(event) {
   try {
     const answer = await api("POST", `${vm.policyId}/initiate?api-version=${API_VERSION}`, body);
     show("request-form", false);
+    // The next request starts from a clean form: a reason or ticket is for one request only.
+    $("justification").value = "";
+    $("ticket").value = "";
     follow(answer.requestId, vm.id);
   } catch (error) {
     showApiError(error);
