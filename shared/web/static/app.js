@@ -143,7 +143,9 @@ export function approvalLines(approval) {
     lines.push(approval.reviewRequired ? "Break-glass: opened without approval, waiting for an approver's review." : "Break-glass: opened without approval.");
   } else {
     const count = approval.required === 1 ? "1 approval" : `${approval.required} approvals`;
-    lines.push(`Approval ${approval.status.toLowerCase()}: needs ${count} from ${approval.approvers.join(", ")}.`);
+    const me = state.me?.objectId?.toLowerCase();
+    const who = approval.approvers.map((id) => (id.toLowerCase() === me ? `you (${id})` : id));
+    lines.push(`Approval ${approval.status.toLowerCase()}: needs ${count} from ${who.join(", ")}.`);
   }
   for (const d of approval.decisions || []) {
     const comment = d.comment ? `: "${d.comment}"` : "";
