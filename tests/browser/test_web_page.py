@@ -16,6 +16,7 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +351,7 @@ def allow_rules_on(arm: EmulatorClient, estate: Estate, nsg_name: str) -> list[s
 
 
 @pytest.fixture(scope="module")
-def approval_estate(stack: Stack, estate: Estate) -> Estate:
+def approval_estate(stack: Stack) -> Estate:
     """A resource group of its own whose policy needs bob's approval on vm-web (vm-app and vm-ops
     open at once): alice may initiate on its VMs and read it, bob may read it (an approver must be
     able to read the policy he decides), admin owns it and writes the policy."""
@@ -421,7 +422,9 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
 
     # 1. Denied: alice asks, the page says it waits for bob; bob denies; alice's page says Denied.
     denied = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be denied")
-    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending"
+    )
     assert "Waiting for approval" in alice.find_element(By.ID, "progress-status").text
     approval = alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
     assert BOB.object_id in approval and "1 approval" in approval and "lapses" in approval, approval
@@ -430,14 +433,18 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
     card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("not during the freeze")
     card.find_element(By.XPATH, ".//button[text()='Deny']").click()
     until(bob, lambda d: "denied" in d.find_element(By.ID, "notice").text, "the denial confirmed")
-    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "closed", "closed")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "closed", "closed"
+    )
     assert "Denied" in alice.find_element(By.ID, "progress").text
     assert "not during the freeze" in alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
     assert not allow_rules_on(arm, rg, "nsg-web-nic"), "a denied request opens nothing"
 
     # 2. Approved: bob approves with a comment (keyboard: Enter on the focused button); it opens.
     approved = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be approved")
-    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending"
+    )
     assert not allow_rules_on(arm, rg, "nsg-web-nic"), "nothing opens while pending"
     card = inbox_card(bob, approved)
     card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("ok for INC-13")
@@ -458,7 +465,9 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
     until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "open")
     alice.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
     mine = until(
-        alice, lambda d: visible(d, f"li.request.active[data-request='{extended}']"), "the open request listed"
+        alice,
+        lambda d: visible(d, f"li.request.active[data-request='{extended}']"),
+        "the open request listed",
     )
     before = mine.find_element(By.CSS_SELECTOR, ".left").get_attribute("data-end") or ""
     mine.find_element(By.XPATH, ".//button[starts-with(text(), 'Extend')]").click()
@@ -470,8 +479,6 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
         return end if end and end != before else False
 
     after = until(alice, new_end, "the new end time shown")
-    from datetime import datetime
-
     gained = datetime.fromisoformat(after.replace("Z", "+00:00")) - datetime.fromisoformat(
         before.replace("Z", "+00:00")
     )
