@@ -316,7 +316,11 @@ function selectView(view) {
     button.setAttribute("aria-pressed", String(button.dataset.view === view));
   }
   for (const name of ["request", "mine", "approvals", "admin"]) show(`view-${name}`, name === view);
-  if (view === "mine") renderMine();
+  if (view === "mine") {
+    // Shown at once from what was read, then read again: a decision may have changed it meanwhile.
+    renderMine();
+    refreshGrants().catch(() => {});
+  }
   if (view === "admin") loadAdmin();
   if (view === "approvals") loadApprovals();
 }
