@@ -316,11 +316,9 @@ function selectView(view) {
     button.setAttribute("aria-pressed", String(button.dataset.view === view));
   }
   for (const name of ["request", "mine", "approvals", "admin"]) show(`view-${name}`, name === view);
-  if (view === "mine") {
-    // Shown at once from what was read, then read again: a decision may have changed it meanwhile.
-    renderMine();
-    refreshGrants().catch(() => {});
-  }
+  // Read again, then drawn once (refreshGrants draws the shown view): an approver's decision or an
+  // extension may have changed it meanwhile, and drawing twice would move focus under the keyboard.
+  if (view === "mine") refreshGrants().catch(() => renderMine());
   if (view === "admin") loadAdmin();
   if (view === "approvals") loadApprovals();
 }
