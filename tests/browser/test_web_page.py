@@ -16,6 +16,7 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from localrig.appclient import AppClient
-from localrig.devusers import ADMIN, ALICE, EVE, DevUser
+from localrig.devusers import ADMIN, ALICE, BOB, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
-from localrig.estates.roles import grant_roles
+from localrig.estates.roles import (
+    OWNER_ROLE,
+    READER_ROLE,
+    REQUESTER_ACTIONS,
+    assign_role,
+    define_role,
+    grant_roles,
+)
 from localrig.estates.sample import Estate
 from localrig.estates.snapshot import wait_for
 from localrig.processes import PROJECT_ROOT
@@ -51,6 +59,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     )
 
 from selenium import webdriver  # noqa: E402 - only once the browser is known to be there
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -150,7 +159,10 @@ def screenshot(driver: WebDriver, name: str) -> Path:
 
 
 def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message=what)
+    # A list the page has just drawn again leaves stale elements behind: look again.
+    return WebDriverWait(
+        driver, WAIT_SECONDS, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, message=what)
 
 
 def visible(driver: WebDriver, css: str) -> Any:
@@ -340,3 +352,165 @@ def allow_rules_on(arm: EmulatorClient, estate: Estate, nsg_name: str) -> list[s
         for rule in nsg.security_rules or []
         if (rule.name or "").startswith("Portcullis-JIT-Allow-")
     ]
+
+
+@pytest.fixture(scope="module")
+def approval_estate(stack: Stack) -> Estate:
+    """A resource group of its own whose policy needs bob's approval on vm-web (vm-app and vm-ops
+    open at once): alice may initiate on its VMs and read it, bob may read it (an approver must be
+    able to read the policy he decides), admin owns it and writes the policy."""
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    rg = Estate(arm.subscription_id, f"rg-appr-{uuid.uuid4().hex[:8]}")
+    arm.seed(rg.resources())
+    auth = arm.client(AuthorizationManagementClient)
+    role = str(uuid.uuid4())
+    define_role(auth, arm.subscription_id, role, f"JIT requester {role[:8]}", REQUESTER_ACTIONS)
+    assign_role(auth, arm.subscription_id, rg.scope, OWNER_ROLE, ADMIN.object_id)
+    for vm in (rg.vm_web, rg.vm_app, rg.vm_ops):
+        assign_role(auth, arm.subscription_id, rg.vm_id(vm), role, ALICE.object_id)
+    for user in (ALICE, BOB):
+        assign_role(auth, arm.subscription_id, rg.scope, READER_ROLE, user.object_id)
+    body = rg.policy_body()
+    body["properties"]["virtualMachines"][0]["portcullis"] = {
+        "approval": {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
+    }
+    AppClient(stack.api_url, ADMIN, stack.headers_for).put_policy(rg, body)
+    return rg
+
+
+def request_in_page(driver: WebDriver, vm_id: str, why: str) -> str:
+    """Alice's steps: Request access on the VM's card, say why, submit; the request id the page follows."""
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='request']").click()
+    card = until(driver, lambda d: visible(d, f"li.vm[data-vm='{vm_id}']"), f"{vm_id} listed")
+    before = driver.find_element(By.ID, "progress").get_attribute("data-request")
+    card.find_element(By.CSS_SELECTOR, "button.primary").click()
+    until(driver, lambda d: visible(d, "#request-form"), "the request form")
+    assert driver.find_element(By.ID, "justification").get_attribute("value") == "", "a fresh form"
+    for box in driver.find_elements(By.ID, "port-3389"):
+        if box.is_selected():
+            box.click()
+    driver.find_element(By.ID, "justification").send_keys(why)
+    driver.find_element(By.ID, "request-submit").click()
+    until(
+        driver,
+        lambda d: d.find_element(By.ID, "progress").get_attribute("data-request") not in (None, "", before),
+        "request made",
+    )
+    return driver.find_element(By.ID, "progress").get_attribute("data-request") or ""
+
+
+def inbox_card(driver: WebDriver, request_id: str) -> Any:
+    """Bob's inbox, read afresh (the tab reloads it), and the card of `request_id` in it."""
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+    selector = f"#approvals li.approval-request[data-request='{request_id}']"
+
+    def found(d: WebDriver) -> Any:
+        card = visible(d, selector)
+        if not card:
+            d.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+        return card
+
+    return until(driver, found, f"request {request_id} in bob's inbox")
+
+
+def test_approver_inbox_approve_and_deny_and_requester_extends(
+    stack: Stack, approval_estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    rg = approval_estate
+    alice = browser()
+    sign_in(alice, stack, ALICE)
+    bob = browser()
+    sign_in(bob, stack, BOB)
+    assert bob.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").is_displayed()
+
+    # 1. Denied: alice asks, the page says it waits for bob; bob denies; alice's page says Denied.
+    denied = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be denied")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending"
+    )
+    assert "Waiting for approval" in alice.find_element(By.ID, "progress-status").text
+    approval = alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    assert BOB.object_id in approval and "1 approval" in approval and "lapses" in approval, approval
+    card = inbox_card(bob, denied)
+    assert ALICE.username in card.text and "to be denied" in card.text and "vm-web 22" in card.text
+    card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("not during the freeze")
+    card.find_element(By.XPATH, ".//button[text()='Deny']").click()
+    until(bob, lambda d: "denied" in d.find_element(By.ID, "notice").text, "the denial confirmed")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "closed", "closed"
+    )
+    assert "Denied" in alice.find_element(By.ID, "progress").text
+    assert "not during the freeze" in alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    assert not allow_rules_on(arm, rg, "nsg-web-nic"), "a denied request opens nothing"
+
+    # 2. Approved: bob approves with a comment (keyboard: Enter on the focused button); it opens.
+    approved = request_in_page(alice, rg.vm_id(rg.vm_web), "browser test: to be approved")
+    until(
+        alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "pending", "pending"
+    )
+    assert not allow_rules_on(arm, rg, "nsg-web-nic"), "nothing opens while pending"
+    card = inbox_card(bob, approved)
+    card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("ok for INC-13")
+    screenshot(bob, "approver-inbox")
+    button = card.find_element(By.XPATH, ".//button[text()='Approve']")
+    bob.execute_script("arguments[0].focus()", button)
+    bob.switch_to.active_element.send_keys(Keys.ENTER)
+    until(bob, lambda d: "approved" in d.find_element(By.ID, "notice").text, "the approval confirmed")
+    until(bob, lambda d: visible(d, "#approvals-empty"), "the inbox empty again")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "open")
+    assert "Initiated" in alice.find_element(By.ID, "progress-ports").text
+    assert "ok for INC-13" in alice.find_element(By.CSS_SELECTOR, "#progress .approval").text
+    wait_for(lambda: allow_rules_on(arm, rg, "nsg-web-nic"), 30, "the NSG Allow rule once approved")
+    screenshot(alice, "requester-approved")
+
+    # 3. Extend it: on this VM the extension waits for bob, who finds it in his inbox and approves.
+    before = extend_in_page(alice, approved)
+    until(alice, lambda d: "waits for approval" in d.find_element(By.ID, "notice").text, "extension asked")
+    card = inbox_card(bob, approved)
+    assert "Extension to" in card.text, card.text
+    card.find_element(By.XPATH, ".//button[text()='Approve']").click()
+    until(bob, lambda d: "approved" in d.find_element(By.ID, "notice").text, "the extension approved")
+    assert 3500 <= end_moved(alice, approved, before) <= 3700
+    assert allow_rules_on(arm, rg, "nsg-web-nic"), "the rule stayed through the extension"
+
+    # 4. Extend an open request on a VM without approval (vm-ops): the new end time shows at once.
+    extended = request_in_page(alice, rg.vm_id(rg.vm_ops), "browser test: extend me")
+    until(alice, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "open", "open")
+    before = extend_in_page(alice, extended)
+    until(alice, lambda d: "Extended" in d.find_element(By.ID, "notice").text, "the extension confirmed")
+    assert 3500 <= end_moved(alice, extended, before) <= 3700
+    screenshot(alice, "requester-extended")
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{extended}")
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{approved}")
+
+
+def extend_in_page(driver: WebDriver, request_id: str) -> str:
+    """My requests, the open request's Extend 1 h button; the end time it showed before."""
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
+
+    def press(d: WebDriver) -> str | bool:
+        card = visible(d, f"li.request.active[data-request='{request_id}']")
+        if not card:
+            return False
+        before = card.find_element(By.CSS_SELECTOR, ".left").get_attribute("data-end") or ""
+        card.find_element(By.XPATH, ".//button[starts-with(text(), 'Extend')]").click()
+        return before
+
+    return str(until(driver, press, "the open request's Extend button pressed"))
+
+
+def end_moved(driver: WebDriver, request_id: str, before: str) -> float:
+    """Seconds the end time shown in My requests moved from `before` (the tab reads the grants again)."""
+
+    def new_end(d: WebDriver) -> str | bool:
+        d.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
+        cards = d.find_elements(By.CSS_SELECTOR, f"li.request.active[data-request='{request_id}'] .left")
+        end = cards[0].get_attribute("data-end") if cards else ""
+        return end if end and end != before else False
+
+    after = until(driver, new_end, "the new end time shown")
+    moved = datetime.fromisoformat(after.replace("Z", "+00:00")) - datetime.fromisoformat(
+        before.replace("Z", "+00:00")
+    )
+    return moved.total_seconds()

@@ -133,6 +133,47 @@ function localTime(iso) {
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
 }
 
+// A request's approval state (`approval` on GET /api/requests/{id}) in words: who must approve, who
+// decided and how, when it lapses, an extension that waits. Approvers are object ids (users or
+// groups): the API has no directory to name them, so the ids are shown as they are.
+export function approvalLines(approval) {
+  if (!approval) return [];
+  const lines = [];
+  if (approval.breakGlass) {
+    lines.push(approval.reviewRequired ? "Break-glass: opened without approval, waiting for an approver's review." : "Break-glass: opened without approval.");
+  } else {
+    const count = approval.required === 1 ? "1 approval" : `${approval.required} approvals`;
+    const me = state.me?.objectId?.toLowerCase();
+    const who = approval.approvers.map((id) => (id.toLowerCase() === me ? `you (${id})` : id));
+    lines.push(`Approval ${approval.status.toLowerCase()}: needs ${count} from ${who.join(", ")}.`);
+  }
+  for (const d of approval.decisions || []) {
+    const comment = d.comment ? `: "${d.comment}"` : "";
+    lines.push(`${d.verdict} by ${d.displayName} at ${localTime(d.timeUtc)}${comment}`);
+  }
+  if (approval.review) {
+    const comment = approval.review.comment ? `: "${approval.review.comment}"` : "";
+    lines.push(`Reviewed by ${approval.review.displayName} at ${localTime(approval.review.timeUtc)}${comment}`);
+  }
+  if (approval.status === "Pending" && approval.pendingUntilUtc) {
+    lines.push(`Undecided, it lapses at ${localTime(approval.pendingUntilUtc)}.`);
+  }
+  const ext = approval.extension;
+  if (ext) {
+    lines.push(`Extension to ${localTime(ext.endTimeUtc)}: ${ext.status}${ext.status === "Pending" ? `, lapses at ${localTime(ext.pendingUntilUtc)}` : ""}.`);
+    for (const d of ext.decisions || []) {
+      lines.push(`Extension ${d.verdict.toLowerCase()} by ${d.displayName}${d.comment ? `: "${d.comment}"` : ""}`);
+    }
+  }
+  return lines;
+}
+
+function approvalBlock(approval) {
+  const lines = approvalLines(approval);
+  if (!lines.length) return null;
+  return el("ul", { class: "approval" }, ...lines.map((line) => el("li", { text: line })));
+}
+
 // The line a person pastes: ssh for 22, an .rdp file for 3389, host:port otherwise.
 export function connectionLine(port, connection) {
   if (!connection) return null;
@@ -243,6 +284,10 @@ async function start() {
   document.body.dataset.ready = "true";
   setInterval(tick, 1000);
   setInterval(() => refreshGrants().catch(() => {}), REFRESH_MS);
+  // An approver's inbox fills while the page is open: read it again while it is shown.
+  setInterval(() => {
+    if (!$("view-approvals").hidden) loadApprovals();
+  }, REFRESH_MS);
 }
 
 function has(route) {
@@ -271,7 +316,9 @@ function selectView(view) {
     button.setAttribute("aria-pressed", String(button.dataset.view === view));
   }
   for (const name of ["request", "mine", "approvals", "admin"]) show(`view-${name}`, name === view);
-  if (view === "mine") renderMine();
+  // Read again, then drawn once (refreshGrants draws the shown view): an approver's decision or an
+  // extension may have changed it meanwhile, and drawing twice would move focus under the keyboard.
+  if (view === "mine") refreshGrants().catch(() => renderMine());
   if (view === "admin") loadAdmin();
   if (view === "approvals") loadApprovals();
 }
@@ -436,6 +483,9 @@ async function submitRequest(event) {
   try {
     const answer = await api("POST", `${vm.policyId}/initiate?api-version=${API_VERSION}`, body);
     show("request-form", false);
+    // The next request starts from a clean form: a reason or ticket is for one request only.
+    $("justification").value = "";
+    $("ticket").value = "";
     follow(answer.requestId, vm.id);
   } catch (error) {
     showApiError(error);
@@ -462,13 +512,16 @@ function follow(requestId, vmId) {
     const open = ports.every(({ port }) => port.status === "Initiated" && port.connection);
     const pending = ports.some(({ port }) => port.status === "Pending");
     const over = ports.every(({ port }) => !["Initiating", "Initiated", "Pending"].includes(port.status));
+    const ended = [...new Set(ports.map(({ port }) => (port.status === "Revoked" ? port.statusReason : port.status)))];
     $("progress-status").textContent = open
       ? `Open until ${localTime(ports[0].port.endTimeUtc)}.`
       : pending
         ? "Waiting for approval: it opens once the approvers agree."
         : over
-          ? `Closed: ${ports.map(({ port }) => port.statusReason).join(", ")}.`
+          ? `Closed: ${ended.join(", ")}.`
           : "Opening… rules are being written to the network.";
+    const approval = approvalBlock(request.approval);
+    $("progress-approval").replaceChildren(...(approval ? [approval] : []));
     $("progress").dataset.state = open ? "open" : pending ? "pending" : over ? "closed" : "opening";
     const list = $("progress-ports");
     list.replaceChildren(
@@ -482,7 +535,7 @@ function follow(requestId, vmId) {
       ),
     );
     if (open) $("progress-status").focus();
-    if (!open && !over) state.pollTimer = setTimeout(poll, pending ? POLL_MS * 5 : POLL_MS);
+    if (!open && !over) state.pollTimer = setTimeout(poll, pending ? POLL_MS * 3 : POLL_MS);
     else refreshGrants().catch(() => {});
   };
   poll();
@@ -521,26 +574,38 @@ function renderMine() {
   const requests = myRequests();
   show("mine-empty", requests.length === 0);
   list.replaceChildren(
-    ...requests.map(([requestId, grants]) => {
-      const active = grants.some((g) => g.active);
-      const card = el("li", { class: `card request ${active ? "active" : "past"}`, "data-request": requestId });
+    ...requests.map(([requestId, all]) => {
+      // An extension supersedes a request's grants with successors under the same request id: the
+      // open ones say where the request stands now, the superseded ones are history.
+      const live = all.filter((g) => g.active);
+      const active = live.length > 0;
+      const pending = !active && all.some((g) => g.status === "Pending");
+      const grants = active ? live : all;
+      const ports = [...new Set(grants.map((g) => g.port))];
+      const where = active ? "Open" : pending ? "Waiting for approval" : grants[0].status === "Revoked" ? grants[0].statusReason : grants[0].status;
+      const card = el("li", { class: `card request ${active ? "active" : pending ? "pending" : "past"}`, "data-request": requestId });
       card.append(
-        el("h3", { text: `${vmName(grants[0].vmId)} · ${grants.map((g) => g.port).join(", ")}` }),
+        el("h3", { text: `${vmName(grants[0].vmId)} · ${ports.join(", ")}` }),
         el("p", {
-          class: "hint",
-          text: `${active ? "Open" : grants[0].statusReason || grants[0].status} · from ${grants[0].sourceAddressPrefixes.join(", ")} · started ${localTime(grants[0].startTimeUtc)}`,
+          class: "hint status",
+          text: `${where} · from ${grants[0].sourceAddressPrefixes.join(", ")} · started ${localTime(grants[0].startTimeUtc)}`,
         }),
       );
+      if (pending) {
+        card.append(
+          el("p", { class: "actions" }, el("button", { type: "button", class: "danger", text: "Withdraw", "aria-label": `Withdraw request ${requestId}`, onclick: () => revoke(requestId) })),
+        );
+      }
       if (active) {
         card.append(el("p", { class: "left", "data-end": grants[0].endTimeUtc, text: timeLeft(grants[0].endTimeUtc) }));
-        for (const grant of grants.filter((g) => g.active && g.connectAddress)) {
+        for (const grant of grants.filter((g) => g.connectAddress)) {
           card.append(
             connectionBlock(grant.port, { address: grant.connectAddress, port: grant.connectPort, ssh: `ssh -p ${grant.connectPort} <user>@${grant.connectAddress}`, rdp: `mstsc /v:${grant.connectAddress}:${grant.connectPort}` }, grant.vmId),
           );
         }
         const actions = el("p", { class: "actions" });
         actions.append(el("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke request ${requestId}`, onclick: () => revoke(requestId) }));
-        if (hasExtend()) actions.append(el("button", { type: "button", text: "Extend 1 h", onclick: () => extend(requestId, grants) }));
+        if (hasExtend()) actions.append(el("button", { type: "button", text: "Extend 1 h", "aria-label": `Extend request ${requestId} by an hour`, onclick: () => extend(requestId, grants) }));
         card.append(actions);
       }
       return card;
@@ -560,11 +625,16 @@ async function revoke(requestId) {
   await refreshGrants();
 }
 
+// One more hour from the current end. The API keeps the rules in place (the successor grant is
+// written before the old one ends); on a VM that needs approval the extension waits for it and the
+// old end holds meanwhile. A refusal (beyond the policy's maximum, say) names its field.
 async function extend(requestId, grants) {
-  const end = new Date(Date.parse(grants[0].endTimeUtc) + 3600000).toISOString();
+  notify("");
+  const end = new Date(Math.max(...grants.map((g) => Date.parse(g.endTimeUtc))) + 3600000).toISOString();
   try {
-    await api("POST", `/requests/${requestId}/extend`, { endTimeUtc: end });
-    notify("Extended by an hour.", "ok");
+    const answer = await api("POST", `/requests/${requestId}/extend`, { endTimeUtc: end });
+    const waiting = answer?.approval?.extension?.status === "Pending";
+    notify(waiting ? `Extension to ${localTime(end)} asked: it waits for approval.` : `Extended to ${localTime(end)}.`, "ok");
   } catch (error) {
     notify(`Extend failed: ${error.describe()}`);
   }
@@ -581,36 +651,63 @@ async function loadApprovals() {
   if (!hasApprovals()) return;
   let pending = [];
   try {
-    const answer = await api("GET", "/requests?status=Pending&approver=me");
-    pending = answer.value || answer || [];
+    pending = (await api("GET", "/requests?status=Pending&approver=me")).value || [];
   } catch (error) {
     notify(`The approvals could not be read: ${error.describe()}`);
   }
   show("approvals-empty", pending.length === 0);
-  $("approvals").replaceChildren(
-    ...pending.map((request) => {
-      const id = request.requestId;
-      const comment = el("input", { id: `comment-${id}`, maxlength: "500" });
-      const decide = (verb) => async () => {
-        try {
-          await api("POST", `/requests/${id}/${verb}`, { comment: comment.value.trim() || undefined });
-          notify(`Request ${verb === "approve" ? "approved" : "denied"}.`, "ok");
-        } catch (error) {
-          notify(`${verb} failed: ${error.describe()}`);
-        }
-        loadApprovals();
-      };
-      const vms = (request.virtualMachines || []).map((vm) => `${vmName(vm.id)} ${vm.ports.map((p) => p.number).join(",")}`);
-      return el(
-        "li",
-        { class: "card" },
-        el("h3", { text: `${request.requestor || "someone"}: ${vms.join("; ")}` }),
-        el("p", { text: request.justification || "" }),
-        el("label", { for: `comment-${id}`, text: "Comment" }),
-        comment,
-        el("p", { class: "actions" }, el("button", { type: "button", class: "primary", text: "Approve", onclick: decide("approve") }), el("button", { type: "button", class: "danger", text: "Deny", onclick: decide("deny") })),
-      );
-    }),
+  $("approvals").replaceChildren(...pending.map(inboxCard));
+}
+
+// One request (or extension) waiting for the signed-in approver: who asks, for what, why, until
+// when it waits, and Approve / Deny with an optional comment. The decision's answer or refusal is
+// shown, then the inbox is read again (the request leaves it once decided).
+function inboxCard(request) {
+  const id = request.requestId;
+  const approval = request.approval || {};
+  const extension = approval.status !== "Pending" && approval.extension?.status === "Pending" ? approval.extension : null;
+  const commentId = `comment-${id}`;
+  const comment = el("input", { id: commentId, class: "comment", maxlength: "500", autocomplete: "off" });
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const decide = (verb) => async (event) => {
+    const buttons = event.target.closest(".actions").querySelectorAll("button");
+    buttons.forEach((b) => (b.disabled = true));
+    error.hidden = true;
+    try {
+      await api("POST", `/requests/${id}/${verb}`, { comment: comment.value.trim() || undefined });
+      notify(`Request ${id} ${verb === "approve" ? "approved" : "denied"}.`, "ok");
+      await loadApprovals();
+    } catch (apiError) {
+      error.textContent = `Could not ${verb}: ${apiError.describe()}`;
+      error.hidden = false;
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  };
+  const what = (request.virtualMachines || []).map(
+    (vm) => `${vmName(vm.id)} ${vm.ports.map((p) => p.number).join(",")} from ${[...new Set(vm.ports.map((p) => p.allowedSourceAddressPrefix || (p.allowedSourceAddressPrefixes || []).join(", ")))].join(", ")}`,
+  );
+  const minutes = Math.round(
+    (Math.max(...(request.virtualMachines || []).flatMap((vm) => vm.ports.map((p) => Date.parse(p.endTimeUtc)))) - Date.parse(request.startTimeUtc)) / 60000,
+  );
+  const asks = extension
+    ? `Extension to ${localTime(extension.endTimeUtc)}, lapses at ${localTime(extension.pendingUntilUtc)}`
+    : `For ${Number.isFinite(minutes) && minutes > 0 ? formatMinutes(minutes) : "the requested time"} from approval`;
+  return el(
+    "li",
+    { class: "card approval-request", "data-request": id },
+    el("h3", { text: `${request.requestor}: ${what.join("; ")}` }),
+    el("p", { class: "why", text: request.justification ? `Why: ${request.justification}` : "No reason given." }),
+    el("p", { class: "hint", text: asks }),
+    approvalBlock(approval),
+    el("label", { for: commentId, text: "Comment (optional)" }),
+    comment,
+    el(
+      "p",
+      { class: "actions" },
+      el("button", { type: "button", class: "primary", text: "Approve", "aria-label": `Approve request ${id} from ${request.requestor}`, onclick: decide("approve") }),
+      el("button", { type: "button", class: "danger", text: "Deny", "aria-label": `Deny request ${id} from ${request.requestor}`, onclick: decide("deny") }),
+    ),
+    error,
   );
 }
 
