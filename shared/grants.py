@@ -201,15 +201,9 @@ class TableGrantStore:
             raise ValueError("update_request() needs the request as read (with its etag)")
         if record.approval is not None and record.approval.waiting:
             self._waiting.upsert_entity(_waiting_entity(record.request_id, record.approval))
-        try:
-            metadata = self._grants.update_entity(
-                _request_entity(record),
-                mode=UpdateMode.REPLACE,
-                etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as error:
-            raise ConcurrentUpdateError(f"request {record.request_id} changed since it was read") from error
+        metadata = _replace_as_read(
+            self._grants, _request_entity(record), record.etag, f"request {record.request_id}"
+        )
         # A row that no longer waits stays indexed until its grants follow (`forget_waiting`), so the
         # lapse timer finishes the job if this process dies in between.
         return replace(record, etag=str(metadata["etag"]))
@@ -390,15 +384,7 @@ class TableGrantStore:
                 self._by_target.upsert_entity(_target_index_entity(grant, key, settled=False))
         if current.end_time != grant.end_time and grant.status is not PortStatus.REVOKED:
             self._expiry.upsert_entity(_expiry_entity(grant))
-        try:
-            metadata = self._grants.update_entity(
-                _grant_entity(grant),
-                mode=UpdateMode.REPLACE,
-                etag=grant.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as error:
-            raise ConcurrentUpdateError(f"grant {grant.grant_id} changed since it was read") from error
+        metadata = _replace_as_read(self._grants, _grant_entity(grant), grant.etag, f"grant {grant.grant_id}")
         written = replace(grant, etag=str(metadata["etag"]))
         # After the write: drop what the new version no longer needs.
         was_closed = current.status is PortStatus.REVOKED
@@ -595,3 +581,14 @@ def _grant_from_entity(entity: Any) -> Grant:
         not_before=_utc(entity["NotBefore"]) if entity.get("NotBefore") else None,
         etag=str(entity.metadata["etag"]),
     )
+
+
+def _replace_as_read(table: TableClient, entity: dict[str, Any], etag: str, what: str) -> Mapping[str, Any]:
+    """Replace a row only if it is still as read (its ETag): another writer's change is never lost,
+    it surfaces as ConcurrentUpdateError for the caller's `retry_on_conflict`."""
+    try:
+        return table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except (ResourceModifiedError, ResourceNotFoundError) as error:
+        raise ConcurrentUpdateError(f"{what} changed since it was read") from error
