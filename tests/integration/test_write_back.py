@@ -9,6 +9,7 @@ model as sent (emulator/providers/network/common.py `keep_unmodelled`)."""
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -126,7 +127,16 @@ def test_snapshots_from_a_listing_equal_snapshots_from_a_get(world_factory: Call
     network = world.network()
     rg = world.estate.resource_group
     sub = f"/subscriptions/{world.estate.subscription_id}"
-    enforcement.handle_grant(world.deps, world.request(world.estate.vm_ops, 22).grant_id)
+    grant_id = world.request(world.estate.vm_ops, 22).grant_id
+    groups_url = f"{world.estate.firewall_policy_id}/ruleCollectionGroups"
+    # Reconcile is level-triggered: on a loaded machine a first pass may defer the Firewall Policy
+    # (its outcome says why); passes repeat until our group exists, as the queue would repeat them.
+    outcomes = enforcement.handle_grant(world.deps, grant_id)
+    deadline = time.monotonic() + 60
+    while RULE_COLLECTION_GROUP_NAME not in {g["name"] for g in list_raw(network, groups_url)}:
+        assert time.monotonic() < deadline, f"our rule collection group never written: {outcomes}"
+        time.sleep(1)
+        outcomes = enforcement.handle_grant(world.deps, grant_id)
 
     listed = {
         nsg["id"].lower(): nsg
@@ -146,7 +156,7 @@ def test_snapshots_from_a_listing_equal_snapshots_from_a_get(world_factory: Call
     assert FirewallSnapshot.from_classic_wire(firewall) == from_get
     assert from_get.foreign_ports == {world.estate.classic_fw_public_ip: {50000}}
 
-    groups = list(list_raw(network, f"{world.estate.firewall_policy_id}/ruleCollectionGroups"))
+    groups = list(list_raw(network, groups_url))
     assert {g["name"] for g in groups} == {"iac-dnat", RULE_COLLECTION_GROUP_NAME}
     policy = FirewallPolicyTarget(
         world.target("firewall-policy", world.estate.firewall_policy_id), world.deps.network

@@ -14,7 +14,7 @@ plus: the Deny baseline exists for every policy port, and closed grants read Rev
 and nothing is open without an approved, unexpired grant (a pending, denied or lapsed request's
 grants have no rule anywhere).
 
-`make test` runs 20 examples of 10 steps (PORTCULLIS_STATEFUL_FAST_EXAMPLES to change);
+`make test` runs 10 examples of 10 steps (PORTCULLIS_STATEFUL_FAST_EXAMPLES to change);
 `PORTCULLIS_STATEFUL_EXAMPLES=500 pytest -m slow tests/stateful` runs the long mode (30 steps each).
 PORTCULLIS_STATEFUL_NO_SHRINK=1 skips shrinking (a failure prints its unshrunk steps at once).
 """
@@ -673,7 +673,7 @@ def test_enforcement_invariants_under_faults(arm_emulator: EmulatorClient, azuri
     _run(
         arm_emulator,
         azurite,
-        examples=int(os.environ.get("PORTCULLIS_STATEFUL_FAST_EXAMPLES", "20")),
+        examples=int(os.environ.get("PORTCULLIS_STATEFUL_FAST_EXAMPLES", "10")),
         steps=12,
     )
 
