@@ -16,24 +16,18 @@ import json
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
-from localrig.appclient import AppClient
-from localrig.devusers import BOB, EVE
-from localrig.emulator_client import EmulatorClient
-from localrig.estates.roles import READER_ROLE, assign_role, grant_roles
-from localrig.estates.sample import ESTATE_NSGS, Estate
-from localrig.estates.snapshot import our_denies, wait_for
+from localrig.devusers import ALICE, BOB, EVE
+from localrig.estates.snapshot import wait_for
 from localrig.stack import start_stack
-from tests.cli.test_cli_e2e import CLI_SOURCE, Rig, request_id_of
+from tests.cli.test_cli_e2e import CLI_SOURCE, Rig, request_id_of, seed_cli_estate
 
 APPROVAL = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
 
@@ -72,19 +66,8 @@ class SourceRig(Rig):
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SourceRig]:
     home = tmp_path_factory.mktemp("cli-appr-home")
     with start_stack(tmp_path_factory.mktemp("cli-appr-stack")) as stack:
-        arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
-        estate = Estate(arm.subscription_id, f"rg-cliappr-{uuid.uuid4().hex[:6]}")
-        arm.seed(estate.resources())
-        admin, alice = grant_roles(arm, estate)
         # The CLI resolves VM names from the policies its user may read; bob decides on a policy he reads.
-        auth = arm.client(AuthorizationManagementClient)
-        for user in (alice, BOB, EVE):
-            assign_role(auth, arm.subscription_id, estate.scope, READER_ROLE, user.object_id)
-        body = estate.policy_body()
-        assert body["properties"]["virtualMachines"][0]["id"].endswith("/vm-web")
-        body["properties"]["virtualMachines"][0]["portcullis"] = {"approval": APPROVAL}
-        AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, body)
-        wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
+        arm, estate = seed_cli_estate(stack, "rg-cliappr", (ALICE, BOB, EVE), {"vm-web": APPROVAL})
         rig = SourceRig(stack, arm, estate, arm.client(NetworkManagementClient), home)
         configure = stack.cli_configure_line().split()[1:]
         for user in ("alice", "bob", "eve"):

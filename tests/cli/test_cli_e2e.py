@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 from localrig.appclient import AppClient
-from localrig.devusers import EVE
+from localrig.devusers import ALICE, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
 from localrig.estates.roles import READER_ROLE, assign_role, grant_roles
 from localrig.estates.sample import ESTATE_NSGS, Estate
@@ -80,20 +80,31 @@ class Rig:
         ]
 
 
+def seed_cli_estate(
+    stack: Stack, prefix: str, readers: Sequence[DevUser], approval_on: dict[str, Any] | None = None
+) -> tuple[EmulatorClient, Estate]:
+    """A resource group of its own with the sample estate, alice's JIT role, Reader for `readers`
+    (vm list reads the policies; an approver decides on a policy they read), the policy (with
+    `approval_on` rules) put as admin, and our Deny baseline in place."""
+    arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
+    estate = Estate(arm.subscription_id, f"{prefix}-{uuid.uuid4().hex[:6]}")
+    arm.seed(estate.resources())
+    admin, _ = grant_roles(arm, estate)
+    auth = arm.client(AuthorizationManagementClient)
+    for user in readers:
+        assign_role(auth, arm.subscription_id, estate.scope, READER_ROLE, user.object_id)
+    body = estate.policy_body(approval_on=approval_on)
+    AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, body)
+    wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
+    return arm, estate
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     home = tmp_path_factory.mktemp("cli-home")
     with start_stack(tmp_path_factory.mktemp("cli-stack")) as stack:
-        arm = EmulatorClient(stack.emulator.base_url, stack.emulator.ca_file)
-        estate = Estate(arm.subscription_id, f"rg-cli-{uuid.uuid4().hex[:6]}")
-        arm.seed(estate.resources())
-        admin, alice = grant_roles(arm, estate)
         # vm list reads the policies: alice (a requester) and eve (no initiate right) may read them.
-        auth = arm.client(AuthorizationManagementClient)
-        for user in (alice, EVE):
-            assign_role(auth, arm.subscription_id, estate.scope, READER_ROLE, user.object_id)
-        AppClient(stack.api_url, admin, stack.headers_for).put_policy(estate, estate.policy_body())
-        wait_for(lambda: all(our_denies(arm, estate, nsg) for nsg in ESTATE_NSGS), 60, "the Deny baseline")
+        arm, estate = seed_cli_estate(stack, "rg-cli", (ALICE, EVE))
         rig = Rig(stack, arm, estate, arm.client(NetworkManagementClient), home)
         configure = stack.cli_configure_line().split()[1:]  # the exact line `make up` prints
         for user in ("alice", "eve", "nobody", "admin"):
