@@ -386,6 +386,19 @@ def listed(approval: Approval) -> list[dict[str, str]]:
     return [{"objectId": a, "displayName": ""} for a in approval.approvers]
 
 
+def approvers_so_far(approval: Approval | None) -> list[dict[str, str]]:
+    """`data.approvers` of a grant event, from its request's approval state: who approved the
+    request so far; none when it needed no approval. A break-glass request says what its own events
+    say: every listed approver (as `request.break_glass` does) until one reviews it, then the
+    reviewer (as `request.reviewed` does). An approved extension is named by `grant.extended` only:
+    the grant was opened by the request's approval."""
+    if approval is None:
+        return []
+    if approval.break_glass:
+        return people([approval.review]) if approval.review is not None else listed(approval)
+    return people(approval.approved_by)
+
+
 # ---- storage form ----
 
 

@@ -69,7 +69,11 @@ class Root:
         if self.settings.notifications_enabled:
             from shared.notify.publisher import EventPublisher
 
-            publisher = EventPublisher(self.settings, lambda: self.events_queue)
+            publisher = EventPublisher(
+                self.settings,
+                lambda: self.events_queue,
+                approval_of=lambda request_id, **options: self.grants.get_approval(request_id, **options),
+            )
         return TableAuditTrail(self.settings, utc_now, on_recorded=publisher)
 
     @property

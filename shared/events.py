@@ -99,6 +99,8 @@ class EventId(StrEnum):
     storage`); the message went to the poison queue (who, what, why)."""
     # Notifications: log lines.
     NOTIFY_ENQUEUE_FAILED = "notify.enqueue_failed"
+    NOTIFY_APPROVERS_UNREAD = "notify.approvers_unread"
+    """A grant event's request row could not be read for its approvers: published with none."""
     NOTIFY_DELIVERED = "notify.delivered"
     NOTIFY_DELIVERY_FAILED = "notify.delivery_failed"
     NOTIFY_MESSAGE_INVALID = "notify.message_invalid"

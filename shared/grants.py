@@ -194,6 +194,19 @@ class TableGrantStore:
             return None
         return StoredRequest(record, sorted(grants, key=lambda g: g.grant_id))
 
+    def get_approval(self, request_id: str, **options: Any) -> Approval | None:
+        """The request's approval state alone (one point read of its header row, one column): None
+        when it needed none or the row is missing. `options` are azure-core's per-call settings
+        (`retry_total`, `read_timeout`), for a caller that must not wait long (notifications)."""
+        if not is_request_id(request_id):
+            return None
+        try:
+            entity = self._grants.get_entity(request_id, REQUEST_ROW, select=["Approval"], **options)
+        except ResourceNotFoundError:
+            return None
+        text = entity.get("Approval")
+        return approval_from_json(text) if text else None
+
     def update_request(self, record: RequestRecord) -> RequestRecord:
         """Write the request row (its approval state) if its etag still matches; raises
         ConcurrentUpdateError otherwise. A request that waits is indexed before the write."""

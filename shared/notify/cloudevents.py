@@ -4,12 +4,14 @@ The audit trail is the one record of state changes, so notifications are derived
 row whose `EventId` is in `CLOUD_EVENT_TYPES` is written, its CloudEvent is published. One table,
 one place to add an event. Every event names the people involved (`data.requester`,
 `data.approvers`), taken from the audit row's details, which the writers fill with
-`requester_details` / `grant_context` (and the approvals side with `approvers`).
+`requester_details` / `grant_context` (and the approvals side with `approvers`). A grant row does not
+name approvers (the approval lives on the request row): `approval_to_look_up` says which request's
+approval the publisher reads for it, and `to_cloud_event` takes the approvers it found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -80,15 +82,31 @@ def cloud_event_type(event: str) -> str | None:
         return None
 
 
-def to_cloud_event(fact: AuditFact) -> dict[str, Any] | None:
-    """The CloudEvent (structured JSON) for an audit row, or None if the row is not a state change."""
+def approval_to_look_up(fact: AuditFact) -> str | None:
+    """The request whose approvers a grant event names, or None: not a published grant event, the
+    row names no request, or it names its approvers already (`grant.extended`: the extension's)."""
+    if not fact.event.startswith("grant.") or cloud_event_type(fact.event) is None:
+        return None
+    if _APPROVERS in fact.details:
+        return None
+    request = fact.details.get("request")
+    return str(request) if request else None
+
+
+def to_cloud_event(
+    fact: AuditFact, approvers: Sequence[Mapping[str, str]] | None = None
+) -> dict[str, Any] | None:
+    """The CloudEvent (structured JSON) for an audit row, or None if the row is not a state change.
+    `approvers` (looked up for the row, see `approval_to_look_up`) count when the row names none."""
     kind = cloud_event_type(fact.event)
     if kind is None:
         return None
     details = dict(fact.details)
     requester_id = details.pop(_REQUESTER_ID, None)
     requester_name = details.pop(_REQUESTER_NAME, None)
-    approvers = details.pop(_APPROVERS, None) or []
+    named = details.pop(_APPROVERS, None)
+    people = named if named is not None else approvers
+    approvers_out = [dict(person) for person in people or []]
     is_grant = fact.event.startswith("grant.")
     request_id = str(details.pop("request", None) or ("" if is_grant else fact.subject)) or None
     grant_id = fact.subject if is_grant else None
@@ -108,7 +126,7 @@ def to_cloud_event(fact: AuditFact) -> dict[str, Any] | None:
             "requestId": request_id,
             "grantId": grant_id,
             "requester": {"objectId": requester_id, "displayName": requester_name} if requester_id else None,
-            "approvers": list(approvers),
+            "approvers": approvers_out,
             "actor": fact.actor,
             "details": details,
         },
