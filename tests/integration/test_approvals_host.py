@@ -159,6 +159,19 @@ def audit_of(stack: Stack, subject: str) -> list[Any]:
     return TableAuditTrail(load_settings(stack.env)).for_subject(subject)
 
 
+def grant_events(stack: Stack, request_id: str, kind: str) -> list[dict[str, Any]]:
+    """The `com.portcullis.grant.<kind>` events about the request the local sink received (one per
+    channel), waiting for the first: deliveries run on the host's events queue."""
+    sink = stack.webhook_sink
+    assert sink is not None, "start_stack points notifications at its webhook sink"
+    wanted = f"com.portcullis.grant.{kind}"
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: [r["event"] for r in sink.received_for(request_id) if r["event"]["type"] == wanted],
+        20,
+        f"the {wanted} event",
+    )
+
+
 ONE = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
 TWO = {"approvers": [BOB.object_id, CAROL.object_id], "required": 2, "pendingTimeout": "PT1H"}
 
@@ -356,6 +369,12 @@ def test_an_extension_keeps_the_rule_without_a_gap(stack: Stack) -> None:
     extended = [e for e in audit_of(stack, grant_id) if e.event == EventId.GRANT_EXTENDED]
     assert extended and extended[0].details["approvers"][0]["objectId"] == BOB.object_id
     world.app(ALICE).ok("DELETE", f"/requests/{request_id}")
+    # Every grant event names who approved the request (issue 13 item 9), as request.approved does:
+    # bob on opened and revoked; grant.extended names the extension's approver, bob again.
+    bob = [{"objectId": BOB.object_id, "displayName": BOB.display_name}]
+    for kind in ("opened", "extended", "revoked"):
+        events = grant_events(stack, request_id, kind)
+        assert [e["data"]["approvers"] for e in events] == [bob] * len(events), kind
 
 
 def test_break_glass_opens_at_once_tells_the_approvers_and_waits_for_review(stack: Stack) -> None:
@@ -376,6 +395,17 @@ def test_break_glass_opens_at_once_tells_the_approvers_and_waits_for_review(stac
     assert status == 200 and not reviewed["approval"]["reviewRequired"]
     assert reviewed["approval"]["review"]["objectId"] == CAROL.object_id
     world.app(ALICE).ok("DELETE", f"/requests/{request_id}")
+    # Its grant events say what its request events say: every listed approver until the review
+    # (request.break_glass), then the reviewer (request.reviewed).
+    revoked = grant_events(stack, request_id, "revoked")
+    assert [[a["objectId"] for a in e["data"]["approvers"]] for e in revoked] == [[CAROL.object_id]] * len(
+        revoked
+    )
+    opened = grant_events(
+        stack, request_id, "opened"
+    )  # published as it opened, most likely before the review
+    named = {frozenset(a["objectId"] for a in e["data"]["approvers"]) for e in opened}
+    assert named <= {frozenset({BOB.object_id, CAROL.object_id}), frozenset({CAROL.object_id})}, named
 
 
 def test_queued_requests_wait_unless_a_trusted_sender_relays_an_approval(stack: Stack) -> None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import AzureError, ServiceResponseError
+from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from localrig.credentials import StaticTokenCredential
@@ -29,12 +31,13 @@ from localrig.devusers import ALICE, BOB
 from localrig.processes import free_port
 from localrig.webhook_sink import WebhookSink, start_sink
 from shared import enforcement
+from shared.approval import Approval, ApprovalStatus, Decision, Verdict
 from shared.audit import TableAuditTrail
 from shared.events import EventId
 from shared.grants import RequestRecord, TableGrantStore, grant_id, new_request_id
 from shared.model import Grant, PolicyRef, PortStatus, Principal, PrincipalSource, TransportProtocol, VmRef
 from shared.notify.channels import build_channels
-from shared.notify.cloudevents import requester_details
+from shared.notify.cloudevents import grant_context, requester_details
 from shared.notify.delivery import HOST_MAX_DEQUEUE_COUNT, Notifier, handle_event_message, poison_queue_name
 from shared.notify.expiring import announce_expiring
 from shared.notify.messages import parse_event_delivery
@@ -287,6 +290,97 @@ def test_expiring_is_announced_once_for_open_grants_ending_within_ten_minutes(
     assert [e["type"] for e in expiring] == ["com.portcullis.grant.expiring"] * 2
     assert expiring[0]["data"]["details"]["minutes_left"] == 9
     assert expiring[0]["data"]["requester"]["objectId"] == ALICE.object_id
+
+
+# ---- issue 13 item 9: a grant event names who approved its request ----
+
+
+def test_a_grant_event_names_its_requests_approvers_and_a_failed_read_still_publishes(
+    storage_env: dict[str, str], sink: WebhookSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The publisher reads the approval from the real request row in Azurite (once per event): bob's
+    approval is named on `grant.opened`; a grant whose request row is gone names nobody; a request
+    row that cannot be read (a table endpoint that accepts and never answers) costs the state change
+    one bounded try, and the event still goes out, with no approvers and a logged reason."""
+    settings = settings_for(storage_env, sink, "/hooks/team-channel")
+    events = queue(settings.events_queue, settings)
+    store = TableGrantStore(settings)
+    audit = TableAuditTrail(
+        settings, on_recorded=EventPublisher(settings, lambda: events, approval_of=store.get_approval)
+    )
+    now = datetime.now(UTC)
+    alice = Principal(ALICE.object_id, ALICE.display_name, PrincipalSource.EASY_AUTH)
+    policy = PolicyRef("00000000-0000-0000-0000-0000000000a1", "rg1", "westeurope", "default")
+    approved = Approval(
+        (BOB.object_id,),
+        1,
+        now + timedelta(hours=1),
+        ApprovalStatus.APPROVED,
+        (Decision(BOB.object_id, BOB.display_name, Verdict.APPROVED, now, "looks fine"),),
+    )
+    request_id = new_request_id()
+    grant = Grant(
+        grant_id=grant_id(request_id, 0),
+        request_id=request_id,
+        policy=policy,
+        vm=VmRef(policy.subscription_id, "rg1", "vm1"),
+        port=22,
+        protocol=TransportProtocol.TCP,
+        source_prefixes=("203.0.113.7/32",),
+        start_time=now,
+        end_time=now + timedelta(minutes=30),
+        requester=alice,
+        justification="debugging",
+        ticket_id=None,
+    )
+    record = RequestRecord(request_id, policy, alice, now, "debugging", None, "fp", approval=approved)
+    store.create_request(record, [grant])
+
+    def published(grant: Grant) -> dict[str, Any]:
+        for message in events.peek_messages(max_messages=32):
+            delivery = parse_event_delivery(message.content)
+            if (
+                delivery.channel.startswith("webhook:")
+                and delivery.event["data"]["grantId"] == grant.grant_id
+            ):
+                return delivery.event
+        raise AssertionError(f"no event for {grant.grant_id}")
+
+    audit.record(
+        EventId.GRANT_INITIATED, subject=grant.grant_id, actor="portcullis-converge", **grant_context(grant)
+    )
+    bob = {"objectId": BOB.object_id, "displayName": BOB.display_name}
+    assert published(grant)["data"]["approvers"] == [bob]
+
+    orphan = replace(grant, request_id=new_request_id(), grant_id=grant_id(new_request_id(), 0))
+    audit.record(
+        EventId.GRANT_EXPIRED, subject=orphan.grant_id, actor="portcullis-converge", **grant_context(orphan)
+    )
+    assert published(orphan)["data"]["approvers"] == []
+    assert EventId.NOTIFY_APPROVERS_UNREAD.value not in caplog.text
+
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:  # accepts, never answers
+        connection = ";".join(
+            f"TableEndpoint=http://127.0.0.1:{silent.getsockname()[1]}/devstoreaccount1"
+            if part.startswith("TableEndpoint=")
+            else part
+            for part in storage_env["AzureWebJobsStorage"].split(";")
+        )
+        store._grants = TableClient.from_connection_string(connection, "grants")  # type: ignore[assignment]
+        started = time.monotonic()
+        audit.record(
+            EventId.GRANT_REVOKED, subject=grant.grant_id, actor=alice.object_id, **grant_context(grant)
+        )
+        waited = time.monotonic() - started
+    revoked = [
+        parse_event_delivery(m.content).event
+        for m in events.peek_messages(max_messages=32)
+        if parse_event_delivery(m.content).event["type"] == "com.portcullis.grant.revoked"
+    ]
+    assert revoked and all(e["data"]["approvers"] == [] for e in revoked)
+    assert EventId.NOTIFY_APPROVERS_UNREAD.value in caplog.text
+    assert waited < 8, f"the unread approvers held the state change up {waited:.1f} s"
+    print(f"an unanswered approvers read held the revoke's audit write up {waited:.2f} s")
 
 
 # ---- issue 13 follow-ups: a grant that cannot open, retried audit writes, storage-poisoned deliveries ----

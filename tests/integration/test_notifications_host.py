@@ -146,6 +146,8 @@ def test_a_500_webhook_never_delays_the_grant_and_is_poisoned(stack: Stack, sink
         "the revoked event",
     )
     assert revoked[0]["event"]["data"]["details"]["reason"] == "UserRequested"
+    # The policy needs no approval: nobody approved, so grant events name no approvers.
+    assert revoked[0]["event"]["data"]["approvers"] == team[1]["event"]["data"]["approvers"] == []
     assert json.loads(revoked[0]["body"])["data"]["actor"] == alice.object_id
     time.sleep(1)
     notices = [

@@ -8,16 +8,26 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.approval import (
+    Approval,
+    ApprovalStatus,
+    Decision,
+    Extension,
+    Verdict,
+    approvers_so_far,
+    from_json,
+    to_json,
+)
 from shared.audit import ONCE_PER_SUBJECT, row_id
 from shared.events import EventId
-from shared.notify.cloudevents import CLOUD_EVENT_TYPES, to_cloud_event
+from shared.notify.cloudevents import CLOUD_EVENT_TYPES, approval_to_look_up, to_cloud_event
 from shared.notify.delivery import HOST_MAX_DEQUEUE_COUNT, retry_pause
 from shared.notify.signing import WebhookSecretError, secret_key, sign, signature_headers
 from shared.settings import load_settings
@@ -111,6 +121,76 @@ def test_a_grant_whose_path_cannot_be_resolved_is_published_as_failed_with_the_r
     assert event["data"]["event"] == "grant.path_unresolved"
     assert event["data"]["details"] == {"vm": "/subscriptions/s/.../vm-gone", "reason": "VM not found"}
     assert event["data"]["requester"]["objectId"] == ALICE["requester_id"]
+
+
+# ---- grant events name who approved their request (issue 13 item 9) ----
+
+BOB = Decision("b0b", "bob@contoso.com", Verdict.APPROVED, MOMENT, "looks fine")
+CAROL = Decision("ca401", "carol@contoso.com", Verdict.APPROVED, MOMENT)
+DAVE_DENIES = Decision("da7e", "dave@contoso.com", Verdict.DENIED, MOMENT)
+GRANT_ROW = Row(EventId.GRANT_INITIATED, "a" * 32 + "-000", {**ALICE, "request": "a" * 32})
+
+
+def approval(status: ApprovalStatus, *decisions: Decision, **extra: Any) -> Approval:
+    return Approval(("b0b", "ca401", "da7e"), 2, MOMENT, status, tuple(decisions), **extra)
+
+
+def test_the_approvers_of_a_grant_are_who_approved_its_request_so_far() -> None:
+    assert approvers_so_far(None) == []  # no approval policy: auto-approved, nobody to name
+    bob = {"objectId": "b0b", "displayName": "bob@contoso.com"}
+    carol = {"objectId": "ca401", "displayName": "carol@contoso.com"}
+    assert approvers_so_far(approval(ApprovalStatus.PENDING)) == []
+    assert approvers_so_far(approval(ApprovalStatus.PENDING, BOB)) == [bob]  # one of two so far
+    assert approvers_so_far(approval(ApprovalStatus.APPROVED, BOB, CAROL)) == [bob, carol]
+    assert approvers_so_far(approval(ApprovalStatus.DENIED, BOB, DAVE_DENIES)) == [bob]  # not the denial
+    # An approved extension is named by grant.extended itself, not by the grant's other events.
+    extended = approval(
+        ApprovalStatus.APPROVED,
+        BOB,
+        CAROL,
+        extension=Extension(MOMENT, MOMENT, MOMENT, ApprovalStatus.APPROVED, (replace(CAROL, comment="x"),)),
+    )
+    assert approvers_so_far(extended) == [bob, carol]
+    # The storage form gives the same answer (the publisher reads it back from the request row).
+    assert approvers_so_far(from_json(to_json(extended))) == [bob, carol]
+
+
+def test_a_break_glass_grant_names_what_its_request_events_name() -> None:
+    """`request.break_glass` names every listed approver (ids only) until `request.reviewed` names
+    the reviewer: a grant of it says the same."""
+    glass = approval(ApprovalStatus.BREAK_GLASS, break_glass=True)
+    assert approvers_so_far(glass) == [
+        {"objectId": "b0b", "displayName": ""},
+        {"objectId": "ca401", "displayName": ""},
+        {"objectId": "da7e", "displayName": ""},
+    ]
+    reviewed = replace(glass, review=replace(CAROL, verdict=Verdict.REVIEWED))
+    assert approvers_so_far(reviewed) == [{"objectId": "ca401", "displayName": "carol@contoso.com"}]
+
+
+def test_only_published_grant_rows_that_name_no_approvers_look_their_request_up() -> None:
+    assert approval_to_look_up(GRANT_ROW) == "a" * 32
+    for name in (EventId.GRANT_REVOKED, EventId.GRANT_EXPIRED, EventId.GRANT_EXPIRING, EventId.GRANT_REFUSED):
+        assert approval_to_look_up(replace(GRANT_ROW, event=name)) == "a" * 32
+    # grant.extended names the extension's approvers itself (none when it needed no approval).
+    extended = Row(EventId.GRANT_EXTENDED, GRANT_ROW.subject, {**GRANT_ROW.details, "approvers": []})
+    assert approval_to_look_up(extended) is None
+    assert approval_to_look_up(replace(GRANT_ROW, event=EventId.GRANT_APPLIED)) is None  # not published
+    assert approval_to_look_up(Row(EventId.REQUEST_APPROVED, "r" * 32, {**ALICE, "approvers": []})) is None
+    assert approval_to_look_up(Row(EventId.REQUEST_ACCEPTED, "r" * 32, dict(ALICE))) is None
+    assert approval_to_look_up(Row(EventId.GRANT_INITIATED, GRANT_ROW.subject, dict(ALICE))) is None
+
+
+def test_looked_up_approvers_fill_a_grant_event_but_never_replace_the_rows_own() -> None:
+    bob = {"objectId": "b0b", "displayName": "bob@contoso.com"}
+    opened = to_cloud_event(GRANT_ROW, [bob])
+    assert opened is not None and opened["data"]["approvers"] == [bob]
+    assert "approvers" not in opened["data"]["details"]
+    unread = to_cloud_event(GRANT_ROW)
+    assert unread is not None and unread["data"]["approvers"] == []
+    extended = Row(EventId.GRANT_EXTENDED, GRANT_ROW.subject, {**GRANT_ROW.details, "approvers": []})
+    event = to_cloud_event(extended, [bob])
+    assert event is not None and event["data"]["approvers"] == []
 
 
 def test_facts_that_happen_once_per_subject_keep_their_id_when_recorded_again() -> None:
