@@ -371,7 +371,14 @@ def test_an_extension_keeps_the_rule_without_a_gap(stack: Stack) -> None:
     world.app(ALICE).ok("DELETE", f"/requests/{request_id}")
     # Every grant event names who approved the request (issue 13 item 9), as request.approved does:
     # bob on opened and revoked; grant.extended names the extension's approver, bob again.
-    bob = [{"objectId": BOB.object_id, "displayName": BOB.display_name}]
+    approved = [
+        r["event"]["data"]["approvers"]
+        for r in stack.webhook_sink.received_for(request_id)  # type: ignore[union-attr]
+        if r["event"]["type"] == "com.portcullis.request.approved"
+    ]
+    bob = approved[0]
+    assert [a["objectId"] for a in bob] == [BOB.object_id] and bob[0]["displayName"]
+    assert approved == [bob] * len(approved)  # the request and its extension, each approved by bob
     for kind in ("opened", "extended", "revoked"):
         events = grant_events(stack, request_id, kind)
         assert [e["data"]["approvers"] for e in events] == [bob] * len(events), kind
