@@ -1,9 +1,9 @@
 """The demo's approval round trip (issue 13): the administrator puts an approval rule on one VM,
 alice asks for SSH and her request waits (`Pending`, nothing opens), bob approves and the port opens,
 then the events the local webhook sink received for that request are printed (requested, pending,
-approved with bob named, opened, ...). alice and bob use the `portcullis` command line, as people
-would (`request --no-wait`, `approvals list`, `approvals approve`, `status`). Called once from
-demo/__main__.py."""
+approved and opened, each naming bob as the approver, ...). alice and bob use the `portcullis`
+command line, as people would (`request --no-wait`, `approvals list`, `approvals approve`,
+`status`). Called once from demo/__main__.py."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def approval_round_trip(
         sink.wait_for(request_id, "com.portcullis.grant.opened", timeout=20)
         say("   events the webhook sink received for this request:")
         sink.print_received(request_id)
+        opened = [r["event"] for r in sink.received_for(request_id) if r["event"]["type"].endswith(".opened")]
+        if not any(a.get("objectId") == BOB.object_id for e in opened for a in e["data"]["approvers"]):
+            raise DemoStepError(f"the grant.opened event should name {BOB.name} as its approver")
     alice_cli.run("revoke", request_id)
     say(f"   {ALICE.name} revoked it again (the demo leaves nothing open)")
 

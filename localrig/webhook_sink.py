@@ -121,7 +121,10 @@ class WebhookSink:
             event = record.get("event") or {}
             data = event.get("data") or {}
             requester = (data.get("requester") or {}).get("displayName")
-            approvers = ", ".join(str(a.get("displayName", a)) for a in data.get("approvers") or [])
+            # A break-glass request names its listed approvers by object id only (no display name).
+            approvers = ", ".join(
+                str(a.get("displayName") or a.get("objectId") or a) for a in data.get("approvers") or []
+            )
             check = (
                 "" if record["channel"] == "eventgrid" else (" signed" if record["verified"] else " UNSIGNED")
             )
