@@ -10,9 +10,11 @@ row only, decided there with the row's ETag; here, once per published grant even
 (`approval_of`, one point read of one column) rather than copied onto every grant: a copy would be a
 second record every grant writer must carry along and keep current (a break-glass request is reviewed
 after its grants opened), and the enforcement paths that write grant rows would have to know about
-approvals. The read is bounded (no retry, short timeouts) and may fail: the event then goes out with
-no approvers and a `notify.approvers_unread` log line, never holding up or failing the state change.
-A grant whose request row is gone (or never had an approval) names none.
+approvals. The read is bounded (one try, `APPROVAL_READ_OPTIONS`: a few ms on Azurite, at most ~5 s
+on a storage endpoint that stops answering, the same storage the audit row was just written to) and
+may fail: the event then goes out with no approvers and a `notify.approvers_unread` log line, and the
+state change is never failed by it. A grant whose request row is gone (or that needed no approval)
+names none.
 """
 
 from __future__ import annotations
