@@ -113,8 +113,12 @@ class Host:
         log_event("host.stopped", abandoned_invocations=0 if finished else IN_FLIGHT.count)
         return finished
 
-    def _admin(self, path: str) -> tuple[int, Any] | None:
+    def _admin(self, method: str, path: str) -> tuple[int, Any] | None:
         route = path.strip("/").lower()
+        if method == "POST" and route.startswith("admin/functions/"):
+            return self._run_now(route.removeprefix("admin/functions/"))
+        if method not in {"GET", "HEAD"}:
+            return None
         if route == "admin/host/status":
             return 200, {
                 "id": self.id,
@@ -125,6 +129,22 @@ class Host:
         if route == "admin/functions":
             return 200, [describe(f) for f in self.functions]
         return None
+
+    def _run_now(self, name: str) -> tuple[int, Any]:
+        """`POST /admin/functions/{name}`: the host's way to run a non-HTTP function once, now (202,
+        as in Azure). devhost runs timer functions this way; a queue function's input is a message, so
+        put one on its queue instead."""
+        function = next((f for f in self.functions if f.name.lower() == name), None)
+        if function is None:
+            return 404, {"error": f"no function named {name!r}"}
+        runner = next((t for t in self._timers if t.function is function), None)
+        if runner is None:
+            return 400, {
+                "error": f"{function.name} is a {function.trigger_type} function: "
+                "devhost runs timer functions on demand only"
+            }
+        runner.run_now()
+        return 202, None
 
 
 def describe(function: Function) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class HttpHost(ThreadingHTTPServer):
         self,
         port: int,
         routes: RouteTable,
-        admin: Callable[[str], tuple[int, Any] | None],
+        admin: Callable[[str, str], tuple[int, Any] | None],
         easy_auth: EasyAuth | None = None,
     ) -> None:
         self.routes = routes
@@ -106,10 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(*refusal)
         segments = split_path(split.path)
         if segments[:1] and segments[0].lower() == ADMIN_PREFIX:
-            admin = self.server.admin(split.path) if self.command in {"GET", "HEAD"} else None
+            admin = self.server.admin(self.command, split.path)
             if admin is not None:
                 admin_status, document = admin
-                payload = json.dumps(document).encode()
+                payload = b"" if document is None else json.dumps(document).encode()
                 return self._send(admin_status, {"Content-Type": "application/json"}, payload)
         function, route_params, allowed = self.server.routes.resolve(self.command, split.path)
         if function is None:

@@ -25,6 +25,8 @@ class TimerRunner:
         self.schedule = function.schedule
         self.stop = stop
         self.last: datetime | None = None
+        # Held for each run, scheduled or manual, so a function never overlaps itself.
+        self._running = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"timer-{function.name}", daemon=True)
 
     def start(self) -> None:
@@ -51,7 +53,25 @@ class TimerRunner:
             self._fire(scheduled=next_due, next_due=following, past_due=now - next_due > PAST_DUE_AFTER)
             next_due = self.schedule.next_after(datetime.now(UTC))
 
+    def run_now(self) -> threading.Thread:
+        """One run outside the schedule, as the host's `POST /admin/functions/{name}` starts one: in
+        the background, after any run in progress, and the schedule is left as it was."""
+        now = datetime.now(UTC)
+        log_event("timer.manual", function=self.function.name)
+        thread = threading.Thread(
+            target=self._fire,
+            kwargs={"scheduled": now, "next_due": self.schedule.next_after(now), "past_due": False},
+            name=f"timer-{self.function.name}-manual",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     def _fire(self, *, scheduled: datetime, next_due: datetime, past_due: bool) -> None:
+        with self._running:
+            self._fire_alone(scheduled=scheduled, next_due=next_due, past_due=past_due)
+
+    def _fire_alone(self, *, scheduled: datetime, next_due: datetime, past_due: bool) -> None:
         status = {
             "Last": (self.last or scheduled).isoformat(),
             "Next": next_due.isoformat(),

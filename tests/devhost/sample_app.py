@@ -15,7 +15,7 @@ import azure.functions as func
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 _lock = threading.Lock()
-_seen: dict[str, list[dict[str, Any]]] = {"messages": [], "ticks": [], "slow_ticks": []}
+_seen: dict[str, list[dict[str, Any]]] = {"messages": [], "ticks": [], "slow_ticks": [], "new_year": []}
 
 
 def _record(kind: str, entry: dict[str, Any]) -> None:
@@ -91,6 +91,12 @@ def work(msg: func.QueueMessage, context: func.Context) -> None:
 @app.timer_trigger(arg_name="timer", schedule="* * * * * *", run_on_startup=True)
 def tick(timer: func.TimerRequest) -> None:
     _record("ticks", {"at": datetime.now(UTC).isoformat(), "past_due": timer.past_due})
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *")
+def new_year(timer: func.TimerRequest) -> None:
+    """Due once a year: what runs it during a test is `POST /admin/functions/new_year`."""
+    _record("new_year", {"at": datetime.now(UTC).isoformat(), "past_due": timer.past_due})
 
 
 @app.timer_trigger(arg_name="timer", schedule="*/1 * * * * *")

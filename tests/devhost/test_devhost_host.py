@@ -205,6 +205,24 @@ def test_timer_fires_on_schedule_and_never_overlaps_itself(host: RunningHost) ->
         assert later["start"] >= earlier["end"]
 
 
+def test_admin_runs_a_timer_function_now_and_refuses_what_it_cannot_run(host: RunningHost) -> None:
+    assert not seen(host).get("new_year")
+    status, _, body = call(host.url("/admin/functions/new_year"), "POST", b'{"input": ""}')
+    assert (status, body) == (202, b"")
+    runs = wait_for(lambda: seen(host).get("new_year"), 10, "the manual run of new_year")
+    assert runs[0]["past_due"] is False
+    status, _, body = call(host.url("/admin/functions/no_such_function"), "POST", b"{}")
+    assert status == 404 and b"no_such_function" in body
+    status, _, body = call(host.url("/admin/functions/item"), "POST", b"{}")
+    assert status == 400 and b"timer functions on demand only" in body
+    # A manual run waits for the scheduled run in progress: slow_tick never overlaps itself.
+    assert call(host.url("/admin/functions/slow_tick"), "POST", b"{}")[0] == 202
+    time.sleep(3)
+    slow = seen(host)["slow_ticks"]
+    for earlier, later in itertools.pairwise(slow):
+        assert later["start"] >= earlier["end"]
+
+
 def test_sigterm_lets_in_flight_requests_finish(azurite: Azurite, tmp_path: Path) -> None:
     running = launch(azurite, tmp_path)
     try:
