@@ -236,6 +236,15 @@ class Stack:
         """The self-service web page (GET /api/ui/; sign-in through devhost's Easy Auth stand-in)."""
         return f"{self.api_url}/ui/"
 
+    def run_timer_now(self, function: str) -> None:
+        """Run one of the app's timer functions once, now, as the host's admin API does (devhost's
+        `POST /admin/functions/{name}`: it answers 202 and runs in the background)."""
+        url = f"{self.host_url}/admin/functions/{function}"
+        request = urllib.request.Request(url, b"{}", method="POST")  # noqa: S310 - the local host
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            if response.status != 202:
+                raise RuntimeError(f"the host answered {response.status} to running {function} now")
+
     def headers_for(self, user: DevUser) -> dict[str, str]:
         """What a client sends to be `user`: in JWT mode `Authorization: Bearer` with a token from
         the issuer's password grant (cached per user until TOKEN_RENEW_MARGIN_SECONDS before it
