@@ -303,7 +303,8 @@ class TableGrantStore:
         more = len(keys) > limit
         keys = keys[:limit]
         found: list[StoredRequest] = []
-        for _, request_id in keys:
+        # Two deliveries of one ticket racing may each index it (with their own start): listed once.
+        for request_id in dict.fromkeys(request_id for _, request_id in keys):
             stored = self.get_request(request_id)
             # The index is a hint: the record says whose request it is.
             if stored is not None and same_object_id(stored.record.requester.object_id, object_id):
