@@ -131,9 +131,12 @@ class JitNetworkAccessRequest(Answer):
 
 
 class RequestList(Answer):
-    """`GET /api/requests?status=Pending&approver=me`: what waits for the caller's decision."""
+    """`GET /api/requests`: the caller's own requests (`requester=me`, newest first, paged), what waits
+    for their decision (`status=Pending&approver=me`) or their review (`status=ReviewRequired`)."""
 
     value: list[JitNetworkAccessRequest]
+    # Only on `requester=me` when more follow: the next page's path (relative, like `Location`).
+    nextLink: str | None = None  # noqa: N815
 
 
 # ---- our records ----

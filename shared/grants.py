@@ -12,7 +12,16 @@ Tables (all prefixed with settings.table_prefix), keys, and the access pattern e
 - `policyrequests`: PK sha256(policy id), RK `<inverted start>|<request id>`: a policy's history.
 - `approvals`: PK `waiting`, RK request id, with the approvers: requests with something for an
   approver to decide (`GET /api/requests?status=Pending&approver=me`, the lapse timer). Written before
-  the request is, deleted once nothing waits; readers re-check the request row.
+  the request is, deleted once nothing waits; readers re-check the request row. PK `review`, RK request
+  id, with the approvers: break-glass requests no approver has reviewed yet
+  (`GET /api/requests?status=ReviewRequired&approver=me`); written before the request, deleted after
+  the review is.
+- `requestsbyrequester`: PK the requester's object id (lower-case), RK `<inverted start>|<request id>`,
+  with `ActiveUntil` (the latest end or approval deadline of its ports): a person's own requests,
+  newest first, one page at a time (`GET /api/requests?requester=me[&active=true]`). Written before the
+  request; `ActiveUntil` only ever moves later (before the grant write that moves an end), so
+  `ActiveUntil ge now` never misses an active request. Requests recorded before this index existed
+  are not in it.
 
 Each grant row carries `Settled` (revoked and confirmed removed everywhere): the reconcile pass reads
 every unsettled grant with one paged query (`list_unsettled`), not one read per target or grant.
@@ -64,12 +73,17 @@ from shared.table_keys import hashed_key, inverted_time_key, odata_quote, time_k
 REQUEST_ROW = "request"
 _EXPIRY_PARTITION = "due"
 _WAITING_PARTITION = "waiting"
+_REVIEW_PARTITION = "review"
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 _GRANT_ID = re.compile(r"^(?P<request>[0-9a-f]{32})-(?P<index>\d{3})$")
 # One transaction holds at most 100 entities: the header row plus the grants.
 MAX_GRANTS_PER_REQUEST = 99
 # How much of a policy's history GET returns (newest kept; Defender's own history is also bounded).
 POLICY_HISTORY_LIMIT = 100
+# Requests per page of a person's own list (`GET /api/requests?requester=me`); `nextLink` goes on.
+REQUESTER_PAGE_SIZE = 50
+# A page cursor is the last row's key: `<17-digit inverted start>|<request id>`.
+_REQUESTER_ROW = re.compile(r"^\d{17}\|[0-9a-f]{32}$")
 
 
 def new_request_id() -> str:
@@ -89,6 +103,24 @@ def grant_id(request_id: str, index: int) -> str:
 
 def is_request_id(text: str) -> bool:
     return bool(_REQUEST_ID.match(text))
+
+
+def is_requester_cursor(text: str) -> bool:
+    """Is `text` a page cursor of `list_for_requester` (the last row key of a page)?"""
+    return bool(_REQUESTER_ROW.match(text))
+
+
+def requester_row_key(record: RequestRecord) -> str:
+    return f"{inverted_time_key(record.start_time)}|{record.request_id}"
+
+
+def active_until(record: RequestRecord, grants: Sequence[Grant]) -> datetime:
+    """Until when the request may still be active: the latest end of its ports or, while its
+    approval waits, its deadline (a pending port's end moves when it is approved)."""
+    moments = [g.end_time for g in grants]
+    if record.approval is not None and record.approval.waits_until is not None:
+        moments.append(record.approval.waits_until)
+    return max(moments)
 
 
 @dataclass(frozen=True)
@@ -114,6 +146,20 @@ class RequestRecord:
 class StoredRequest:
     record: RequestRecord
     grants: list[Grant]
+
+
+class RequestPage(NamedTuple):
+    """One page of a person's requests, newest first; `cursor` continues it (None: the last page)."""
+
+    requests: list[StoredRequest]
+    cursor: str | None
+
+
+class ReviewRow(NamedTuple):
+    """A row of the review index: a break-glass request not reviewed yet, and who may review it."""
+
+    request_id: str
+    approvers: tuple[str, ...]
 
 
 class WaitingRow(NamedTuple):
@@ -142,6 +188,7 @@ class TableGrantStore:
         self._expiry = table("grantexpiry", settings)
         self._history = table("policyrequests", settings)
         self._waiting = table("approvals", settings)
+        self._by_requester = table("requestsbyrequester", settings)
 
     # ---- intake ----
 
@@ -160,6 +207,9 @@ class TableGrantStore:
             self._expiry.upsert_entity(_expiry_entity(grant))
         if record.approval is not None and record.approval.waiting:
             self._waiting.upsert_entity(_waiting_entity(record.request_id, record.approval))
+        if record.approval is not None and record.approval.needs_review:
+            self._waiting.upsert_entity(_review_entity(record.request_id, record.approval))
+        self._by_requester.upsert_entity(_requester_entity(record, active_until(record, grants)))
         self._history.upsert_entity(
             {
                 "PartitionKey": hashed_key(record.policy.key),
@@ -219,7 +269,60 @@ class TableGrantStore:
         )
         # A row that no longer waits stays indexed until its grants follow (`forget_waiting`), so the
         # lapse timer finishes the job if this process dies in between.
+        if record.approval is not None and record.approval.break_glass and not record.approval.needs_review:
+            self.forget_review(record.request_id)  # after the write: the review is on the record now
         return replace(record, etag=str(metadata["etag"]))
+
+    def reviews_awaited(self) -> list[ReviewRow]:
+        """Break-glass requests not reviewed yet: one partition query. Readers re-check the request
+        (the row is written before it, and removed only after its review is)."""
+        rows = self._waiting.query_entities(
+            f"PartitionKey eq {odata_quote(_REVIEW_PARTITION)}", select=["RowKey", "Approvers"]
+        )
+        return [ReviewRow(str(row["RowKey"]), tuple(json.loads(row["Approvers"]))) for row in rows]
+
+    def forget_review(self, request_id: str) -> None:
+        """Drop the request's review row (callers know its record no longer needs review)."""
+        self._delete(self._waiting, _REVIEW_PARTITION, request_id)
+
+    def list_for_requester(
+        self,
+        object_id: str,
+        *,
+        active_at: datetime | None = None,
+        after: str | None = None,
+        limit: int = REQUESTER_PAGE_SIZE,
+    ) -> RequestPage:
+        """A person's requests, newest first, at most `limit`, from after the cursor `after`. With
+        `active_at`, only rows whose `ActiveUntil` is not before it (a hint: callers decide from the
+        grants themselves). Reads one range of one partition, then each request found."""
+        query = "PartitionKey eq @person"
+        parameters: dict[str, Any] = {"person": _requester_key(object_id)}
+        if after is not None:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        if active_at is not None:
+            query += " and ActiveUntil ge @now"
+            parameters["now"] = active_at.astimezone(UTC)
+        # One row beyond the page says whether another page follows, without a request of its own.
+        rows = self._by_requester.query_entities(
+            query, parameters=parameters, select=["RowKey", "RequestId"], results_per_page=limit + 1
+        )
+        keys: list[tuple[str, str]] = []
+        for row in rows:
+            keys.append((str(row["RowKey"]), str(row["RequestId"])))
+            if len(keys) > limit:
+                break
+        more = len(keys) > limit
+        keys = keys[:limit]
+        found: list[StoredRequest] = []
+        # Two deliveries of one ticket racing may each index it (with their own start): listed once.
+        for request_id in dict.fromkeys(request_id for _, request_id in keys):
+            stored = self.get_request(request_id)
+            # The index is a hint: the record says whose request it is.
+            if stored is not None and same_object_id(stored.record.requester.object_id, object_id):
+                found.append(stored)
+        return RequestPage(found, keys[-1][0] if more else None)
 
     def waiting_requests(self) -> list[WaitingRow]:
         """Every request with something for an approver to decide: one partition query. Stale rows
@@ -397,6 +500,8 @@ class TableGrantStore:
                 self._by_target.upsert_entity(_target_index_entity(grant, key, settled=False))
         if current.end_time != grant.end_time and grant.status is not PortStatus.REVOKED:
             self._expiry.upsert_entity(_expiry_entity(grant))
+        if grant.end_time > current.end_time and grant.status is not PortStatus.REVOKED:
+            self._extend_requester_row(grant)
         metadata = _replace_as_read(self._grants, _grant_entity(grant), grant.etag, f"grant {grant.grant_id}")
         written = replace(grant, etag=str(metadata["etag"]))
         # After the write: drop what the new version no longer needs.
@@ -415,6 +520,21 @@ class TableGrantStore:
         if current.end_time != grant.end_time:
             self._delete(self._expiry, _EXPIRY_PARTITION, _expiry_row(current))
         return written
+
+    def _extend_requester_row(self, grant: Grant) -> None:
+        """Move the request's `ActiveUntil` later to the grant's new end (never earlier), before the
+        grant is written: a reader filtering on it never misses the request while the port is open."""
+        stored = self.get_request(grant.request_id)
+        if stored is None:
+            return
+        key = _requester_key(stored.record.requester.object_id)
+        try:
+            row = self._by_requester.get_entity(key, requester_row_key(stored.record))
+            until = _utc(row["ActiveUntil"])
+        except (ResourceNotFoundError, KeyError):
+            until = None  # written before this index existed: add it now
+        if until is None or grant.end_time > until:
+            self._by_requester.upsert_entity(_requester_entity(stored.record, grant.end_time))
 
     @staticmethod
     def _delete(client: TableClient, partition: str, row: str) -> None:
@@ -442,6 +562,32 @@ def _waiting_entity(request_id: str, approval: Approval) -> dict[str, Any]:
         "Approvers": json.dumps(list(approval.approvers)),
         "WaitsUntil": approval.waits_until,
         "WaitsFor": approval.waits_for or "",
+    }
+
+
+def _review_entity(request_id: str, approval: Approval) -> dict[str, Any]:
+    return {
+        "PartitionKey": _REVIEW_PARTITION,
+        "RowKey": request_id,
+        "Approvers": json.dumps(list(approval.approvers)),
+    }
+
+
+def same_object_id(left: str, right: str) -> bool:
+    return _requester_key(left) == _requester_key(right)
+
+
+def _requester_key(object_id: str) -> str:
+    """Object ids are GUIDs (checked at sign-in and queue intake): a key as they are, lower-cased."""
+    return object_id.strip().lower()
+
+
+def _requester_entity(record: RequestRecord, until: datetime) -> dict[str, Any]:
+    return {
+        "PartitionKey": _requester_key(record.requester.object_id),
+        "RowKey": requester_row_key(record),
+        "RequestId": record.request_id,
+        "ActiveUntil": until,
     }
 
 

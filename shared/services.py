@@ -17,7 +17,14 @@ from shared.audit import AuditEvent, TableAuditTrail
 from shared.authz import ArmRoleReader, Authorizer, RoleReader
 from shared.azure_clients import authorization_client
 from shared.events import EventId
-from shared.grants import RequestRecord, StoredRequest, TableGrantStore, WaitingRow
+from shared.grants import (
+    RequestPage,
+    RequestRecord,
+    ReviewRow,
+    StoredRequest,
+    TableGrantStore,
+    WaitingRow,
+)
 from shared.identity import Authenticator
 from shared.messages import ConvergeGrant, ConvergePolicy, dump_converge_message
 from shared.model import AuditTrail, Grant, JitPolicy, PolicyRef, TargetRef, VmRef
@@ -90,6 +97,19 @@ class RequestStore(Protocol):
     def waiting_requests(self) -> list[WaitingRow]: ...
 
     def forget_waiting(self, request_id: str, decided: frozenset[str] | None = None) -> None: ...
+
+    def reviews_awaited(self) -> list[ReviewRow]: ...
+
+    def forget_review(self, request_id: str) -> None: ...
+
+    def list_for_requester(
+        self,
+        object_id: str,
+        *,
+        active_at: datetime | None = None,
+        after: str | None = None,
+        limit: int = ...,
+    ) -> RequestPage: ...
 
     def policy_history(self, policy: PolicyRef, limit: int = ...) -> list[StoredRequest]: ...
 

@@ -12,7 +12,17 @@ from typing import Any
 from shared.audit import AuditEvent
 from shared.authz import Authorizer, Permission, RoleAssignment
 from shared.defender import parse_policy_body
-from shared.grants import RequestExistsError, RequestRecord, StoredRequest, WaitingRow
+from shared.grants import (
+    REQUESTER_PAGE_SIZE,
+    RequestExistsError,
+    RequestPage,
+    RequestRecord,
+    ReviewRow,
+    StoredRequest,
+    WaitingRow,
+    active_until,
+    requester_row_key,
+)
 from shared.identity import Authenticator
 from shared.model import (
     ConcurrentUpdateError,
@@ -83,6 +93,7 @@ class InMemoryRequests:
         self.grants: dict[str, Grant] = {}
         self.waiting: dict[str, WaitingRow] = {}
         self.waits_for: dict[str, str] = {}
+        self.reviews: dict[str, ReviewRow] = {}
         self._version = 0
 
     def _stamp(self, grant: Grant) -> Grant:
@@ -99,6 +110,8 @@ class InMemoryRequests:
         self.records[record.request_id] = replace(record, etag=str(self._version))
         if record.approval is not None and record.approval.waiting:
             self._index(record)
+        if record.approval is not None and record.approval.needs_review:
+            self.reviews[record.request_id] = ReviewRow(record.request_id, record.approval.approvers)
         for grant in grants:
             self._stamp(grant)
 
@@ -111,7 +124,41 @@ class InMemoryRequests:
         self.records[record.request_id] = written
         if record.approval is not None and record.approval.waiting:
             self._index(record)
+        if record.approval is not None and record.approval.break_glass and not record.approval.needs_review:
+            self.reviews.pop(record.request_id, None)
         return written
+
+    def reviews_awaited(self) -> list[ReviewRow]:
+        return [self.reviews[request_id] for request_id in sorted(self.reviews)]
+
+    def forget_review(self, request_id: str) -> None:
+        self.reviews.pop(request_id, None)
+
+    def list_for_requester(
+        self,
+        object_id: str,
+        *,
+        active_at: datetime | None = None,
+        after: str | None = None,
+        limit: int = REQUESTER_PAGE_SIZE,
+    ) -> RequestPage:
+        """The Table store's order (newest start first, then request id) and cursor."""
+        rows = sorted(
+            (requester_row_key(record), request_id)
+            for request_id, record in self.records.items()
+            if record.requester.object_id.lower() == object_id.lower()
+        )
+        rows = [row for row in rows if after is None or row[0] > after]
+        if active_at is not None:
+            rows = [
+                row
+                for row in rows
+                if (stored := self.get_request(row[1])) is not None
+                and active_until(stored.record, stored.grants) >= active_at
+            ]
+        page = rows[:limit]
+        found = [stored for _, request_id in page if (stored := self.get_request(request_id)) is not None]
+        return RequestPage(found, page[-1][0] if len(rows) > limit else None)
 
     def _index(self, record: RequestRecord) -> None:
         assert record.approval is not None

@@ -10,6 +10,8 @@ from portcullis_cli import config as cfg
 
 DEFENDER_API_VERSION = "2020-01-01"
 TIMEOUT_SECONDS = 60
+# `list --mine` reads at most this many pages of 50 (the newest 1000 requests).
+MAX_PAGES = 20
 
 
 class ApiError(Exception):
@@ -101,6 +103,19 @@ class Client:
         params = {"vm": vm_id, **({"active": "true"} if active else {})}
         return list(self.call("GET", "grants", params=params)["value"])
 
+    def my_requests(self, active: bool = False, max_pages: int = MAX_PAGES) -> list[dict[str, Any]]:
+        """Your own requests on every VM, newest first: one call per page of 50 (`nextLink`), not one
+        per VM; at most `max_pages` pages (the newest requests)."""
+        params: dict[str, str] | None = {"requester": "me", **({"active": "true"} if active else {})}
+        found: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            answer = self.call("GET", "requests", params=params)
+            found += list(answer.get("value", []))
+            params = next_params(answer.get("nextLink"))
+            if params is None:
+                break
+        return found
+
     def compliance(self) -> dict[str, Any]:
         return dict(self.call("GET", "compliance"))
 
@@ -110,8 +125,23 @@ class Client:
         answer = self.call("GET", "requests", params={"status": "Pending", "approver": "me"})
         return list(answer.get("value", []) if isinstance(answer, dict) else answer or [])
 
+    def reviews_awaited(self) -> list[dict[str, Any]]:
+        """Break-glass requests waiting for your review (`status=ReviewRequired&approver=me`)."""
+        answer = self.call("GET", "requests", params={"status": "ReviewRequired", "approver": "me"})
+        return list(answer.get("value", []) if isinstance(answer, dict) else answer or [])
+
     def decide(self, request_id: str, decision: str, comment: str | None) -> Any:
         return self.call("POST", f"requests/{request_id}/{decision}", {"comment": comment or ""})
 
     def extend(self, request_id: str, end_time_utc: str) -> Any:
         return self.call("POST", f"requests/{request_id}/extend", {"endTimeUtc": end_time_utc})
+
+
+def next_params(next_link: str | None) -> dict[str, str] | None:
+    """The query of the API's `nextLink` (relative, `/api/requests?...`), to ask for the next page
+    with; None when there is none. Pure."""
+    if not next_link:
+        return None
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(next_link).query))

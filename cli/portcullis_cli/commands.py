@@ -616,17 +616,62 @@ def status(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     return main.OK
 
 
+_LIST_COLUMNS = ["request", "vm", "port", "status", "reason", "end", "requestor", "source", "connect"]
+_OPEN = ("Initiating", "Initiated", "Pending")
+
+
+def request_rows(requests: list[dict[str, Any]], vm_id: str | None, active: bool) -> list[dict[str, Any]]:
+    """`list --mine`'s rows from your request records (`GET /api/requests?requester=me`): one per VM
+    and port, on `vm_id` only when given, only open or waiting ports with `active`. Pure."""
+    rows = []
+    for item in requests:
+        for vm in item.get("virtualMachines", []):
+            if vm_id is not None and vm["id"].lower() != vm_id.lower():
+                continue
+            for port in vm.get("ports", []):
+                if active and port.get("status") not in _OPEN:
+                    continue
+                sources = port.get("allowedSourceAddressPrefixes") or [port.get("allowedSourceAddressPrefix")]
+                rows.append(
+                    {
+                        "request": item.get("requestId"),
+                        "vm": vm["id"].rsplit("/", 1)[-1],
+                        "port": port.get("number"),
+                        "status": port.get("status"),
+                        "reason": port.get("statusReason"),
+                        "end": port.get("endTimeUtc"),
+                        "requestor": item.get("requestor"),
+                        "source": [s for s in sources if s],
+                        "connect": f"{port['connectAddress']}:{port['connectPort']}"
+                        if port.get("connectAddress")
+                        else "",
+                    }
+                )
+    return rows
+
+
 def list_grants(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     client = Client(config)
+    if args.mine:
+        # One call per page of your own requests (GET /api/requests?requester=me), whatever the
+        # number of VMs; `-o json` prints those request records.
+        vm_id = (
+            resolve(vm_policies(client.policies()), args.vm, args.resource_group).vm_id if args.vm else None
+        )
+        requests = client.my_requests(active=args.active)
+        rows = request_rows(requests, vm_id, args.active)
+        shown = {row["request"] for row in rows}
+        mine = [item for item in requests if item.get("requestId") in shown]
+        out(render(mine, rows, _LIST_COLUMNS, fmt, empty="no requests"))
+        return main.OK
     vms = vm_policies(client.policies())
     if args.vm:
         vms = [resolve(vms, args.vm, args.resource_group)]
-    me = client.me()["objectId"] if args.mine else None
     grants = []
     seen: set[str] = set()
     for vm_id in dict.fromkeys(vm.vm_id for vm in vms):
         for grant in client.grants(vm_id, active=args.active):
-            if grant["grantId"] in seen or (me and grant["requestor"]["objectId"].lower() != me.lower()):
+            if grant["grantId"] in seen:
                 continue
             seen.add(grant["grantId"])
             grants.append(grant)
@@ -647,8 +692,7 @@ def list_grants(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
         }
         for grant in grants
     ]
-    columns = ["request", "vm", "port", "status", "reason", "end", "requestor", "source", "connect"]
-    out(render(grants, rows, columns, fmt, empty="no grants"))
+    out(render(grants, rows, _LIST_COLUMNS, fmt, empty="no grants"))
     return main.OK
 
 
@@ -791,11 +835,19 @@ def pending_row(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def review_row(item: dict[str, Any]) -> dict[str, Any]:
+    """One row of `approvals list` for a break-glass request awaiting your review: it is open
+    already, so no duration or deadline; `waiting` says what is asked of you. Pure."""
+    row = pending_row(item)
+    return {**row, "duration": "", "pendingUntil": "", "waiting": "review (break-glass, open)"}
+
+
 def approvals_list(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
-    pending = Client(config).pending_approvals()
+    client = Client(config)
+    pending, reviews = client.pending_approvals(), client.reviews_awaited()
     columns = ["request", "requestor", "vms", "ports", "duration", "pendingUntil", "waiting", "justification"]
-    rows = [pending_row(item) for item in pending]
-    out(render(pending, rows, columns, fmt, empty="nothing waits for you"))
+    rows = [pending_row(item) for item in pending] + [review_row(item) for item in reviews]
+    out(render(pending + reviews, rows, columns, fmt, empty="nothing waits for you"))
     return main.OK
 
 
@@ -814,7 +866,8 @@ def _decide(decision: str) -> Callable[[cfg.Config, argparse.Namespace, str], in
             out(json.dumps(answer, indent=2))
         else:
             out("\n".join(decision_summary(answer, decision)))
-        err(f"{'approved' if decision == 'approve' else 'denied'} request {args.request_id}")
+        done = {"approve": "approved", "deny": "denied", "review": "reviewed"}[decision]
+        err(f"{done} request {args.request_id}")
         return main.OK
 
     return handler
@@ -872,5 +925,6 @@ _HANDLERS: dict[str, Callable[[cfg.Config, argparse.Namespace, str], int]] = {
     "approvals list": approvals_list,
     "approvals approve": _decide("approve"),
     "approvals deny": _decide("deny"),
+    "approvals review": _decide("review"),
     "extend": extend,
 }

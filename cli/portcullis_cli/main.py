@@ -41,7 +41,8 @@ EXAMPLES = """examples:
   portcullis ssh vm-web --user azureuser -- -L 8080:localhost:80
   portcullis list --mine --active
   portcullis revoke <request id>
-  portcullis approvals list             # what waits for your approval; then approvals approve ID
+  portcullis approvals list             # what waits for your approval or review; then approvals approve ID
+  portcullis approvals review <request id> --comment "checked"   # a break-glass request, once
   portcullis extend <request id> --duration 30m
   portcullis exec --vm vm-web --port 22 --duration 15m -- ansible-playbook site.yml
 
@@ -212,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         "grants on the VMs you may request (yours and those you may oversee)",
         "examples:\n  portcullis list --mine --active\n  portcullis list --vm vm-web -o json",
     )
-    p.add_argument("--mine", action="store_true", help="only your own")
-    p.add_argument("--active", action="store_true", help="only open ones")
+    p.add_argument(
+        "--mine",
+        action="store_true",
+        help="only your own requests, on every VM, in one call (-o json: the request records)",
+    )
+    p.add_argument("--active", action="store_true", help="only open ones (with --mine: open or waiting)")
     p.add_argument("--vm", help="only this VM (name or id)")
     p.add_argument("--resource-group", "-g")
 
@@ -259,16 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         commands,
         "approvals",
-        "requests waiting for your approval (list, approve, deny)",
+        "requests waiting for your approval or review (list, approve, deny, review)",
         "examples:\n  portcullis approvals list\n  portcullis approvals approve 3f0c... --comment ok\n"
-        "  portcullis approvals deny 3f0c... --comment 'not during the freeze'\n\n"
+        "  portcullis approvals deny 3f0c... --comment 'not during the freeze'\n"
+        "  portcullis approvals review 3f0c... --comment 'checked the session log'\n\n"
         "approve and deny act on what waits: the request, or an extension of it. You may not\n"
-        "decide your own request; the requester's right is checked again when you approve.",
+        "decide your own request; the requester's right is checked again when you approve.\n"
+        "review marks a break-glass request (opened without approval) as looked at, once.",
     )
     approval_commands = p.add_subparsers(dest="approvals_command", metavar="COMMAND")
-    _sub(approval_commands, "list", "requests (and extensions) waiting for your decision")
-    for decision in ("approve", "deny"):
-        q = _sub(approval_commands, decision, f"{decision} a pending request or extension")
+    _sub(
+        approval_commands,
+        "list",
+        "requests (and extensions) waiting for your decision, break-glass requests waiting for your review",
+    )
+    for decision, what in (
+        ("approve", "approve a pending request or extension"),
+        ("deny", "deny a pending request or extension"),
+        ("review", "mark a break-glass request reviewed"),
+    ):
+        q = _sub(approval_commands, decision, what)
         q.add_argument("request_id")
         q.add_argument("--comment", help="recorded with the decision")
 

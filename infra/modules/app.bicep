@@ -49,6 +49,7 @@ var tableNames = [
   'grantexpiry'
   'policyrequests'
   'approvals'
+  'requestsbyrequester'
   'policies'
   'audit'
   'auditsubject'

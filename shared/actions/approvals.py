@@ -202,6 +202,29 @@ class Approvals:
         found.sort(key=lambda s: (s.record.start_time, s.record.request_id))
         return found
 
+    def awaiting_review(self) -> list[StoredRequest]:
+        """Break-glass requests the caller may review (listed, directly or through a group, and not
+        the requester) that nobody has reviewed yet, oldest first. A row whose request is reviewed
+        already is dropped here (its writer died between the two writes)."""
+        services, principal = self._services, self._principal
+        ids = {principal.object_id.lower(), *(g.lower() for g in principal.group_ids)}
+        found = []
+        for request_id, approvers in services.grants.reviews_awaited():
+            if not ids.intersection(a.lower() for a in approvers):
+                continue
+            stored = services.grants.get_request(request_id)
+            if stored is None:
+                continue  # the index row goes first: its request may be on its way
+            approval = stored.record.approval
+            if approval is None or not approval.needs_review:
+                services.grants.forget_review(request_id)
+                continue
+            if same_principal(principal, stored.record.requester) or not is_listed(approval, principal):
+                continue
+            found.append(stored)
+        found.sort(key=lambda s: (s.record.start_time, s.record.request_id))
+        return found
+
     # ---- steps ----
 
     def _change(

@@ -1,18 +1,26 @@
-"""Approvals over HTTP (issue 13): approve, deny, extend, review a request, and the approver's list
-`GET /api/requests?status=Pending&approver=me`. The rules live in shared/actions/approvals.py."""
+"""Approvals over HTTP (issue 13): approve, deny, extend, review a request, and the lists of
+`GET /api/requests` (the caller's own requests, what waits for their decision, what awaits their
+review). The rules live in shared/actions/approvals.py and shared/actions/request_lists.py."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import azure.functions as func
 
 from shared.actions.approvals import Approvals, parse_comment, parse_extend
-from shared.actions.refusal import Refusal
+from shared.actions.request_lists import (
+    SKIP_TOKEN,
+    RequestListKind,
+    RequestListQuery,
+    my_requests,
+    parse_request_list_query,
+)
 from shared.answers import RequestList
 from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.api.records import request_answer
 from shared.approval import Verdict
 from shared.grants import StoredRequest
-from shared.model import DomainError
 
 
 def _optional_body(call: ApiCall) -> object:
@@ -59,11 +67,21 @@ def extend(call: ApiCall) -> func.HttpResponse:
 
 @endpoint()
 def list_requests(call: ApiCall) -> func.HttpResponse:
-    """Only the approver's view is served: `status=Pending&approver=me`."""
-    status, approver = call.query("status"), call.query("approver")
-    if status != "Pending":
-        raise Refusal.invalid(DomainError("status", f"{status!r}: only status=Pending is supported"))
-    if approver != "me":
-        raise Refusal.invalid(DomainError("approver", f"{approver!r}: only approver=me is supported"))
-    waiting = Approvals(call.services, call.principal).waiting()
-    return json_response(200, RequestList(value=[request_answer(s) for s in waiting]))
+    """`requester=me[&active=true]` (paged by `nextLink`), `status=Pending&approver=me` or
+    `status=ReviewRequired&approver=me`; anything else is a 400 naming the parameter."""
+    query = parse_request_list_query(call.query, call.principal)
+    if query.kind is RequestListKind.MINE:
+        page = my_requests(call.services, call.principal, query)
+        answer = RequestList(value=[request_answer(s) for s in page.requests])
+        if page.cursor is not None:
+            answer.nextLink = next_link(query, page.cursor)
+        return json_response(200, answer)
+    approvals = Approvals(call.services, call.principal)
+    found = approvals.waiting() if query.kind is RequestListKind.PENDING else approvals.awaiting_review()
+    return json_response(200, RequestList(value=[request_answer(s) for s in found]))
+
+
+def next_link(query: RequestListQuery, cursor: str) -> str:
+    """Relative, as `Location` is: the same list from after the page's last request."""
+    params = {"requester": "me", **({"active": "true"} if query.active else {}), SKIP_TOKEN: cursor}
+    return "/api/requests?" + urlencode(params)

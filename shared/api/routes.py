@@ -18,6 +18,7 @@ import azure.functions as func
 from pydantic import BaseModel
 
 from shared.actions.approvals import CommentBody, ExtendBody
+from shared.actions.request_lists import SKIP_TOKEN
 from shared.answers import (
     ComplianceList,
     Error,
@@ -238,14 +239,32 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "requests",
         approvals.list_requests,
-        "Requests_ListPending",
+        "Requests_List",
         "Approvals",
-        "`?status=Pending&approver=me`: the requests (and extensions) waiting for your decision",
-        "none beyond sign-in (you see what lists you as an approver, directly or through a group)",
-        (Reply(200, "what waits for you", RequestList),),
+        "`?requester=me` (`&active=true`: open or waiting ones only): your own requests on every VM, newest "
+        "first, 50 a page (`nextLink`); `?status=Pending&approver=me`: the requests (and extensions) "
+        "waiting for your decision; `?status=ReviewRequired&approver=me`: break-glass requests waiting "
+        "for your review",
+        "none beyond sign-in (you see your own requests, and what lists you as an approver, directly or "
+        "through a group)",
+        (Reply(200, "your requests, or what waits for you", RequestList),),
+        description="Three lists, by their parameters; a mix of them or another value is a 400 naming the "
+        "parameter, another person's object id as `requester` a 403. `requester=me` reads an index by "
+        "requester (requests recorded before it existed are not listed) and answers at most 50 requests "
+        "with `nextLink` to the next page.",
         query=(
-            Query("status", "`Pending` (the only value served)"),
-            Query("approver", "`me` (the only value served)"),
+            Query("requester", "`me`: your own requests (not with status or approver)"),
+            Query(
+                "active",
+                "with requester=me: only requests still open, scheduled or waiting for approval",
+                "boolean",
+                False,
+            ),
+            Query(SKIP_TOKEN, "with requester=me: where the page starts (follow `nextLink` as it is)"),
+            Query(
+                "status", "`Pending` (waiting for a decision) or `ReviewRequired` (break-glass, not reviewed)"
+            ),
+            Query("approver", "`me` (with status)"),
         ),
     ),
     *(

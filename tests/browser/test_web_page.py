@@ -16,7 +16,7 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,12 @@ def test_requester_opens_ssh_copies_the_line_and_revokes(
         driver, lambda d: visible(d, f"li.request[data-request='{request_id}']"), "the request listed"
     )
     assert "left" in mine.find_element(By.CSS_SELECTOR, ".left").text
+    # My requests come from one call for every VM (GET /api/requests?requester=me), never one per VM.
+    called = driver.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name);"
+    )
+    assert any("/api/requests?requester=me" in url for url in called), called
+    assert not [url for url in called if "/api/grants?vm=" in url], called
     screenshot(driver, "requester-mine")
     revoke = mine.find_element(By.CSS_SELECTOR, "button.danger")
     driver.execute_script("arguments[0].focus()", revoke)
@@ -372,7 +378,12 @@ def approval_estate(stack: Stack) -> Estate:
         assign_role(auth, arm.subscription_id, rg.scope, READER_ROLE, user.object_id)
     body = rg.policy_body()
     body["properties"]["virtualMachines"][0]["portcullis"] = {
-        "approval": {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
+        "approval": {
+            "approvers": [BOB.object_id],
+            "required": 1,
+            "pendingTimeout": "PT1H",
+            "breakGlass": True,
+        }
     }
     AppClient(stack.api_url, ADMIN, stack.headers_for).put_policy(rg, body)
     return rg
@@ -483,6 +494,54 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
     screenshot(alice, "requester-extended")
     AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{extended}")
     AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{approved}")
+
+    # 5. Break-glass: alice opens vm-web without approval (through the API); bob's inbox offers it
+    # for review; he reviews it with a comment (keyboard) and it leaves the inbox.
+    glass = AppClient(stack.api_url, ALICE, stack.headers_for).ok(
+        "POST",
+        f"{AppClient.policy_path(rg)}/initiate?api-version=2020-01-01",
+        {
+            "virtualMachines": [
+                {
+                    "id": rg.vm_id(rg.vm_web),
+                    "ports": [
+                        {
+                            "number": 22,
+                            "endTimeUtc": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
+                            "allowedSourceAddressPrefix": "192.0.2.15",
+                        }
+                    ],
+                }
+            ],
+            "justification": "browser test: production is down",
+            "breakGlass": True,
+        },
+    )["requestId"]
+    selector = f"#approvals li.review-request[data-request='{glass}']"
+
+    def review_card(d: WebDriver) -> Any:
+        card = visible(d, selector)
+        if not card:
+            d.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+        return card
+
+    bob.find_element(By.CSS_SELECTOR, "nav button[data-view='approvals']").click()
+    card = until(bob, review_card, "the break-glass request awaiting bob's review")
+    assert "Break-glass" in card.text and "production is down" in card.text and "vm-web 22" in card.text
+    card.find_element(By.CSS_SELECTOR, "input.comment").send_keys("checked the session log")
+    screenshot(bob, "approver-review")
+    button = card.find_element(By.XPATH, ".//button[text()='Review']")
+    bob.execute_script("arguments[0].focus()", button)
+    bob.switch_to.active_element.send_keys(Keys.ENTER)
+    until(bob, lambda d: "reviewed" in d.find_element(By.ID, "notice").text, "the review confirmed")
+    until(
+        bob,
+        lambda d: not d.find_elements(By.CSS_SELECTOR, selector),
+        "the reviewed request gone from the inbox",
+    )
+    shown = AppClient(stack.api_url, ALICE, stack.headers_for).request_status(glass)
+    assert shown["approval"]["review"]["comment"] == "checked the session log"
+    AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{glass}")
 
 
 def extend_in_page(driver: WebDriver, request_id: str) -> str:

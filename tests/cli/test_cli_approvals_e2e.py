@@ -4,7 +4,9 @@ Pending (exit 0: waiting for approval is not an error), a waiting `request` foll
 its connection line, or ends with the denial (exit 1); bob's `approvals list` (table and json),
 `approvals approve` opening the rule (checked in the emulator through azure-mgmt-network) and
 `approvals deny`; refusals (self-approval, a non-approver) exit 1 with the API's code and message;
-`extend` on a VM without approval moves the end; `status` shows who must approve and who decided.
+`extend` on a VM without approval moves the end; `status` shows who must approve and who decided;
+`list --mine` from one call of `GET /api/requests?requester=me`; a break-glass request in bob's
+`approvals list` as a review, and `approvals review`.
 
 The process is this checkout's CLI source: `python -m portcullis_cli` with the repository's `cli/`
 first on PYTHONPATH (the .venv console script may point at another checkout's editable install).
@@ -24,12 +26,14 @@ from typing import Any
 import pytest
 from azure.mgmt.network import NetworkManagementClient
 
+from localrig.appclient import AppClient
 from localrig.devusers import ALICE, BOB, EVE
 from localrig.estates.snapshot import wait_for
 from localrig.stack import start_stack
 from tests.cli.test_cli_e2e import CLI_SOURCE, Rig, request_id_of, seed_cli_estate
 
-APPROVAL = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H"}
+# breakGlass: a request may open at once with a reason, and then waits for bob's review.
+APPROVAL = {"approvers": [BOB.object_id], "required": 1, "pendingTimeout": "PT1H", "breakGlass": True}
 
 
 class SourceRig(Rig):
@@ -307,4 +311,40 @@ def test_extend_on_an_approval_vm_waits_for_the_approver(rig: SourceRig) -> None
         status["virtualMachines"][0]["ports"][0]["endTimeUtc"]
         == status["approval"]["extension"]["endTimeUtc"]
     )
+    rig.cli("alice", "revoke", request_id, check=True)
+
+
+def test_list_mine_and_a_break_glass_review(rig: SourceRig) -> None:
+    end = (datetime.now(UTC) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "virtualMachines": [
+            {
+                "id": rig.estate.vm_id(rig.estate.vm_web),
+                "ports": [{"number": 22, "endTimeUtc": end, "allowedSourceAddressPrefix": "192.0.2.77/32"}],
+            }
+        ],
+        "justification": "INC-77: production is down, need a shell",
+        "breakGlass": True,
+    }
+    alice = AppClient(rig.stack.api_url, ALICE, rig.stack.headers_for)
+    request_id = alice.ok(
+        "POST", f"{AppClient.policy_path(rig.estate)}/initiate?api-version=2020-01-01", body
+    )["requestId"]
+    # alice's own requests, on every VM, newest first: this one leads; json is the API's records.
+    mine = json.loads(rig.cli("alice", "list", "--mine", "-o", "json", check=True).stdout)
+    assert mine[0]["requestId"] == request_id and mine[0]["approval"]["reviewRequired"]
+    table = rig.cli("alice", "list", "--mine", "--active", "--vm", "vm-web", check=True).stdout
+    assert re.search(re.escape(request_id) + r"\s+vm-web\s+22\s+Initiat", table), table
+    assert request_id not in rig.cli("bob", "list", "--mine", "-o", "tsv", check=True).stdout
+
+    listed = rig.cli("bob", "approvals", "list", check=True).stdout
+    assert re.search(re.escape(request_id) + r".*vm-web\s+22\s+review \(break-glass, open\)", listed), listed
+    own = rig.cli("alice", "approvals", "review", request_id)
+    assert own.returncode == 1 and own.stderr.startswith("error: SelfApprovalNotAllowed: "), own.stderr
+    reviewed = rig.cli("bob", "approvals", "review", request_id, "--comment", "checked the log")
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert "break-glass: reviewed, Reviewed by bob@portcullis.local" in reviewed.stdout, reviewed.stdout
+    assert "checked the log" in reviewed.stdout
+    assert f"reviewed request {request_id}" in reviewed.stderr
+    assert request_id not in rig.cli("bob", "approvals", "list", "-o", "tsv", check=True).stdout
     rig.cli("alice", "revoke", request_id, check=True)

@@ -1,7 +1,8 @@
 """The approvals side of the command line with plain values shaped like the API's answers
 (`JitNetworkAccessRequest` with `approval`): the live status line through Pending, why a waited-for
-request ended, the approval block under `status`, the rows of `approvals list`, what approve/deny
-and extend print."""
+request ended, the approval block under `status`, the rows of `approvals list` (pending and awaiting
+review), what approve/deny/review and extend print, `list --mine`'s rows from request records and
+how it follows `nextLink`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import portcullis_cli
 import pytest
+from portcullis_cli import main
+from portcullis_cli.api import next_params
 from portcullis_cli.commands import (
     approval_lines,
     decision_line,
@@ -18,6 +21,8 @@ from portcullis_cli.commands import (
     extension_summary,
     pending_row,
     port_summary,
+    request_rows,
+    review_row,
 )
 
 pytestmark = pytest.mark.unit
@@ -178,3 +183,69 @@ def test_extension_summary_new_end_or_waiting_for_approval() -> None:
     assert extension_summary(waiting, "r1").startswith(
         "request r1: the extension to 2026-03-02T10:10:00Z waits for approval (until T)"
     )
+
+
+def test_a_break_glass_request_awaiting_review_is_a_row_saying_so() -> None:
+    glass = answer("Initiated", "UserRequested", status="BreakGlass", breakGlass=True, reviewRequired=True)
+    row = review_row(glass)
+    assert (row["request"], row["vms"], row["ports"]) == ("r1", ["vm-web"], [22])
+    assert (row["waiting"], row["duration"], row["pendingUntil"]) == ("review (break-glass, open)", "", "")
+    assert pending_row(answer(status="Pending"))["waiting"] == "request"
+
+
+def test_review_takes_a_request_and_an_optional_comment() -> None:
+    parser = main.build_parser()
+    args = parser.parse_args(["approvals", "review", "r1", "--comment", "checked"])
+    assert (args.approvals_command, args.request_id, args.comment) == ("review", "r1", "checked")
+    assert parser.parse_args(["approvals", "review", "r1"]).comment is None
+    reviewed = answer(
+        "Initiated",
+        "UserRequested",
+        status="BreakGlass",
+        breakGlass=True,
+        review={**decision("Reviewed", "checked")},
+    )
+    lines = decision_summary(reviewed, "review")
+    assert any(line.startswith("  break-glass: reviewed, Reviewed by bob@portcullis.local") for line in lines)
+
+
+def test_list_mine_rows_one_per_port_filtered_by_vm_and_activity() -> None:
+    other = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-db"
+    records = [
+        answer("Initiated", "UserRequested"),
+        {**answer("Revoked", "Expired"), "requestId": "r0"},
+        {
+            **answer("Initiated", "UserRequested"),
+            "requestId": "r2",
+            "virtualMachines": [
+                {
+                    "id": other,
+                    "ports": [
+                        {
+                            "number": 22,
+                            "status": "Initiated",
+                            "statusReason": "UserRequested",
+                            "endTimeUtc": "2026-03-02T09:30:00Z",
+                            "allowedSourceAddressPrefixes": ["192.0.2.1", "192.0.2.2"],
+                            "connectAddress": "203.0.113.9",
+                            "connectPort": 50022,
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    rows = request_rows(records, None, active=False)
+    assert [(r["request"], r["vm"], r["status"]) for r in rows] == [
+        ("r1", "vm-web", "Initiated"),
+        ("r0", "vm-web", "Revoked"),
+        ("r2", "vm-db", "Initiated"),
+    ]
+    assert rows[2]["source"] == ["192.0.2.1", "192.0.2.2"] and rows[2]["connect"] == "203.0.113.9:50022"
+    assert [r["request"] for r in request_rows(records, VM.upper(), active=True)] == ["r1"]
+
+
+def test_next_link_becomes_the_next_calls_query() -> None:
+    link = "/api/requests?requester=me&active=true&%24skipToken=98|ab"
+    assert next_params(link) == {"requester": "me", "active": "true", "$skipToken": "98|ab"}
+    assert next_params(None) is None and next_params("") is None

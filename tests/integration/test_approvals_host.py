@@ -401,9 +401,15 @@ def test_break_glass_opens_at_once_tells_the_approvers_and_waits_for_review(stac
         event = sink.wait_for(request_id, "com.portcullis.request.break_glass", timeout=20)
         assert event
     assert decide(world, ALICE, request_id, "review")[0] == 403
+    # Both approvers find it awaiting review; the requester does not (it is not hers to review).
+    for user, listed in ((BOB, True), (CAROL, True), (ALICE, False)):
+        awaiting = world.app(user).ok("GET", "/requests?status=ReviewRequired&approver=me")["value"]
+        assert (request_id in [r["requestId"] for r in awaiting]) is listed, user.name
     status, reviewed = decide(world, CAROL, request_id, "review", "checked the session log")
     assert status == 200 and not reviewed["approval"]["reviewRequired"]
     assert reviewed["approval"]["review"]["objectId"] == CAROL.object_id
+    awaiting = world.app(BOB).ok("GET", "/requests?status=ReviewRequired&approver=me")["value"]
+    assert request_id not in [r["requestId"] for r in awaiting]
     world.app(ALICE).ok("DELETE", f"/requests/{request_id}")
     # Its grant events say what its request events say: every listed approver until the review
     # (request.break_glass), then the reviewer (request.reviewed).
@@ -416,6 +422,75 @@ def test_break_glass_opens_at_once_tells_the_approvers_and_waits_for_review(stac
     )  # published as it opened, most likely before the review
     named = {frozenset(a["objectId"] for a in e["data"]["approvers"]) for e in opened}
     assert named <= {frozenset({BOB.object_id, CAROL.object_id}), frozenset({CAROL.object_id})}, named
+
+
+def test_my_requests_come_in_one_call_newest_first_and_only_mine(stack: Stack) -> None:
+    """`GET /api/requests?requester=me`: every VM in one call, the record `GET /api/requests/{id}`
+    answers, `active=true` without a withdrawn one; the index's `ActiveUntil` follows an extension
+    (read through the store on Azurite), and its pages follow one another without a gap."""
+    from shared.grants import TableGrantStore
+
+    world = new_world(stack, ONE)
+    withdrawn = initiate(world)["requestId"]
+    world.app(ALICE).ok("DELETE", f"/requests/{withdrawn}")
+    waiting = initiate(world)["requestId"]
+    start = datetime.now(UTC)
+    body = {
+        "virtualMachines": [
+            {
+                "id": world.estate.vm_id(world.estate.vm_ops),
+                "ports": [
+                    {
+                        "number": 22,
+                        "endTimeUtc": (start + timedelta(minutes=10)).isoformat(),
+                        "allowedSourceAddressPrefix": "203.0.113.7",
+                    }
+                ],
+            }
+        ],
+    }
+    path = f"{AppClient.policy_path(world.estate)}/initiate?api-version=2020-01-01"
+    opened = world.app(ALICE).ok("POST", path, body)["requestId"]
+    later = (start + timedelta(minutes=150)).isoformat()
+    world.app(ALICE).ok("POST", f"/requests/{opened}/extend", {"endTimeUtc": later})
+
+    mine = world.app(ALICE).ok("GET", "/requests?requester=me")
+    ids = [r["requestId"] for r in mine["value"]]
+    assert ids.index(opened) < ids.index(waiting) < ids.index(withdrawn)
+    assert next(r for r in mine["value"] if r["requestId"] == waiting) == status_of(world, waiting)
+    vms = {
+        vm["id"] for r in mine["value"] if r["requestId"] in (opened, waiting) for vm in r["virtualMachines"]
+    }
+    assert vms == {world.estate.vm_id(world.estate.vm_ops), world.estate.vm_id(world.estate.vm_web)}
+    active = [
+        r["requestId"] for r in world.app(ALICE).ok("GET", "/requests?requester=me&active=true")["value"]
+    ]
+    assert opened in active and waiting in active and withdrawn not in active
+
+    store = TableGrantStore(load_settings(stack.env))
+    in_ninety = datetime.now(UTC) + timedelta(minutes=90)
+    hinted = [
+        s.record.request_id for s in store.list_for_requester(ALICE.object_id, active_at=in_ninety).requests
+    ]
+    assert opened in hinted and waiting not in hinted  # moved to the extended end; waiting's is 1 h
+    paged: list[str] = []
+    cursor: str | None = None
+    for _ in range(len(ids) + 1):
+        page = store.list_for_requester(ALICE.object_id, after=cursor, limit=2)
+        paged += [s.record.request_id for s in page.requests]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert paged == ids
+
+    assert not {opened, waiting, withdrawn} & {
+        r["requestId"] for r in world.app(BOB).ok("GET", "/requests?requester=me")["value"]
+    }
+    status, error = world.app(BOB).call("GET", f"/requests?requester={ALICE.object_id}")
+    assert (status, error["error"]["target"]) == (403, "requester")
+    status, error = world.app(ALICE).call("GET", "/requests?requester=me&status=Pending")
+    assert (status, error["error"]["target"]) == (400, "status")
+    world.app(ALICE).ok("DELETE", f"/requests/{opened}")
 
 
 def test_queued_requests_wait_unless_a_trusted_sender_relays_an_approval(stack: Stack) -> None:

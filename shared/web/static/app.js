@@ -14,7 +14,8 @@ const state = {
   policies: [],
   vms: [], // {id, name, policyId, ports: [{number, protocol, sources, maxDuration}]}
   selected: null,
-  grants: new Map(), // vm id -> [grant]
+  mine: [], // your requests, newest first (GET /api/requests?requester=me)
+  grants: new Map(), // vm id -> [grant], for "who holds access" (policy readers only)
   pollTimer: null,
 };
 
@@ -283,7 +284,7 @@ async function start() {
   // The VMs and grants are read: say so (tests and assistive tools wait for it).
   document.body.dataset.ready = "true";
   setInterval(tick, 1000);
-  setInterval(() => refreshGrants().catch(() => {}), REFRESH_MS);
+  setInterval(() => refresh().catch(() => {}), REFRESH_MS);
   // An approver's inbox fills while the page is open: read it again while it is shown.
   setInterval(() => {
     if (!$("view-approvals").hidden) loadApprovals();
@@ -296,6 +297,10 @@ function has(route) {
 
 function hasApprovals() {
   return has("GET /requests") && has("POST /requests/{requestId}/approve") && has("POST /requests/{requestId}/deny");
+}
+
+function hasReview() {
+  return has("POST /requests/{requestId}/review");
 }
 
 function hasExtend() {
@@ -316,9 +321,9 @@ function selectView(view) {
     button.setAttribute("aria-pressed", String(button.dataset.view === view));
   }
   for (const name of ["request", "mine", "approvals", "admin"]) show(`view-${name}`, name === view);
-  // Read again, then drawn once (refreshGrants draws the shown view): an approver's decision or an
+  // Read again, then drawn once (refreshMine draws the shown view): an approver's decision or an
   // extension may have changed it meanwhile, and drawing twice would move focus under the keyboard.
-  if (view === "mine") refreshGrants().catch(() => renderMine());
+  if (view === "mine") refreshMine().catch(() => renderMine());
   if (view === "admin") loadAdmin();
   if (view === "approvals") loadApprovals();
 }
@@ -355,7 +360,7 @@ async function loadPolicies() {
   renderVms();
   // Policies, holders and findings are for those who may read a policy.
   $("tabs").querySelector('[data-view="admin"]').hidden = state.policies.length === 0;
-  await refreshGrants();
+  await refreshMine().catch((error) => notify(`Your requests could not be read: ${error.describe()}`));
 }
 
 function renderVms() {
@@ -536,7 +541,7 @@ function follow(requestId, vmId) {
     );
     if (open) $("progress-status").focus();
     if (!open && !over) state.pollTimer = setTimeout(poll, pending ? POLL_MS * 3 : POLL_MS);
-    else refreshGrants().catch(() => {});
+    else refreshMine().catch(() => {});
   };
   poll();
   void vmId;
@@ -544,7 +549,23 @@ function follow(requestId, vmId) {
 
 // ---- my requests (and who holds access, for policy readers) ----
 
-async function refreshGrants() {
+// What the shown views need, read again: my requests in one call, whatever the number of VMs; who
+// holds access (one call per VM, for policy readers) only while that view is shown.
+async function refresh() {
+  const reads = [];
+  if (!$("view-mine").hidden) reads.push(refreshMine());
+  if (!$("view-admin").hidden) reads.push(refreshHolders());
+  await Promise.all(reads);
+}
+
+// Your requests on every VM, newest first: one page (the newest 50) of GET /api/requests?requester=me,
+// each the record GET /api/requests/{id} answers.
+async function refreshMine() {
+  state.mine = (await api("GET", "/requests?requester=me")).value || [];
+  if (!$("view-mine").hidden) renderMine();
+}
+
+async function refreshHolders() {
   const answers = await Promise.all(
     state.vms.map((vm) =>
       api("GET", `/grants?vm=${encodeURIComponent(vm.id)}`)
@@ -553,59 +574,55 @@ async function refreshGrants() {
     ),
   );
   state.grants = new Map(answers);
-  if (!$("view-mine").hidden) renderMine();
   if (!$("view-admin").hidden) renderHolders();
 }
 
-function myRequests() {
-  const byRequest = new Map();
-  for (const grants of state.grants.values()) {
-    for (const grant of grants) {
-      if (grant.requestor.objectId !== state.me.objectId) continue;
-      if (!byRequest.has(grant.requestId)) byRequest.set(grant.requestId, []);
-      byRequest.get(grant.requestId).push(grant);
-    }
-  }
-  return [...byRequest.entries()].sort((a, b) => b[1][0].startTimeUtc.localeCompare(a[1][0].startTimeUtc));
+// A request record's ports, each with its VM; `open` ones are Initiating or Initiated before their end.
+export function requestPorts(request, now = Date.now()) {
+  const ports = (request.virtualMachines || []).flatMap((vm) => vm.ports.map((port) => ({ vm: vm.id, port })));
+  const open = ports.filter(({ port }) => ["Initiating", "Initiated"].includes(port.status) && Date.parse(port.endTimeUtc) > now);
+  const pending = ports.filter(({ port }) => port.status === "Pending");
+  return { ports, open, pending };
 }
 
 function renderMine() {
   const list = $("mine");
-  const requests = myRequests();
+  const requests = state.mine;
   show("mine-empty", requests.length === 0);
   list.replaceChildren(
-    ...requests.map(([requestId, all]) => {
-      // An extension supersedes a request's grants with successors under the same request id: the
-      // open ones say where the request stands now, the superseded ones are history.
-      const live = all.filter((g) => g.active);
-      const active = live.length > 0;
-      const pending = !active && all.some((g) => g.status === "Pending");
-      const grants = active ? live : all;
-      const ports = [...new Set(grants.map((g) => g.port))];
-      const where = active ? "Open" : pending ? "Waiting for approval" : grants[0].status === "Revoked" ? grants[0].statusReason : grants[0].status;
-      const card = el("li", { class: `card request ${active ? "active" : pending ? "pending" : "past"}`, "data-request": requestId });
+    ...requests.map((request) => {
+      const requestId = request.requestId;
+      const { ports, open, pending } = requestPorts(request);
+      const active = open.length > 0;
+      const waiting = !active && pending.length > 0;
+      const shown = active ? open : ports;
+      const first = shown[0]?.port || {};
+      const vms = [...new Set(shown.map(({ vm }) => vmName(vm)))];
+      const numbers = [...new Set(shown.map(({ port }) => port.number))];
+      const where = active ? "Open" : waiting ? "Waiting for approval" : first.status === "Revoked" ? first.statusReason : first.status;
+      const sources = [...new Set(shown.flatMap(({ port }) => port.allowedSourceAddressPrefixes || [port.allowedSourceAddressPrefix]).filter(Boolean))];
+      const card = el("li", { class: `card request ${active ? "active" : waiting ? "pending" : "past"}`, "data-request": requestId });
       card.append(
-        el("h3", { text: `${vmName(grants[0].vmId)} · ${ports.join(", ")}` }),
+        el("h3", { text: `${vms.join(", ")} · ${numbers.join(", ")}` }),
         el("p", {
           class: "hint status",
-          text: `${where} · from ${grants[0].sourceAddressPrefixes.join(", ")} · started ${localTime(grants[0].startTimeUtc)}`,
+          text: `${where} · from ${sources.join(", ") || "—"} · started ${localTime(request.startTimeUtc)}`,
         }),
       );
-      if (pending) {
+      if (request.approval?.breakGlass) card.append(approvalBlock(request.approval));
+      if (waiting) {
         card.append(
           el("p", { class: "actions" }, el("button", { type: "button", class: "danger", text: "Withdraw", "aria-label": `Withdraw request ${requestId}`, onclick: () => revoke(requestId) })),
         );
       }
       if (active) {
-        card.append(el("p", { class: "left", "data-end": grants[0].endTimeUtc, text: timeLeft(grants[0].endTimeUtc) }));
-        for (const grant of grants.filter((g) => g.connectAddress)) {
-          card.append(
-            connectionBlock(grant.port, { address: grant.connectAddress, port: grant.connectPort, ssh: `ssh -p ${grant.connectPort} <user>@${grant.connectAddress}`, rdp: `mstsc /v:${grant.connectAddress}:${grant.connectPort}` }, grant.vmId),
-          );
+        card.append(el("p", { class: "left", "data-end": first.endTimeUtc, text: timeLeft(first.endTimeUtc) }));
+        for (const { vm, port } of open.filter(({ port }) => port.connection)) {
+          card.append(connectionBlock(port.number, port.connection, vm));
         }
         const actions = el("p", { class: "actions" });
         actions.append(el("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke request ${requestId}`, onclick: () => revoke(requestId) }));
-        if (hasExtend()) actions.append(el("button", { type: "button", text: "Extend 1 h", "aria-label": `Extend request ${requestId} by an hour`, onclick: () => extend(requestId, grants) }));
+        if (hasExtend()) actions.append(el("button", { type: "button", text: "Extend 1 h", "aria-label": `Extend request ${requestId} by an hour`, onclick: () => extend(requestId, open.map(({ port }) => port)) }));
         card.append(actions);
       }
       return card;
@@ -622,15 +639,15 @@ async function revoke(requestId) {
   } catch (error) {
     notify(`Revoke failed: ${error.describe()}`);
   }
-  await refreshGrants();
+  await refreshMine().catch(() => {});
 }
 
 // One more hour from the current end. The API keeps the rules in place (the successor grant is
 // written before the old one ends); on a VM that needs approval the extension waits for it and the
 // old end holds meanwhile. A refusal (beyond the policy's maximum, say) names its field.
-async function extend(requestId, grants) {
+async function extend(requestId, ports) {
   notify("");
-  const end = new Date(Math.max(...grants.map((g) => Date.parse(g.endTimeUtc))) + 3600000).toISOString();
+  const end = new Date(Math.max(...ports.map((p) => Date.parse(p.endTimeUtc))) + 3600000).toISOString();
   try {
     const answer = await api("POST", `/requests/${requestId}/extend`, { endTimeUtc: end });
     const waiting = answer?.approval?.extension?.status === "Pending";
@@ -638,7 +655,7 @@ async function extend(requestId, grants) {
   } catch (error) {
     notify(`Extend failed: ${error.describe()}`);
   }
-  await refreshGrants();
+  await refreshMine().catch(() => {});
 }
 
 function tick() {
@@ -650,13 +667,58 @@ function tick() {
 async function loadApprovals() {
   if (!hasApprovals()) return;
   let pending = [];
+  let reviews = [];
   try {
-    pending = (await api("GET", "/requests?status=Pending&approver=me")).value || [];
+    [pending, reviews] = await Promise.all([
+      api("GET", "/requests?status=Pending&approver=me").then((list) => list.value || []),
+      hasReview() ? api("GET", "/requests?status=ReviewRequired&approver=me").then((list) => list.value || []) : [],
+    ]);
   } catch (error) {
     notify(`The approvals could not be read: ${error.describe()}`);
   }
-  show("approvals-empty", pending.length === 0);
-  $("approvals").replaceChildren(...pending.map(inboxCard));
+  show("approvals-empty", pending.length === 0 && reviews.length === 0);
+  $("approvals").replaceChildren(...pending.map(inboxCard), ...reviews.map(reviewCard));
+}
+
+// A break-glass request (opened without approval) waiting for the signed-in approver's review: what
+// was opened and why, and Review with an optional comment (POST /api/requests/{id}/review). Once
+// reviewed it leaves the inbox; a refusal is shown on the card.
+function reviewCard(request) {
+  const id = request.requestId;
+  const commentId = `review-comment-${id}`;
+  const comment = el("input", { id: commentId, class: "comment", maxlength: "500", autocomplete: "off" });
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const review = async (event) => {
+    const button = event.target;
+    button.disabled = true;
+    error.hidden = true;
+    try {
+      await api("POST", `/requests/${id}/review`, { comment: comment.value.trim() || undefined });
+      notify(`Request ${id} reviewed.`, "ok");
+      await loadApprovals();
+    } catch (apiError) {
+      error.textContent = `Could not review: ${apiError.describe()}`;
+      error.hidden = false;
+      button.disabled = false;
+    }
+  };
+  const what = (request.virtualMachines || []).map((vm) => `${vmName(vm.id)} ${vm.ports.map((p) => p.number).join(",")}`);
+  return el(
+    "li",
+    { class: "card review-request", "data-request": id },
+    el("h3", { text: `Break-glass, awaiting review · ${request.requestor}: ${what.join("; ")}` }),
+    el("p", { class: "why", text: request.justification ? `Why: ${request.justification}` : "No reason given." }),
+    el("p", { class: "hint", text: `Opened without approval at ${localTime(request.startTimeUtc)}` }),
+    approvalBlock(request.approval),
+    el("label", { for: commentId, text: "Comment (optional)" }),
+    comment,
+    el(
+      "p",
+      { class: "actions" },
+      el("button", { type: "button", class: "primary", text: "Review", "aria-label": `Mark break-glass request ${id} from ${request.requestor} reviewed`, onclick: review }),
+    ),
+    error,
+  );
 }
 
 // One request (or extension) waiting for the signed-in approver: who asks, for what, why, until
@@ -716,6 +778,7 @@ function inboxCard(request) {
 async function loadAdmin() {
   renderPolicies();
   renderHolders();
+  refreshHolders().catch(() => {});
   try {
     const findings = (await api("GET", "/compliance")).value || [];
     show("findings-empty", findings.length === 0);
