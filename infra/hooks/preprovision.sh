@@ -8,6 +8,8 @@ set -eu
 
 if [ -n "${AUTH_CLIENT_ID:-}" ]; then
   echo "portcullis: using the existing app registration $AUTH_CLIENT_ID"
+  # Ours only if this hook made it (postprovision.sh then adds the web page's redirect URI).
+  [ "${PORTCULLIS_APP_REGISTRATION_MANAGED:-}" = "true" ] || azd env set PORTCULLIS_APP_REGISTRATION_MANAGED false
   exit 0
 fi
 command -v az >/dev/null || { echo "portcullis: the Azure CLI (az) is required to create the app registration" >&2; exit 1; }
@@ -41,4 +43,5 @@ az rest --method PATCH --uri "$graph" --headers "Content-Type=application/json" 
 # A service principal lets users and ticketing systems get tokens for the app in this tenant.
 az ad sp show --id "$client_id" >/dev/null 2>&1 || az ad sp create --id "$client_id" >/dev/null
 azd env set AUTH_CLIENT_ID "$client_id"
+azd env set PORTCULLIS_APP_REGISTRATION_MANAGED true
 echo "portcullis: app registration $name ($client_id) ready"

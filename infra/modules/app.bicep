@@ -312,7 +312,15 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
-      excludedPaths: [ '/api/health' ]
+      // The routes shared/api/routes.py marks public (tests/infra checks they agree): liveness, the
+      // OpenAPI document, and the web page's static files, which must load signed out to offer the
+      // sign-in link (/.auth/login/aad); every API call the page makes is still signed in.
+      excludedPaths: [
+        '/api/health'
+        '/api/openapi.json'
+        '/api/ui'
+        '/api/ui/*'
+      ]
     }
     httpSettings: {
       requireHttps: true

@@ -65,6 +65,18 @@ def test_the_reasons_for_unset_settings_hold() -> None:
     assert settings["PORTCULLIS_ARM_CREDENTIAL"] == "default"
 
 
+def test_only_the_public_routes_skip_easy_auth() -> None:
+    """Easy Auth lets through exactly what the route table calls public (a `{param}` segment is the
+    `*` wildcard): nothing else reaches the code signed out, and the web page can load to sign in."""
+    from shared.api.routes import ROUTES
+
+    auth = bicep.resource_properties(bicep.APP_MODULE, "authSettings")
+    public = {"/api/" + re.sub(r"\{[^}]+\}", "*", route.path) for route in ROUTES if route.public}
+    assert "/api/ui/*" in public and "/api/health" in public
+    assert set(auth["globalValidation"]["excludedPaths"]) == public
+    assert auth["globalValidation"]["unauthenticatedClientAction"] == "Return401"
+
+
 def test_storage_is_reached_only_with_identities() -> None:
     storage = bicep.resource_properties(bicep.APP_MODULE, "storage")
     assert storage["allowSharedKeyAccess"] is False
