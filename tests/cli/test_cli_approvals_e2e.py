@@ -144,8 +144,13 @@ def test_approval_round_trip_pending_list_refusals_approve(rig: SourceRig) -> No
     assert approved.returncode == 0, approved.stderr
     assert re.search(r"Approved by bob@portcullis.local", approved.stdout), approved.stdout
     # The rule appears in the NSG (through azure-mgmt-network), for this request's grant and source.
-    rules = wait_for(lambda: rig.allows_of(port["grantId"]), 60, "the Allow rule of the approved grant")
-    # vm-web sits behind its subnet's NSG and its NIC's: one Allow in each.
+    # vm-web sits behind its subnet's NSG and its NIC's: one Allow in each (two NSG writes, so wait
+    # for both; the first alone was seen under load).
+    rules = wait_for(
+        lambda: len(found := rig.allows_of(port["grantId"])) >= 2 and found,
+        60,
+        "the Allow rules of the approved grant in both NSGs",
+    )
     assert [rule.destination_port_range for rule in rules] == ["22", "22"]
     assert all("203.0.113.7" in (rule.source_address_prefix or "") for rule in rules)
     table = rig.cli("alice", "status", request_id, check=True).stdout
