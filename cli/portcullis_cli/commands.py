@@ -25,6 +25,9 @@ from portcullis_cli.vms import VmNotFoundError, VmPolicy, resolve, reusable, sou
 
 DEFAULT_DURATION = timedelta(hours=1)
 POLL_SECONDS = 1.0
+# The API's rule (shared/approval.py MIN_BREAK_GLASS_REASON; a unit test keeps them equal): a
+# break-glass request states its reason in at least this many characters.
+MIN_BREAK_GLASS_REASON = 10
 
 
 class UsageError(Exception):
@@ -211,6 +214,8 @@ class Access:
     for. `opened` is the request this run made (None when everything was reused)."""
 
     def __init__(self, config: cfg.Config, args: argparse.Namespace, ports: list[int]) -> None:
+        # Refused here, before any call: an emergency must not wait for a round trip to learn this.
+        self.break_glass = check_break_glass(args)
         self.client = Client(config)
         self.args = args
         self.ports = ports
@@ -254,9 +259,12 @@ class Access:
             if grant is not None:
                 reused[port] = grant
                 self.reused.append(str(grant["requestId"]))
+                # Break-glass is for access you lack: an open grant of yours that covers the port is
+                # used as it is, and said so (no emergency is declared, nobody is told).
+                unneeded = "; no break-glass needed, none requested for it" if self.break_glass else ""
                 err(
                     f"reusing request {grant['requestId']} for {self.vm.name}:{port} "
-                    f"(ends {grant['endTimeUtc']})"
+                    f"(ends {grant['endTimeUtc']}){unneeded}"
                 )
         missing = [port for port in self.ports if port not in reused]
         endpoints = {port: endpoint_of(grant) for port, grant in reused.items()}
@@ -264,7 +272,11 @@ class Access:
             answer = self.client.initiate(self.vm.policy_id, self._body(missing, until, now))
             self.opened = str(answer["requestId"])
             err(f"requested {self.vm.name} port {','.join(map(str, missing))}: request {self.opened}")
-            if _pending_ports(answer):
+            if self.break_glass:
+                # The initiate answer is Defender's shape: who was told is in the request's own.
+                for line in break_glass_notice(self.opened, self.client.request(self.opened)):
+                    err(line)
+            elif _pending_ports(answer):
                 # The initiate answer is Defender's shape: who must approve is in the request's own.
                 err(f"request {self.opened}: {_waits_for(self.client.request(self.opened))}")
             if not wait:
@@ -290,28 +302,67 @@ class Access:
         return found
 
     def _body(self, ports: list[int], until: datetime | None, now: datetime) -> dict[str, Any]:
-        justification = self.args.justification
-        if self.args.ticket:
-            # The HTTP initiate has no ticket field (tickets are the queue's); keep it where people read.
-            justification = f"[{self.args.ticket}] {justification or ''}".strip()
-        body: dict[str, Any] = {
-            "virtualMachines": [
-                {
-                    "id": self.vm.vm_id,
-                    "ports": [
-                        {
-                            "number": port,
-                            "endTimeUtc": wire_time(until or self._default_end(now, port)),
-                            "allowedSourceAddressPrefix": self.source,
-                        }
-                        for port in ports
-                    ],
-                }
-            ]
-        }
-        if justification:
-            body["justification"] = justification
-        return body
+        ends = {port: until or self._default_end(now, port) for port in ports}
+        return initiate_body(self.args, self.vm.vm_id, self.source, ends)
+
+
+def initiate_body(
+    args: argparse.Namespace, vm_id: str, source: str, ends: dict[int, datetime]
+) -> dict[str, Any]:
+    """The initiate body for `ends` (port -> end time) from the command line's --justification,
+    --ticket and --break-glass. Pure."""
+    justification = args.justification
+    if args.ticket:
+        # The HTTP initiate has no ticket field (tickets are the queue's); keep it where people read.
+        justification = f"[{args.ticket}] {justification or ''}".strip()
+    body: dict[str, Any] = {
+        "virtualMachines": [
+            {
+                "id": vm_id,
+                "ports": [
+                    {"number": port, "endTimeUtc": wire_time(end), "allowedSourceAddressPrefix": source}
+                    for port, end in ends.items()
+                ],
+            }
+        ]
+    }
+    if justification:
+        body["justification"] = justification
+    if getattr(args, "break_glass", False):
+        body["breakGlass"] = True
+    return body
+
+
+def check_break_glass(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for break-glass; UsageError (exit 2) when it does without a
+    reason of at least MIN_BREAK_GLASS_REASON characters in --justification (a --ticket id alone is
+    not a reason). Whether the VM's policy allows it is the API's to say. Pure."""
+    if not getattr(args, "break_glass", False):
+        return False
+    reason = (args.justification or "").strip()
+    if len(reason) < MIN_BREAK_GLASS_REASON:
+        given = f" (got {len(reason)})" if reason else ""
+        raise UsageError(
+            f"--break-glass needs --justification with the reason, at least {MIN_BREAK_GLASS_REASON} "
+            f'characters{given}: --justification "INC-4711 production down, need a shell"'
+        )
+    return True
+
+
+def break_glass_notice(request_id: str, status: dict[str, Any]) -> list[str]:
+    """What a break-glass request prints on stderr once made: that it is break-glass (opened without
+    approval), who was told, and that it awaits an approver's review. Pure."""
+    approval = status.get("approval") or {}
+    told = ", ".join(approval.get("approvers") or []) or "the VM's approvers"
+    lines = [
+        f"BREAK-GLASS: request {request_id} opens at once, without approval",
+        f"  approvers told: {told}",
+    ]
+    if approval.get("reviewRequired", True):
+        lines.append(
+            f"  it awaits an approver's review (flagged until then): `portcullis status {request_id}`"
+        )
+    return lines
 
 
 def _vm_arg(args: argparse.Namespace) -> str:
@@ -490,6 +541,7 @@ def request(config: cfg.Config, args: argparse.Namespace, fmt: str) -> int:
     data = {
         "requestId": access.opened,
         "vm": access.vm.vm_id,
+        "breakGlass": access.break_glass and access.opened is not None,
         "connections": [
             {"port": e.vm_port, "address": e.address, "connectPort": e.port, "line": line}
             for e, line in zip(endpoints, lines, strict=True)

@@ -39,6 +39,7 @@ EXAMPLES = """examples:
   portcullis vm list
   portcullis request vm-web --port 22 --duration 30m --justification "INC-4711 disk full"
   portcullis ssh vm-web --user azureuser -- -L 8080:localhost:80
+  portcullis ssh vm-db --break-glass --justification "INC-4711 production down"   # emergency
   portcullis list --mine --active
   portcullis revoke <request id>
   portcullis approvals list             # what waits for your approval or review; then approvals approve ID
@@ -89,7 +90,16 @@ def _access(parser: argparse.ArgumentParser) -> None:
         "--source", default="my-ip", help="my-ip (default: the address the app sees you from) or a CIDR"
     )
     parser.add_argument("--resource-group", "-g", help="the VM's resource group, when its name is ambiguous")
-    parser.add_argument("--justification", help="why (recorded in the audit trail)")
+    parser.add_argument(
+        "--justification", help="why (recorded in the audit trail; with --break-glass: 10+ characters)"
+    )
+    parser.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="emergency: open at once without waiting for approval, where the VM's policy allows it; "
+        "needs --justification (10+ characters); every approver is told and the request is flagged "
+        "until one reviews it. An open grant of yours that covers the port is reused instead",
+    )
     parser.add_argument("--ticket", help="a ticket id, recorded with the justification")
     parser.add_argument(
         "--timeout",
@@ -159,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
         "request",
         "request access to ports on a VM, wait for the rules, print how to connect",
         "examples:\n  portcullis request vm-web --port 22 --duration 30m\n"
-        "  portcullis request vm-web --port 22,3389 --until 17:30 --source 203.0.113.0/24 --no-wait",
+        "  portcullis request vm-web --port 22,3389 --until 17:30 --source 203.0.113.0/24 --no-wait\n"
+        '  portcullis request vm-db --port 22 --break-glass --justification "INC-4711 production down"\n\n'
+        "--break-glass (where the VM's policy allows it) opens at once without approval; the approvers\n"
+        "are told and the request shows as awaiting review until one of them reviews it.",
     )
     p.add_argument("vm", help="the VM's name or resource id")
     p.add_argument("--port", required=True, help="port(s), comma-separated: 22 or 22,3389")
@@ -176,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ssh",
         "reuse or request SSH access, run ssh on the right address and port (after --: ssh's arguments)",
         "examples:\n  portcullis ssh vm-web --user azureuser\n"
-        "  portcullis ssh vm-app -- -i ~/.ssh/id_ed25519 uptime",
+        "  portcullis ssh vm-app -- -i ~/.ssh/id_ed25519 uptime\n"
+        '  portcullis ssh vm-db --user ops --break-glass --justification "INC-4711 production down"',
     )
     p.add_argument("vm")
     p.add_argument("--user", help="the remote user")

@@ -16,7 +16,7 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -495,28 +495,44 @@ def test_approver_inbox_approve_and_deny_and_requester_extends(
     AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{extended}")
     AppClient(stack.api_url, ALICE, stack.headers_for).ok("DELETE", f"/requests/{approved}")
 
-    # 5. Break-glass: alice opens vm-web without approval (through the API); bob's inbox offers it
-    # for review; he reviews it with a comment (keyboard) and it leaves the inbox.
-    glass = AppClient(stack.api_url, ALICE, stack.headers_for).ok(
-        "POST",
-        f"{AppClient.policy_path(rg)}/initiate?api-version=2020-01-01",
-        {
-            "virtualMachines": [
-                {
-                    "id": rg.vm_id(rg.vm_web),
-                    "ports": [
-                        {
-                            "number": 22,
-                            "endTimeUtc": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
-                            "allowedSourceAddressPrefix": "192.0.2.15",
-                        }
-                    ],
-                }
-            ],
-            "justification": "browser test: production is down",
-            "breakGlass": True,
-        },
-    )["requestId"]
+    # 5. Break-glass, in the page at a phone's width: offered only where the policy allows it (not on
+    # vm-ops); checked with the keyboard, it needs the reason before anything is sent; it opens vm-web
+    # at once and the progress says it awaits review. Bob's inbox offers it; he reviews it (keyboard).
+    alice.set_window_size(390, 844)
+    alice.find_element(By.CSS_SELECTOR, "nav button[data-view='request']").click()
+    until(alice, lambda d: visible(d, f"li.vm[data-vm='{rg.vm_id(rg.vm_ops)}']"), "vm-ops listed")
+    alice.find_element(By.CSS_SELECTOR, f"li.vm[data-vm='{rg.vm_id(rg.vm_ops)}'] button.primary").click()
+    until(alice, lambda d: visible(d, "#request-form"), "the request form")
+    assert not alice.find_element(By.ID, "break-glass-field").is_displayed(), "vm-ops has no break-glass"
+    alice.find_element(By.CSS_SELECTOR, f"li.vm[data-vm='{rg.vm_id(rg.vm_web)}'] button.primary").click()
+    until(alice, lambda d: visible(d, "#break-glass-field"), "the break-glass option on vm-web")
+    before = alice.find_element(By.ID, "progress").get_attribute("data-request")
+    alice.execute_script("arguments[0].focus()", alice.find_element(By.ID, "break-glass"))
+    alice.switch_to.active_element.send_keys(Keys.SPACE)
+    assert alice.find_element(By.ID, "break-glass").is_selected()
+    assert alice.find_element(By.ID, "request-submit").text == "Open now (break-glass)"
+    alice.find_element(By.ID, "justification").send_keys("down")
+    alice.find_element(By.ID, "request-submit").click()
+    hint = until(alice, lambda d: visible(d, "#justification-error"), "the reason asked for")
+    assert "at least 10 characters" in hint.text
+    screenshot(alice, "requester-break-glass-form")
+    assert alice.find_element(By.ID, "progress").get_attribute("data-request") == before, "nothing sent"
+    alice.find_element(By.ID, "justification").send_keys(": browser test, production is down")
+    alice.find_element(By.ID, "request-submit").click()
+    until(
+        alice,
+        lambda d: (
+            d.find_element(By.ID, "progress").get_attribute("data-break-glass") == "awaiting-review"
+            and d.find_element(By.ID, "progress").get_attribute("data-state") == "open"
+        ),
+        "break-glass open at once, awaiting review",
+    )
+    note = alice.find_element(By.ID, "progress-break-glass").text
+    assert "break-glass" in note and "awaits an approver's review" in note and BOB.object_id in note, note
+    assert alice.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(alice, "requester-break-glass-phone")
+    glass = alice.find_element(By.ID, "progress").get_attribute("data-request") or ""
+    assert glass not in ("", before)
     selector = f"#approvals li.review-request[data-request='{glass}']"
 
     def review_card(d: WebDriver) -> Any:

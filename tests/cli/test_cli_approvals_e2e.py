@@ -5,8 +5,9 @@ its connection line, or ends with the denial (exit 1); bob's `approvals list` (t
 `approvals approve` opening the rule (checked in the emulator through azure-mgmt-network) and
 `approvals deny`; refusals (self-approval, a non-approver) exit 1 with the API's code and message;
 `extend` on a VM without approval moves the end; `status` shows who must approve and who decided;
-`list --mine` from one call of `GET /api/requests?requester=me`; a break-glass request in bob's
-`approvals list` as a review, and `approvals review`.
+`list --mine` from one call of `GET /api/requests?requester=me`; `request --break-glass` opening an
+approval VM at once (refused locally without a reason, by the API where no approval applies), then in
+bob's `approvals list` as a review, and `approvals review`.
 
 The process is this checkout's CLI source: `python -m portcullis_cli` with the repository's `cli/`
 first on PYTHONPATH (the .venv console script may point at another checkout's editable install).
@@ -26,7 +27,6 @@ from typing import Any
 import pytest
 from azure.mgmt.network import NetworkManagementClient
 
-from localrig.appclient import AppClient
 from localrig.devusers import ALICE, BOB, EVE
 from localrig.estates.snapshot import wait_for
 from localrig.stack import start_stack
@@ -319,22 +319,50 @@ def test_extend_on_an_approval_vm_waits_for_the_approver(rig: SourceRig) -> None
     rig.cli("alice", "revoke", request_id, check=True)
 
 
-def test_list_mine_and_a_break_glass_review(rig: SourceRig) -> None:
-    end = (datetime.now(UTC) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    body = {
-        "virtualMachines": [
-            {
-                "id": rig.estate.vm_id(rig.estate.vm_web),
-                "ports": [{"number": 22, "endTimeUtc": end, "allowedSourceAddressPrefix": "192.0.2.77/32"}],
-            }
-        ],
-        "justification": "INC-77: production is down, need a shell",
-        "breakGlass": True,
-    }
-    alice = AppClient(rig.stack.api_url, ALICE, rig.stack.headers_for)
-    request_id = alice.ok(
-        "POST", f"{AppClient.policy_path(rig.estate)}/initiate?api-version=2020-01-01", body
-    )["requestId"]
+def test_break_glass_request_opens_at_once_then_list_mine_and_the_review(rig: SourceRig) -> None:
+    # Refused before any call without a reason; on a VM without approval the API's refusal shows.
+    short = rig.cli("alice", "request", "vm-web", "--port", "22", "--break-glass", "--justification", "down")
+    assert short.returncode == 2 and short.stdout == "", short.stderr
+    assert short.stderr.startswith("error: --break-glass needs --justification"), short.stderr
+    plain = rig.cli(
+        "alice", "request", "vm-app", "--port", "22", "--break-glass", "--justification", "INC-77 app is down"
+    )
+    assert plain.returncode == 1 and plain.stdout == "", plain.stderr
+    assert re.fullmatch(r"error: \S+: .*needs approval.*\(target: breakGlass\)", plain.stderr.strip()), (
+        plain.stderr
+    )
+
+    # vm-web needs bob's approval, but break-glass opens it at once: the ssh line, no approver involved.
+    done = rig.cli(
+        "alice",
+        "request",
+        "vm-web",
+        "--port",
+        "22",
+        "--duration",
+        "20m",
+        "--source",
+        "192.0.2.77/32",
+        "--break-glass",
+        "--justification",
+        "INC-77: production is down, need a shell",
+        "--user",
+        "ops",
+        "--timeout",
+        "60",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"ssh -p 22 ops@{rig.estate.web_public_ip}", done.stdout
+    request_id = request_id_of(done.stderr)
+    assert f"BREAK-GLASS: request {request_id} opens at once, without approval" in done.stderr
+    assert f"approvers told: {BOB.object_id}" in done.stderr
+    assert "awaits an approver's review" in done.stderr, done.stderr
+    status = rig.status("alice", request_id)
+    assert status["approval"]["status"] == "BreakGlass" and status["approval"]["reviewRequired"] is True
+    assert rig.allows_of(status["virtualMachines"][0]["ports"][0]["grantId"]), "open without approval"
+    table = rig.cli("alice", "status", request_id, check=True).stdout
+    assert "break-glass: waits for an approver's review" in table, table
+
     # alice's own requests, on every VM, newest first: this one leads; json is the API's records.
     mine = json.loads(rig.cli("alice", "list", "--mine", "-o", "json", check=True).stdout)
     assert mine[0]["requestId"] == request_id and mine[0]["approval"]["reviewRequired"]

@@ -6,6 +6,7 @@ how it follows `nextLink`."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,16 @@ import pytest
 from portcullis_cli import main
 from portcullis_cli.api import next_params
 from portcullis_cli.commands import (
+    MIN_BREAK_GLASS_REASON,
+    UsageError,
     approval_lines,
+    break_glass_notice,
+    check_break_glass,
     decision_line,
     decision_summary,
     ended_reason,
     extension_summary,
+    initiate_body,
     pending_row,
     port_summary,
     request_rows,
@@ -249,3 +255,99 @@ def test_next_link_becomes_the_next_calls_query() -> None:
     link = "/api/requests?requester=me&active=true&%24skipToken=98|ab"
     assert next_params(link) == {"requester": "me", "active": "true", "$skipToken": "98|ab"}
     assert next_params(None) is None and next_params("") is None
+
+
+# ---- break-glass from the command line ----
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_break_glass_arguments_become_the_initiate_body() -> None:
+    parser = main.build_parser()
+    args = parser.parse_args(
+        [
+            "request",
+            "vm-web",
+            "--port",
+            "22",
+            "--break-glass",
+            "--justification",
+            "INC-9 prod down",
+            "--ticket",
+            "INC-9",
+        ]
+    )
+    assert check_break_glass(args) is True
+    body = initiate_body(args, VM, "192.0.2.1/32", {22: NOW + timedelta(minutes=30)})
+    assert body == {
+        "virtualMachines": [
+            {
+                "id": VM,
+                "ports": [
+                    {
+                        "number": 22,
+                        "endTimeUtc": "2026-03-02T09:30:00.000000Z",
+                        "allowedSourceAddressPrefix": "192.0.2.1/32",
+                    }
+                ],
+            }
+        ],
+        "justification": "[INC-9] INC-9 prod down",
+        "breakGlass": True,
+    }
+    # Without the flag the body has no breakGlass at all (Defender's own shape), and nothing is checked.
+    plain = parser.parse_args(["request", "vm-web", "--port", "22"])
+    assert check_break_glass(plain) is False
+    assert "breakGlass" not in initiate_body(plain, VM, "192.0.2.1/32", {22: NOW})
+    assert "justification" not in initiate_body(plain, VM, "192.0.2.1/32", {22: NOW})
+    # ssh, rdp and exec take it too (the same access options).
+    for argv in (
+        ["ssh", "vm-web", "--break-glass", "--justification", "INC-9 prod down"],
+        ["rdp", "vm-web", "--break-glass", "--justification", "INC-9 prod down"],
+        ["exec", "--vm", "vm-web", "--port", "22", "--break-glass", "--justification", "INC-9 prod down"],
+    ):
+        assert check_break_glass(parser.parse_args(argv)) is True
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--justification", "short"], ["--justification", "   too short   "], ["--ticket", "INC-123456789"]],
+)
+def test_break_glass_without_a_reason_of_10_characters_is_refused_locally(extra: list[str]) -> None:
+    args = main.build_parser().parse_args(["request", "vm-web", "--port", "22", "--break-glass", *extra])
+    with pytest.raises(UsageError, match=r"--break-glass needs --justification .* at least 10 characters"):
+        check_break_glass(args)
+
+
+def test_the_cli_minimum_reason_is_the_apis() -> None:
+    from shared.approval import MIN_BREAK_GLASS_REASON as API_MINIMUM
+
+    assert MIN_BREAK_GLASS_REASON == API_MINIMUM
+
+
+def test_break_glass_without_a_reason_exits_2_before_configuration_or_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not configured, not signed in: the refusal still comes first (exit 2, not 6 or 3).
+    monkeypatch.setenv("PORTCULLIS_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("PORTCULLIS_ENDPOINT", raising=False)
+    for argv in (
+        ["request", "vm-web", "--port", "22", "--break-glass"],
+        ["ssh", "vm-web", "--break-glass", "--justification", "urgent"],
+    ):
+        assert main.main(argv) == main.USAGE
+        error = capsys.readouterr().err
+        assert error.startswith("error: --break-glass needs --justification"), error
+
+
+def test_break_glass_notice_says_opened_without_approval_who_was_told_and_the_review() -> None:
+    status = answer("Initiated", "UserRequested", status="BreakGlass", breakGlass=True, reviewRequired=True)
+    assert break_glass_notice("r1", status) == [
+        "BREAK-GLASS: request r1 opens at once, without approval",
+        f"  approvers told: {BOB}",
+        "  it awaits an approver's review (flagged until then): `portcullis status r1`",
+    ]
+    reviewed = answer(
+        "Initiated", "UserRequested", status="BreakGlass", breakGlass=True, reviewRequired=False
+    )
+    assert len(break_glass_notice("r1", reviewed)) == 2

@@ -6,13 +6,15 @@
 const API = "/api";
 const API_VERSION = "2020-01-01";
 const POLL_MS = 1000;
+// The API's rule for a break-glass request's reason (shared/approval.py MIN_BREAK_GLASS_REASON).
+const MIN_BREAK_GLASS_REASON = 10;
 const REFRESH_MS = 15000;
 
 const state = {
   me: null,
   paths: new Set(),
   policies: [],
-  vms: [], // {id, name, policyId, ports: [{number, protocol, sources, maxDuration}]}
+  vms: [], // {id, name, policyId, breakGlass, ports: [{number, protocol, sources, maxDuration}]}
   selected: null,
   mine: [], // your requests, newest first (GET /api/requests?requester=me)
   grants: new Map(), // vm id -> [grant], for "who holds access" (policy readers only)
@@ -169,6 +171,15 @@ export function approvalLines(approval) {
   return lines;
 }
 
+// The note on a break-glass request's progress, "" for any other request.
+export function breakGlassNote(approval) {
+  if (!approval?.breakGlass) return "";
+  const told = approval.approvers?.length ? ` Approvers told: ${approval.approvers.join(", ")}.` : "";
+  return approval.reviewRequired
+    ? `Emergency access (break-glass): opened without approval.${told} It awaits an approver's review.`
+    : "Emergency access (break-glass): opened without approval; an approver has reviewed it.";
+}
+
 function approvalBlock(approval) {
   const lines = approvalLines(approval);
   if (!lines.length) return null;
@@ -275,6 +286,7 @@ async function start() {
   $("tabs").querySelector('[data-view="approvals"]').hidden = !hasApprovals();
   $("tabs").querySelector('[data-view="admin"]').hidden = true;
   $("request-form").addEventListener("submit", submitRequest);
+  $("break-glass").addEventListener("change", breakGlassChanged);
   $("request-cancel").addEventListener("click", () => {
     show("request-form", false);
     state.selected = null;
@@ -348,6 +360,8 @@ async function loadPolicies() {
         id: vm.id,
         name: vmName(vm.id),
         policyId: policy.id,
+        // Offered in the form only where the policy allows it; the API decides on submit.
+        breakGlass: Boolean(vm.portcullis?.approval?.breakGlass),
         ports: (vm.ports || []).map((p) => ({
           number: p.number,
           protocol: p.protocol,
@@ -411,9 +425,12 @@ function openForm(vm) {
   $("source-hint").textContent = state.me.sourceAddress
     ? `Your address as the app sees it: ${state.me.sourceAddress}`
     : "The app cannot see your address: enter it.";
-  for (const id of ["ports-error", "duration-error", "source-error", "justification-error", "ssh-user-error"]) {
+  for (const id of ["ports-error", "duration-error", "source-error", "justification-error", "ssh-user-error", "break-glass-error"]) {
     show(id, false);
   }
+  show("break-glass-field", vm.breakGlass);
+  $("break-glass").checked = false;
+  breakGlassChanged();
   show("progress", false);
   show("request-form");
   $("request-form").scrollIntoView({ block: "start" });
@@ -433,6 +450,17 @@ function fillDurations(vm) {
   select.value = String(choices.includes(60) ? 60 : choices[choices.length - 1]);
 }
 
+// Break-glass asks for the reason: "Why" is marked required and the button says what it does.
+function breakGlassChanged() {
+  const on = $("break-glass").checked;
+  show("justification-required", on);
+  $("justification").required = on;
+  $("justification").setAttribute("aria-required", String(on));
+  $("request-submit").textContent = on ? "Open now (break-glass)" : "Request access";
+  $("request-submit").classList.toggle("danger", on);
+  if (!on) fieldError("break-glass-error", "");
+}
+
 function fieldError(id, message) {
   const node = $(id);
   node.textContent = message;
@@ -442,15 +470,17 @@ function fieldError(id, message) {
 // An API error names its field (`error.target`): show it beside that input.
 function showApiError(error) {
   const target = (error.target || "").toLowerCase();
-  const where = target.includes("source")
-    ? "source-error"
-    : target.includes("endtime") || target.includes("duration")
-      ? "duration-error"
-      : target.includes("justification")
-        ? "justification-error"
-        : target.includes("port") || target.includes("number")
-          ? "ports-error"
-          : null;
+  const where = target.includes("breakglass")
+    ? "break-glass-error"
+    : target.includes("source")
+      ? "source-error"
+      : target.includes("endtime") || target.includes("duration")
+        ? "duration-error"
+        : target.includes("justification")
+          ? "justification-error"
+          : target.includes("port") || target.includes("number")
+            ? "ports-error"
+            : null;
   if (where) fieldError(where, error.describe());
   notify(`The request was refused: ${error.describe()}`);
 }
@@ -474,6 +504,14 @@ async function submitRequest(event) {
   rememberSshUser(user);
   const ticket = $("ticket").value.trim();
   const why = $("justification").value.trim();
+  // Break-glass needs the reason (the ticket id alone is not one): said here, before the API would.
+  const breakGlass = !$("break-glass-field").hidden && $("break-glass").checked;
+  if (breakGlass && why.length < MIN_BREAK_GLASS_REASON) {
+    fieldError("justification-error", `Break-glass needs the reason: at least ${MIN_BREAK_GLASS_REASON} characters.`);
+    $("justification").focus();
+    return;
+  }
+  fieldError("justification-error", "");
   // The HTTP initiate has no ticket field (that is the queue channel's): the ticket leads the
   // justification, so it is in the audit trail and on the request.
   const justification = [ticket ? `[${ticket}]` : "", why].filter(Boolean).join(" ") || undefined;
@@ -482,6 +520,7 @@ async function submitRequest(event) {
       { id: vm.id, ports: numbers.map((number) => ({ number, endTimeUtc: end, allowedSourceAddressPrefix: source })) },
     ],
     justification,
+    breakGlass: breakGlass || undefined,
   };
   const button = $("request-submit");
   button.disabled = true;
@@ -491,6 +530,8 @@ async function submitRequest(event) {
     // The next request starts from a clean form: a reason or ticket is for one request only.
     $("justification").value = "";
     $("ticket").value = "";
+    $("break-glass").checked = false;
+    breakGlassChanged();
     follow(answer.requestId, vm.id);
   } catch (error) {
     showApiError(error);
@@ -525,8 +566,14 @@ function follow(requestId, vmId) {
         : over
           ? `Closed: ${ended.join(", ")}.`
           : "Opening… rules are being written to the network.";
-    const approval = approvalBlock(request.approval);
-    $("progress-approval").replaceChildren(...(approval ? [approval] : []));
+    // Break-glass: a note of its own (opened without approval, approvers told, awaiting review); the
+    // approval block keeps what follows it (the review, an extension) without repeating it.
+    const note = breakGlassNote(request.approval);
+    $("progress-break-glass").textContent = note;
+    show("progress-break-glass", Boolean(note));
+    $("progress").dataset.breakGlass = !request.approval?.breakGlass ? "" : request.approval.reviewRequired ? "awaiting-review" : "reviewed";
+    const lines = approvalLines(request.approval).slice(note ? 1 : 0);
+    $("progress-approval").replaceChildren(...(lines.length ? [el("ul", { class: "approval" }, ...lines.map((line) => el("li", { text: line })))] : []));
     $("progress").dataset.state = open ? "open" : pending ? "pending" : over ? "closed" : "opening";
     const list = $("progress-ports");
     list.replaceChildren(
