@@ -162,7 +162,9 @@ def test_http_requests_run_concurrently(host: RunningHost) -> None:
     for thread in threads:
         thread.join()
     assert results == [200] * 4
-    assert time.monotonic() - started < 3
+    # One after another they take at least 4 s; the bound sits just under that, as a loaded 2-core
+    # machine adds its own seconds to thread starts and the host's dispatch.
+    assert time.monotonic() - started < 3.9
 
 
 def test_host_status_and_function_list(host: RunningHost) -> None:
@@ -197,10 +199,10 @@ def test_queue_messages_run_once_and_failures_end_in_poison(host: RunningHost) -
 
 
 def test_timer_fires_on_schedule_and_never_overlaps_itself(host: RunningHost) -> None:
-    ticks = wait_for(lambda: len(seen(host)["ticks"]) >= 3 and seen(host)["ticks"], 10, "three ticks")
+    ticks = wait_for(lambda: len(seen(host)["ticks"]) >= 3 and seen(host)["ticks"], 30, "three ticks")
     moments = [time.mktime(time.strptime(t["at"][:19], "%Y-%m-%dT%H:%M:%S")) for t in ticks]
     assert moments == sorted(moments)
-    slow = wait_for(lambda: len(seen(host)["slow_ticks"]) >= 2 and seen(host)["slow_ticks"], 10, "slow ticks")
+    slow = wait_for(lambda: len(seen(host)["slow_ticks"]) >= 2 and seen(host)["slow_ticks"], 30, "slow ticks")
     for earlier, later in itertools.pairwise(slow):
         assert later["start"] >= earlier["end"]
 
@@ -209,7 +211,7 @@ def test_admin_runs_a_timer_function_now_and_refuses_what_it_cannot_run(host: Ru
     assert not seen(host).get("new_year")
     status, _, body = call(host.url("/admin/functions/new_year"), "POST", b'{"input": ""}')
     assert (status, body) == (202, b"")
-    runs = wait_for(lambda: seen(host).get("new_year"), 10, "the manual run of new_year")
+    runs = wait_for(lambda: seen(host).get("new_year"), 30, "the manual run of new_year")
     assert runs[0]["past_due"] is False
     status, _, body = call(host.url("/admin/functions/no_such_function"), "POST", b"{}")
     assert status == 404 and b"no_such_function" in body

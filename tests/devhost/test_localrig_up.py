@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -36,12 +37,25 @@ from localrig.devusers import (
 from localrig.estates.sample import Estate, sample_estate
 from localrig.estates.snapshot import ports_of, wait_for
 from localrig.oidc import TENANT_ID
-from localrig.processes import PROJECT_ROOT, free_port
+from localrig.processes import PROJECT_ROOT
 
 CONFIGURE = re.compile(
     r"portcullis configure --endpoint (http://127\.0\.0\.1:\d+) --audience (\S+) "
     r"--authority (https://127\.0\.0\.1:\d+/\S+) --ca-bundle (/\S+)"
 )
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` free ports, all different: each socket stays bound until every port is picked (one
+    `free_port()` after another may hand back a port it just gave, and `up` then fails to bind)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def run_up(
@@ -55,10 +69,10 @@ def run_up(
     if mode is not None:
         env["PORTCULLIS_LOCAL_AUTH"] = mode
     env.update(env_extra or {})
-    ports = [free_port() for _ in range(3)]
+    host, emulator, issuer, *azurite = distinct_free_ports(6)
     argv = [sys.executable, "-m", "localrig", "up", "--data-dir", str(data_dir), *args]
-    argv += ["--host-port", str(free_port()), "--emulator-port", str(free_port())]
-    argv += ["--issuer-port", str(free_port()), "--azurite-ports", ",".join(map(str, ports))]
+    argv += ["--host-port", str(host), "--emulator-port", str(emulator)]
+    argv += ["--issuer-port", str(issuer), "--azurite-ports", ",".join(map(str, azurite))]
     return subprocess.Popen(
         argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
