@@ -159,13 +159,24 @@ def clear_faults(engine: Engine, call: Call, match: re.Match[str]) -> Response:
 
 
 def requests(engine: Engine, call: Call, match: re.Match[str]) -> Response:
+    """The counts and the log; with `?since=N` only entries numbered N or later (`next` is the number
+    the next request will get: a mark for a later `since`)."""
+    since_text = call.query_value("since")
+    try:
+        since = int(since_text) if since_text is not None else None
+    except ValueError:
+        return Response(
+            400, {"error": {"code": "InvalidSince", "message": f"since={since_text!r}: not an integer"}}
+        )
     with engine.lock:
+        log = list(engine.request_log)
         return Response(
             200,
             {
                 "counts": dict(engine.request_counts),
                 "throttled_429s": engine.throttled_429s,
-                "log": list(engine.request_log),
+                "log": log if since is None else [entry for entry in log if entry["seq"] >= since],
+                "next": engine.requests_logged,
             },
         )
 

@@ -280,6 +280,9 @@ class Engine:
             self.set_lro_seconds(type_key, seconds)
         self._secret = secrets.token_bytes(16)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=50_000)
+        # Numbers every logged request, never reset: a client marks a point with it and reads what came
+        # after (`GET /_emulator/requests?since=N`) even once the capped log has dropped older entries.
+        self.requests_logged = 0
         self.request_counts: Counter[str] = Counter()
         self._operations: dict[str, dict[str, Any]] = store.extra.setdefault("operations", {})
         self._locks: dict[str, str] = {}  # lower(lock_id) -> operation id still running
@@ -466,6 +469,8 @@ class Engine:
         }
         with self.lock:
             self.request_counts[f"{call.method} {type_key}"] += 1
+            entry["seq"] = self.requests_logged
+            self.requests_logged += 1
             self.request_log.append(entry)
         _append_call_log(call)
         return entry

@@ -95,6 +95,14 @@ class EmulatorClient:
     def requests(self) -> Any:
         return self.admin_ok("GET", "/_emulator/requests")
 
+    def log_mark(self) -> int:
+        """The number the next logged request will get: pass it to `requests_since` later."""
+        return int(self.admin_ok("GET", f"/_emulator/requests?since={2**62}")["next"])
+
+    def requests_since(self, mark: int) -> list[dict[str, Any]]:
+        """The requests logged from `mark` (a `log_mark()`) on, however long the log has grown."""
+        return list(self.admin_ok("GET", f"/_emulator/requests?since={mark}")["log"])
+
     def resource(self, resource_id: str) -> Any:
         return self.admin_ok("GET", f"/_emulator/resources{resource_id}")
 

@@ -361,6 +361,20 @@ def test_requests_are_counted_by_method_and_type_with_the_caller(arm_emulator, e
     assert puts[0]["api_version"]
 
 
+def test_a_log_mark_reads_what_came_after_it_even_after_a_clear(arm_emulator, estate):
+    estate.net.network_security_groups.begin_create_or_update(
+        estate.rg, "nsg-mark", {"location": LOCATION}
+    ).result()
+    mark = arm_emulator.log_mark()
+    arm_emulator.admin_ok("DELETE", "/_emulator/requests")  # numbers are never reused
+    estate.net.network_security_groups.get(estate.rg, "nsg-mark")
+    after = arm_emulator.requests_since(mark)
+    assert [(e["method"], e["path"].rsplit("/", 1)[-1]) for e in after] == [("GET", "nsg-mark")]
+    assert after[0]["seq"] >= mark and arm_emulator.log_mark() == after[0]["seq"] + 1
+    status, _, body = raw(arm_emulator, "GET", "/_emulator/requests?since=soon")
+    assert status == 400 and body["error"]["code"] == "InvalidSince"
+
+
 def test_seed_applies_validation_and_drift_bypasses_locks(arm_emulator):
     sub = arm_emulator.subscription_id
     rg = f"seeded-{time.monotonic_ns()}"

@@ -270,7 +270,7 @@ def test_import_checks_the_callers_right_before_reading_defender(
             )
         ],
     )
-    mark = len(world.arm.requests()["log"])
+    mark = world.arm.log_mark()
 
     status, body = run_import(world, world.alice)
 
@@ -279,7 +279,7 @@ def test_import_checks_the_callers_right_before_reading_defender(
     assert WRITE_POLICY_ACTION in body["error"]["message"]
     defender_reads = [
         r
-        for r in world.arm.requests()["log"][mark:]
+        for r in world.arm.requests_since(mark)
         if "microsoft.security/jitnetworkaccesspolicies" in r["path"].lower()
     ]
     assert defender_reads == []

@@ -42,15 +42,15 @@ def storage_requests(world: World) -> Iterator[Counter[str]]:
 
 
 def arm_requests(world: World, since: int) -> list[dict[str, Any]]:
-    """ARM requests the app sent since the log held `since` entries (polls of operations excluded)."""
-    log = world.emulator.requests()["log"][since:]
+    """ARM requests the app sent since the mark `since` (polls of operations excluded)."""
+    log = world.emulator.requests_since(since)
     return [
         r for r in log if "portcullis/" in (r.get("user_agent") or "") and "/operations/" not in r["path"]
     ]
 
 
 def arm_log_length(world: World) -> int:
-    return len(world.emulator.requests()["log"])
+    return world.emulator.log_mark()
 
 
 def _settled_world(world_factory: Callable[..., World]) -> tuple[World, list[str]]:
@@ -391,7 +391,7 @@ def test_host_killed_while_writing_a_firewall_closes_within_the_readme_bound(
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until its PUT of the firewall is in flight
-            log = world.emulator.requests()["log"][start:]
+            log = world.emulator.requests_since(start)
             if any(r["method"] == "PUT" and "azurefirewalls" in r["path"].lower() for r in log):
                 break
             time.sleep(0.05)
