@@ -333,6 +333,12 @@ def test_behind_a_firewall_the_line_has_its_address_and_mapped_port_and_the_admi
         "vm-app" in row.text and ALICE.username in row.text
         for row in holders.find_elements(By.CSS_SELECTOR, "tbody tr")
     )
+    # Who holds access is one call across every VM (GET /api/grants?active=true), never one per VM.
+    called = admin.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name);"
+    )
+    assert any(url.endswith("/api/grants?active=true") for url in called), called
+    assert not [url for url in called if "/api/grants?vm=" in url], called
     until(admin, lambda d: visible(d, "#findings-empty") or visible(d, "#findings li"), "compliance findings")
     policy = until(admin, lambda d: visible(d, "li.policy"), "the policy")
     policy.find_element(By.XPATH, ".//button[text()='Edit']").click()
