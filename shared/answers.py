@@ -172,7 +172,11 @@ class GrantAnswer(Answer):
 
 
 class GrantList(Answer):
+    """`GET /api/grants`: the grants asked for; with `?active=true` alone, one page of the grants open
+    now on every VM the caller may see, and `nextLink` while more follow (a page may be short)."""
+
     value: list[GrantAnswer]
+    nextLink: str | None = None  # noqa: N815
 
 
 class ComplianceFinding(Answer):

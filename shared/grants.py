@@ -8,7 +8,8 @@ Tables (all prefixed with settings.table_prefix), keys, and the access pattern e
 - `grantsbytarget`: PK sha256(TargetRef.key), RK grant id: the unsettled grants on target T. A row is
   deleted once its grant is settled there (revoked and confirmed removed), so converging T never
   reads T's history.
-- `grantexpiry`: PK `due`, RK `<end time>|<grant id>`: grants ending before t (one range query).
+- `grantexpiry`: PK `due`, RK `<end time>|<grant id>`: grants ending before t (one range query), and
+  the open grants across every VM (`GET /api/grants?active=true`: the range after now, paged).
 - `policyrequests`: PK sha256(policy id), RK `<inverted start>|<request id>`: a policy's history.
 - `approvals`: PK `waiting`, RK request id, with the approvers: requests with something for an
   approver to decide (`GET /api/requests?status=Pending&approver=me`, the lapse timer). Written before
@@ -41,7 +42,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -84,6 +85,15 @@ POLICY_HISTORY_LIMIT = 100
 REQUESTER_PAGE_SIZE = 50
 # A page cursor is the last row's key: `<17-digit inverted start>|<request id>`.
 _REQUESTER_ROW = re.compile(r"^\d{17}\|[0-9a-f]{32}$")
+# Open grants across VMs (`GET /api/grants?active=true`): at most this many a page, and at most
+# OPEN_SCAN_LIMIT index rows read for one page (a caller who may see few of them gets a short page
+# with `nextLink`, so one call's cost is bounded whatever they may see).
+OPEN_PAGE_SIZE = 100
+OPEN_SCAN_LIMIT = 500
+# Index rows are read, and their grants fetched, this many at a time.
+_OPEN_CHUNK = 100
+# An open-grants cursor is the last expiry row read: `<end time key>|<grant id>`.
+_EXPIRY_ROW = re.compile(r"^\d{8}T\d{6}\.\d{6}Z\|[0-9a-f]{32}-\d{3}$")
 
 
 def new_request_id() -> str:
@@ -108,6 +118,11 @@ def is_request_id(text: str) -> bool:
 def is_requester_cursor(text: str) -> bool:
     """Is `text` a page cursor of `list_for_requester` (the last row key of a page)?"""
     return bool(_REQUESTER_ROW.match(text))
+
+
+def is_open_cursor(text: str) -> bool:
+    """Is `text` a page cursor of `open_grants` (an expiry index row key)?"""
+    return bool(_EXPIRY_ROW.match(text))
 
 
 def requester_row_key(record: RequestRecord) -> str:
@@ -153,6 +168,34 @@ class RequestPage(NamedTuple):
 
     requests: list[StoredRequest]
     cursor: str | None
+
+
+class GrantPage(NamedTuple):
+    """One page of grants, and where the next page starts (None: this was the last)."""
+
+    grants: list[Grant]
+    cursor: str | None
+
+
+def take_page(
+    rows: Iterable[tuple[str, Grant | None]],
+    keep: Callable[[Grant], bool],
+    *,
+    limit: int = OPEN_PAGE_SIZE,
+    scan_limit: int = OPEN_SCAN_LIMIT,
+) -> GrantPage:
+    """Up to `limit` grants that `keep` accepts from index rows `(row key, grant or None)` in key
+    order, reading at most `scan_limit` rows. The cursor is the last row read, given only when a row
+    is left after it, so a page may be short (even empty) and still say more follows. Pure."""
+    found: list[Grant] = []
+    last: str | None = None
+    for scanned, (key, grant) in enumerate(rows):
+        if len(found) >= limit or scanned >= scan_limit:
+            return GrantPage(found, last)
+        last = key
+        if grant is not None and keep(grant):
+            found.append(grant)
+    return GrantPage(found, None)
 
 
 class ReviewRow(NamedTuple):
@@ -464,6 +507,34 @@ class TableGrantStore:
             if grant.end_time < moment:
                 grants.append(grant)
         return grants
+
+    def open_grants(self, now: datetime, *, after: str | None = None) -> Iterator[tuple[str, Grant | None]]:
+        """`(row key, grant)` for every unrevoked grant ending after `now` (or after the cursor
+        `after`), soonest end first: one range of the expiry index, which holds only unrevoked grants,
+        so closed grants of all time are never read. Grants are fetched a chunk of rows at a time; a
+        row whose grant is not (yet) written yields None. Callers judge each grant (the index is a
+        hint) and stop reading when their page is full."""
+        start = time_key(now)
+        if after is not None and after > start:
+            start = after
+        rows = self._expiry.query_entities(
+            "PartitionKey eq @due and RowKey gt @start",
+            parameters={"due": _EXPIRY_PARTITION, "start": start},
+            select=["RowKey", "GrantId"],
+            results_per_page=_OPEN_CHUNK,
+        )
+        chunk: list[tuple[str, str]] = []
+        for row in rows:
+            chunk.append((str(row["RowKey"]), str(row["GrantId"])))
+            if len(chunk) >= _OPEN_CHUNK:
+                yield from self._with_grants(chunk)
+                chunk = []
+        yield from self._with_grants(chunk)
+
+    def _with_grants(self, rows: Sequence[tuple[str, str]]) -> Iterator[tuple[str, Grant | None]]:
+        found = {grant.grant_id: grant for grant in self._get_many([grant_id for _, grant_id in rows])}
+        for key, grant_id in rows:
+            yield key, found.get(grant_id)
 
     def unsettled_work(self) -> tuple[set[str], list[Grant]]:
         """Two paged index scans instead of a read per open grant: the unsettled rows of the target

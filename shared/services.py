@@ -117,6 +117,10 @@ class RequestStore(Protocol):
 
     def list_for_target(self, target: TargetRef, *, include_closed: bool = False) -> list[Grant]: ...
 
+    def open_grants(
+        self, now: datetime, *, after: str | None = None
+    ) -> Iterator[tuple[str, Grant | None]]: ...
+
     def get(self, grant_id: str) -> Grant | None: ...
 
     def update(self, grant: Grant) -> Grant:

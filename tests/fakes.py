@@ -37,6 +37,7 @@ from shared.model import (
 from shared.policy_store import StoredPolicy
 from shared.services import Services
 from shared.settings import load_settings
+from shared.table_keys import time_key
 
 CONTRIBUTOR = "/providers/Microsoft.Authorization/roleDefinitions/contributor"
 
@@ -199,6 +200,18 @@ class InMemoryRequests:
             for g in self.grants.values()
             if target.key in g.targets and (include_closed or g.status is not PortStatus.REVOKED)
         ]
+
+    def open_grants(self, now: datetime, *, after: str | None = None) -> Iterator[tuple[str, Grant | None]]:
+        """The Table store's expiry index order (end time, then grant id) and cursor."""
+        start = max(time_key(now), after or "")
+        rows = sorted(
+            (f"{time_key(g.end_time)}|{g.grant_id}", g)
+            for g in self.grants.values()
+            if g.status is not PortStatus.REVOKED
+        )
+        for key, grant in rows:
+            if key > start:
+                yield key, grant
 
     def get(self, grant_id: str) -> Grant | None:
         return self.grants.get(grant_id)

@@ -10,7 +10,8 @@ from portcullis_cli import config as cfg
 
 DEFENDER_API_VERSION = "2020-01-01"
 TIMEOUT_SECONDS = 60
-# `list --mine` reads at most this many pages of 50 (the newest 1000 requests).
+# `list --mine` reads at most this many pages of 50 (the newest 1000 requests); `list` without
+# `--vm` at most this many pages of 100 open grants.
 MAX_PAGES = 20
 
 
@@ -102,6 +103,20 @@ class Client:
     def grants(self, vm_id: str, active: bool = False) -> list[dict[str, Any]]:
         params = {"vm": vm_id, **({"active": "true"} if active else {})}
         return list(self.call("GET", "grants", params=params)["value"])
+
+    def open_grants(self, max_pages: int = MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+        """Who holds access now on every VM you may see (`GET /api/grants?active=true`): one call per
+        page of 100 (`nextLink`), not one per VM; at most `max_pages` pages (the soonest to end).
+        Also says whether more were left unread."""
+        params: dict[str, str] | None = {"active": "true"}
+        found: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            answer = self.call("GET", "grants", params=params)
+            found += list(answer.get("value", []))
+            params = next_params(answer.get("nextLink"))
+            if params is None:
+                return found, False
+        return found, True
 
     def my_requests(self, active: bool = False, max_pages: int = MAX_PAGES) -> list[dict[str, Any]]:
         """Your own requests on every VM, newest first: one call per page of 50 (`nextLink`), not one

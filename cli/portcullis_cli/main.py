@@ -224,15 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         commands,
         "list",
-        "grants on the VMs you may request (yours and those you may oversee)",
-        "examples:\n  portcullis list --mine --active\n  portcullis list --vm vm-web -o json",
+        "grants: without --vm, who holds access now on every VM you may see (yours and those you may "
+        "oversee) in one call; with --vm, that VM's grants, closed ones too",
+        "examples:\n  portcullis list --active\n  portcullis list --mine --active\n"
+        "  portcullis list --vm vm-web -o json",
     )
     p.add_argument(
         "--mine",
         action="store_true",
         help="only your own requests, on every VM, in one call (-o json: the request records)",
     )
-    p.add_argument("--active", action="store_true", help="only open ones (with --mine: open or waiting)")
+    p.add_argument(
+        "--active",
+        action="store_true",
+        help="only open ones (with --mine: open or waiting; without --vm: always)",
+    )
     p.add_argument("--vm", help="only this VM (name or id)")
     p.add_argument("--resource-group", "-g")
 

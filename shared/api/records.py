@@ -1,16 +1,20 @@
 """Our extensions beside Defender's routes, read from the records:
-GET/DELETE /api/requests/{requestId}, GET /api/grants?vm=...|firewall=...&active=true, and the import
-endpoint. Who sees and revokes which grant is shared.actions.oversight."""
+GET/DELETE /api/requests/{requestId}, GET /api/grants?vm=...|firewall=...&active=true (or
+`?active=true` alone: open grants on every VM, paged), and the import endpoint. Who sees and
+revokes which grant is shared.actions.oversight."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 
 import azure.functions as func
 
+from shared.actions.holders import who_holds_access
 from shared.actions.importer import ImportDefenderPolicies
 from shared.actions.oversight import Oversight, firewall_target, firewall_write_action
 from shared.actions.refusal import Refusal
+from shared.actions.request_lists import SKIP_TOKEN
 from shared.actions.revoke import RevokeAccess
 from shared.answers import (
     ApprovalDecision,
@@ -27,7 +31,7 @@ from shared.api.http import ApiCall, endpoint, json_response, request_location
 from shared.approval import Approval, ApprovalStatus, Decision, is_listed
 from shared.authz import READ_POLICY_ACTION
 from shared.defender import format_time, request_port_to_wire, request_vms, status_reason, wire_status
-from shared.grants import StoredRequest
+from shared.grants import StoredRequest, is_open_cursor
 from shared.model import DomainError, Grant, VmRef
 from shared.plan import connection_commands
 
@@ -169,19 +173,33 @@ def revoke_request(call: ApiCall) -> func.HttpResponse:
 
 @endpoint()
 def list_grants(call: ApiCall) -> func.HttpResponse:
-    """`?vm=`: the caller's own grants on the VM, and everyone's under policies the caller may read
-    or on firewalls the caller may write. `?firewall=`: every grant with a rule on that firewall (a
-    classic firewall's id, or the Firewall Policy's id for a policy-managed one), for whoever may
-    write it."""
+    """`?active=true` alone: the grants open now on every VM, those the caller may see (the `?vm=`
+    rule), paged by `nextLink` (shared.actions.holders). `?vm=`: the caller's own grants on the VM,
+    and everyone's under policies the caller may read or on firewalls the caller may write.
+    `?firewall=`: every grant with a rule on that firewall (a classic firewall's id, or the Firewall
+    Policy's id for a policy-managed one), for whoever may write it."""
     vm_text, firewall_text = call.query("vm"), call.query("firewall")
-    if bool(vm_text) == bool(firewall_text):
+    active_text = (call.query("active") or "false").lower()
+    if active_text not in ("true", "false"):
+        raise Refusal.invalid(DomainError("active", f"{active_text[:64]!r} must be true or false"))
+    active = active_text == "true"
+    cursor = call.query(SKIP_TOKEN)
+    if not vm_text and not firewall_text:
+        if not active:
+            raise Refusal.invalid(
+                DomainError(
+                    "vm",
+                    "give vm (a virtual machine id), firewall (a firewall id), or active=true for the "
+                    "grants open now on every VM you may see",
+                )
+            )
+        return _open_grants(call, cursor)
+    if vm_text and firewall_text:
         raise Refusal.invalid(
             DomainError("vm", "give exactly one of vm (a virtual machine id) or firewall (a firewall id)")
         )
-    active_text = (call.query("active") or "false").lower()
-    if active_text not in ("true", "false"):
-        raise Refusal.invalid(DomainError("active", f"{active_text!r} must be true or false"))
-    active = active_text == "true"
+    if cursor is not None:
+        raise Refusal.invalid(DomainError(SKIP_TOKEN, "only with active=true and neither vm nor firewall"))
     oversight = Oversight(call.services, call.principal)
     store = call.services.grants
     if vm_text:
@@ -201,6 +219,20 @@ def list_grants(call: ApiCall) -> func.HttpResponse:
         grants = [g for g in grants if g.is_open_at(now)]
     grants.sort(key=lambda g: (g.start_time, g.grant_id))
     return json_response(200, GrantList(value=[grant_to_wire(g, now) for g in grants]))
+
+
+def _open_grants(call: ApiCall, cursor: str | None) -> func.HttpResponse:
+    """`?active=true` alone: who holds access now across every VM, a page at a time."""
+    if cursor is not None and not is_open_cursor(cursor):
+        raise Refusal.invalid(
+            DomainError(SKIP_TOKEN, "not a token this API gave out: follow nextLink as it is")
+        )
+    page = who_holds_access(call.services, call.principal, cursor)
+    now = call.services.clock()
+    answer = GrantList(value=[grant_to_wire(g, now) for g in page.grants])
+    if page.cursor is not None:
+        answer.nextLink = "/api/grants?" + urlencode({"active": "true", SKIP_TOKEN: page.cursor})
+    return json_response(200, answer)
 
 
 @endpoint()

@@ -342,11 +342,17 @@ ROUTES: tuple[Route, ...] = (
         "Records",
         "`?vm={vm id}`: grants on a VM (your own, plus everyone's under policies you may read or on "
         "firewalls you may write); `?firewall={firewall or Firewall Policy id}`: every grant with a "
-        "rule on it; `&active=true`: open ones only",
-        "`?vm=`: none beyond sign-in (you see only what those rights allow); `?firewall=`: "
-        "`Microsoft.Network/azureFirewalls/write` on a classic firewall, "
+        "rule on it; `&active=true`: open ones only; `?active=true` alone: who holds access now on "
+        "every VM (the grants open now you may see, by the `?vm=` rule), soonest end first, 100 a page "
+        "(`nextLink`)",
+        "`?vm=` and `?active=true`: none beyond sign-in (you see only what those rights allow); "
+        "`?firewall=`: `Microsoft.Network/azureFirewalls/write` on a classic firewall, "
         "`Microsoft.Network/firewallPolicies/ruleCollectionGroups/write` on a Firewall Policy",
         (Reply(200, "the grants you may see", GrantList),),
+        description="Give `vm`, `firewall`, or `active=true` alone. `active=true` alone reads the open "
+        "grants from the index of unrevoked grants (never closed grants of all time) and answers a page "
+        "of at most 100 with `nextLink` while more follow; a page reads at most 500 index rows, so it "
+        "may be short (even empty) and still have a `nextLink`.",
         query=(
             Query(
                 "vm",
@@ -359,6 +365,10 @@ ROUTES: tuple[Route, ...] = (
                 "write it (give vm or firewall)",
             ),
             Query("active", kind="boolean", default=False),
+            Query(
+                SKIP_TOKEN,
+                "with active=true alone: where the page starts (follow `nextLink` as it is)",
+            ),
         ),
     ),
     Route(

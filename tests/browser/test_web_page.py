@@ -16,6 +16,7 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from localrig.appclient import AppClient
-from localrig.devusers import ADMIN, ALICE, BOB, EVE, DevUser
+from localrig.devusers import ADMIN, ALICE, BOB, CAROL, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
 from localrig.estates.roles import (
     OWNER_ROLE,
@@ -333,6 +334,12 @@ def test_behind_a_firewall_the_line_has_its_address_and_mapped_port_and_the_admi
         "vm-app" in row.text and ALICE.username in row.text
         for row in holders.find_elements(By.CSS_SELECTOR, "tbody tr")
     )
+    # Who holds access is one call across every VM (GET /api/grants?active=true), never one per VM.
+    called = admin.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name);"
+    )
+    assert any(url.endswith("/api/grants?active=true") for url in called), called
+    assert not [url for url in called if "/api/grants?vm=" in url], called
     until(admin, lambda d: visible(d, "#findings-empty") or visible(d, "#findings li"), "compliance findings")
     policy = until(admin, lambda d: visible(d, "li.policy"), "the policy")
     policy.find_element(By.XPATH, ".//button[text()='Edit']").click()
@@ -589,3 +596,54 @@ def end_moved(driver: WebDriver, request_id: str, before: str) -> float:
         before.replace("Z", "+00:00")
     )
     return moved.total_seconds()
+
+
+def test_my_requests_offer_older_ones_when_there_are_more_than_a_page(
+    stack: Stack, estate: Estate, browser: Callable[..., WebDriver]
+) -> None:
+    """Carol has 51 requests (closed ones, recorded through the store on Azurite): My requests shows
+    the newest 50 and an "Older requests" button that reads the next page (the answer's nextLink)."""
+    from datetime import UTC, timedelta
+
+    from shared.grants import REQUESTER_PAGE_SIZE, RequestRecord, TableGrantStore, grant_id, new_request_id
+    from shared.model import (
+        Grant,
+        PolicyRef,
+        PortStatus,
+        Principal,
+        PrincipalSource,
+        StatusReason,
+        TransportProtocol,
+        VmRef,
+    )
+    from shared.settings import load_settings
+
+    store = TableGrantStore(load_settings(stack.env))
+    carol = Principal(CAROL.object_id, CAROL.display_name, PrincipalSource.JWT)
+    policy = PolicyRef(estate.subscription_id, estate.resource_group, estate.location, "default")
+    vm = VmRef.parse(estate.vm_id(estate.vm_web), "vm")
+    oldest = datetime.now(UTC) - timedelta(days=30)
+
+    def record(n: int) -> None:
+        request_id, start = new_request_id(), oldest + timedelta(minutes=n)
+        grant = Grant(
+            grant_id(request_id, 0), request_id, policy, vm, 22, TransportProtocol.TCP, ("203.0.113.9/32",),
+            start, start + timedelta(minutes=5), carol, f"old request {n}", None,
+            status=PortStatus.REVOKED, status_reason=StatusReason.EXPIRED,
+        )  # fmt: skip
+        store.create_request(RequestRecord(request_id, policy, carol, start, f"old {n}", None, "fp"), [grant])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(REQUESTER_PAGE_SIZE + 1)))
+    driver = browser()
+    sign_in(driver, stack, CAROL)
+    driver.find_element(By.CSS_SELECTOR, "nav button[data-view='mine']").click()
+    older = until(driver, lambda d: visible(d, "#mine-older"), "the Older requests button")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#mine li.request")) == REQUESTER_PAGE_SIZE
+    older.click()
+    until(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#mine li.request")) == REQUESTER_PAGE_SIZE + 1,
+        "the oldest request listed",
+    )
+    until(driver, lambda d: not visible(d, "#mine-older"), "no Older button once all are shown")

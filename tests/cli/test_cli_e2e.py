@@ -179,6 +179,9 @@ def test_request_direct_reuse_and_revoke(rig: Rig) -> None:
         rig.cli("alice", "list", "--mine", "--active", "--vm", "vm-web", "-o", "json", check=True).stdout
     )
     assert [grant["requestId"] for grant in active] == [request_id]
+    # Who holds access now, without --vm: one GET /api/grants?active=true, not one call per VM.
+    holders = json.loads(rig.cli("alice", "list", "--active", "-o", "json", check=True).stdout)
+    assert grant_id in [grant["grantId"] for grant in holders]
 
     revoked = rig.cli("alice", "revoke", request_id, check=True)
     assert "Revoked" in revoked.stdout

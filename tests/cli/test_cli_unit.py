@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from portcullis_cli import config as cfg
 from portcullis_cli import main
-from portcullis_cli.commands import UsageError, _ports, extend_body, policy_changes
+from portcullis_cli.commands import UsageError, _ports, extend_body, grant_rows, policy_changes
 from portcullis_cli.connect import Endpoint, connection_line, endpoint_of, rdp_file, ssh_argv
 from portcullis_cli.output import render
 from portcullis_cli.timeparse import TimeError, end_time, format_duration, parse_duration, parse_until
@@ -266,3 +266,23 @@ def test_the_cli_imports_nothing_of_the_app() -> None:
         assert not re.search(
             r"^\s*(from|import) (shared|localrig|azure\.functions|azure\.mgmt)", text, re.M
         ), source
+
+
+def test_list_rows_are_one_per_grant_with_the_vm_name_and_where_to_connect() -> None:
+    vm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-web"
+    grant = {
+        "grantId": "g-000",
+        "requestId": "r1",
+        "vmId": vm,
+        "port": 22,
+        "status": "Initiated",
+        "statusReason": "UserRequested",
+        "endTimeUtc": "2030-01-01T13:00:00Z",
+        "requestor": {"objectId": "a", "name": "alice"},
+        "sourceAddressPrefixes": ["203.0.113.7/32"],
+        "connectAddress": "198.51.100.1",
+        "connectPort": 50022,
+    }
+    rows = grant_rows([grant, {**grant, "connectAddress": None}])
+    assert rows[0]["vm"] == "vm-web" and rows[0]["requestor"] == "alice"
+    assert [row["connect"] for row in rows] == ["198.51.100.1:50022", ""]

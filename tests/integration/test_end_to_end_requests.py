@@ -32,7 +32,7 @@ from azure.mgmt.security.v2020_01_01.models import (
 )
 
 from localrig.credentials import StaticTokenCredential
-from localrig.devusers import ADMIN, ALICE, DevUser
+from localrig.devusers import ADMIN, ALICE, CAROL, EVE, DevUser
 from localrig.emulator_client import EmulatorClient
 from localrig.estates.roles import OWNER_ROLE, assign_role, define_role
 from localrig.estates.sample import Estate
@@ -145,9 +145,37 @@ def test_sdk_manages_policies_and_initiates_unchanged(stack: Stack, estate: dict
     assert history and history[-1].justification == "e2e"
     status, grants = get_json(f"{stack.api_url}/grants?vm={vm_id}&active=true", stack.headers_for(ALICE))
     assert status == 200 and grants["value"][0]["port"] == 22
+    see_who_holds_access(stack, estate, grants["value"][0]["grantId"])
 
     status, openapi = get_json(f"{stack.api_url}/openapi.json", {})
     assert status == 200 and "/requests/{requestId}" in openapi["paths"]
+
+
+def see_who_holds_access(stack: Stack, estate: dict, grant_id: str) -> None:
+    """GET /api/grants?active=true: one call across every VM, under the ?vm= rule. The owner of the
+    VM's resource group and the requester see the open grant; a reader of another resource group's
+    policies and someone with no rights do not; bad parameters are a 400 naming the parameter."""
+    arm = estate["arm"]
+    auth = arm.client(AuthorizationManagementClient)
+    reader = str(uuid.uuid4())
+    define_role(auth, arm.subscription_id, reader, "JIT policy reader e2e", (READ_POLICY_ACTION,))
+    elsewhere = f"/subscriptions/{arm.subscription_id}/resourceGroups/{arm.new_resource_group()}"
+    assign_role(auth, arm.subscription_id, elsewhere, reader, CAROL.object_id)
+    url = f"{stack.api_url}/grants?active=true"
+    for user, sees in ((ADMIN, True), (ALICE, True), (CAROL, False), (EVE, False)):
+        status, page = get_json(url, stack.headers_for(user))
+        assert status == 200, (user.name, page)
+        assert (grant_id in [g["grantId"] for g in page["value"]]) is sees, (user.name, page)
+        assert all(g["active"] for g in page["value"]) and "nextLink" not in page
+    for query, target in (
+        ("active=false", "vm"),
+        ("", "vm"),
+        ("active=maybe", "active"),
+        ("active=true&%24skipToken=nope", "$skipToken"),
+        (f"active=true&vm={estate['estate'].vm_id(Estate.vm_web)}&%24skipToken=x", "$skipToken"),
+    ):
+        status, error = get_json(f"{stack.api_url}/grants?{query}", stack.headers_for(ADMIN))
+        assert status == 400 and error["error"]["target"] == target, (query, error)
 
 
 def test_queued_request_gives_one_grant_and_bad_messages_are_poisoned(stack: Stack, estate: dict) -> None:

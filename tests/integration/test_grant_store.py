@@ -12,8 +12,10 @@ from shared.grants import (
     RequestRecord,
     TableGrantStore,
     grant_id,
+    is_open_cursor,
     new_request_id,
     request_id_for_ticket,
+    take_page,
 )
 from shared.model import (
     ConcurrentUpdateError,
@@ -164,3 +166,26 @@ def test_vm_index_and_policy_history(store: TableGrantStore) -> None:
     assert {g.port for g in store.list_for_vm(vm, open_only=False)} == {22, 3389}
     history = store.policy_history(POLICY)
     assert [h.record.request_id for h in history] == [first, second]
+
+
+def test_open_grants_read_the_expiry_range_after_now_a_page_at_a_time(store: TableGrantStore) -> None:
+    """Who holds access now (`GET /api/grants?active=true`): soonest end first, revoked grants and
+    grants already ended left out, and a page's cursor picks up where it stopped."""
+    later = timedelta(days=400)  # past every other test's grants in this Azurite
+    made = []
+    for minutes in (3, 1, 2, 4):
+        record, grants = make_request(new_request_id(), [22], end=later + timedelta(minutes=minutes))
+        store.create_request(record, grants)
+        made.append(grants[0])
+    ended, first, second, revoked = sorted(made, key=lambda g: g.end_time)
+    read = store.get(revoked.grant_id)
+    assert read is not None
+    store.update(replace(read, status=PortStatus.REVOKED, status_reason=StatusReason.USER_REQUESTED))
+    now = NOW + later + timedelta(minutes=1, seconds=30)  # `ended` ended a moment ago
+    mine = {g.grant_id for g in made}
+    page = take_page(store.open_grants(now), lambda g: g.grant_id in mine, limit=1)
+    assert [g.grant_id for g in page.grants] == [first.grant_id] and page.cursor is not None
+    assert is_open_cursor(page.cursor)
+    rest = take_page(store.open_grants(now, after=page.cursor), lambda g: g.grant_id in mine)
+    assert [g.grant_id for g in rest.grants] == [second.grant_id] and rest.cursor is None
+    assert ended.grant_id not in {g.grant_id for _, g in store.open_grants(now) if g is not None}

@@ -16,8 +16,11 @@ const state = {
   policies: [],
   vms: [], // {id, name, policyId, breakGlass, ports: [{number, protocol, sources, maxDuration}]}
   selected: null,
-  mine: [], // your requests, newest first (GET /api/requests?requester=me)
-  grants: new Map(), // vm id -> [grant], for "who holds access" (policy readers only)
+  mine: [], // your requests, newest first (GET /api/requests?requester=me: the newest page)
+  mineOlder: [], // older pages, read on "Older requests" (the answers' nextLink)
+  mineNext: null, // where the next older page starts, or null
+  holders: [], // the grants open now that you may see (GET /api/grants?active=true), soonest end first
+  holdersNext: null, // more of them ("Show more"), or null
   pollTimer: null,
 };
 
@@ -286,6 +289,8 @@ async function start() {
   $("tabs").querySelector('[data-view="approvals"]').hidden = !hasApprovals();
   $("tabs").querySelector('[data-view="admin"]').hidden = true;
   $("request-form").addEventListener("submit", submitRequest);
+  $("mine-older").addEventListener("click", () => loadOlderMine().catch((error) => notify(`Older requests could not be read: ${error.describe()}`)));
+  $("holders-more").addEventListener("click", () => loadMoreHolders().catch((error) => notify(`More holders could not be read: ${error.describe()}`)));
   $("break-glass").addEventListener("change", breakGlassChanged);
   $("request-cancel").addEventListener("click", () => {
     show("request-form", false);
@@ -597,7 +602,7 @@ function follow(requestId, vmId) {
 // ---- my requests (and who holds access, for policy readers) ----
 
 // What the shown views need, read again: my requests in one call, whatever the number of VMs; who
-// holds access (one call per VM, for policy readers) only while that view is shown.
+// holds access (one call across every VM, for policy readers) only while that view is shown.
 async function refresh() {
   const reads = [];
   if (!$("view-mine").hidden) reads.push(refreshMine());
@@ -605,23 +610,45 @@ async function refresh() {
   await Promise.all(reads);
 }
 
-// Your requests on every VM, newest first: one page (the newest 50) of GET /api/requests?requester=me,
-// each the record GET /api/requests/{id} answers.
+// A nextLink ("/api/...", relative as Location is) as the path api() takes.
+export function apiPath(link) {
+  return link.startsWith(`${API}/`) ? link.slice(API.length) : link;
+}
+
+// Your requests on every VM, newest first: the newest page (50) of GET /api/requests?requester=me,
+// each the record GET /api/requests/{id} answers. Older pages, once read ("Older requests"), are kept
+// below it across refreshes; the newest page is what changes.
 async function refreshMine() {
-  state.mine = (await api("GET", "/requests?requester=me")).value || [];
+  const page = await api("GET", "/requests?requester=me");
+  state.mine = page.value || [];
+  if (state.mineOlder.length === 0) state.mineNext = page.nextLink || null;
   if (!$("view-mine").hidden) renderMine();
 }
 
+async function loadOlderMine() {
+  if (!state.mineNext) return;
+  const page = await api("GET", apiPath(state.mineNext));
+  state.mineOlder.push(...(page.value || []));
+  state.mineNext = page.nextLink || null;
+  renderMine();
+}
+
+// Who holds access now, on every VM: one call (GET /api/grants?active=true, the grants open now that
+// you may see), then more pages only on "Show more".
 async function refreshHolders() {
-  const answers = await Promise.all(
-    state.vms.map((vm) =>
-      api("GET", `/grants?vm=${encodeURIComponent(vm.id)}`)
-        .then((list) => [vm.id, list.value || []])
-        .catch(() => [vm.id, []]),
-    ),
-  );
-  state.grants = new Map(answers);
+  const page = await api("GET", "/grants?active=true");
+  state.holders = page.value || [];
+  state.holdersNext = page.nextLink || null;
   if (!$("view-admin").hidden) renderHolders();
+}
+
+async function loadMoreHolders() {
+  if (!state.holdersNext) return;
+  const page = await api("GET", apiPath(state.holdersNext));
+  const seen = new Set(state.holders.map((g) => g.grantId));
+  state.holders.push(...(page.value || []).filter((g) => !seen.has(g.grantId)));
+  state.holdersNext = page.nextLink || null;
+  renderHolders();
 }
 
 // A request record's ports, each with its VM; `open` ones are Initiating or Initiated before their end.
@@ -634,8 +661,10 @@ export function requestPorts(request, now = Date.now()) {
 
 function renderMine() {
   const list = $("mine");
-  const requests = state.mine;
+  const newest = new Set(state.mine.map((request) => request.requestId));
+  const requests = [...state.mine, ...state.mineOlder.filter((request) => !newest.has(request.requestId))];
   show("mine-empty", requests.length === 0);
+  show("mine-older", Boolean(state.mineNext));
   list.replaceChildren(
     ...requests.map((request) => {
       const requestId = request.requestId;
@@ -891,26 +920,24 @@ function renderPolicies() {
 }
 
 function renderHolders() {
-  const rows = [];
-  for (const grants of state.grants.values()) {
-    for (const g of grants.filter((grant) => grant.active)) {
-      rows.push(
-        el(
-          "tr",
-          {},
-          el("td", { text: vmName(g.vmId) }),
-          el("td", { text: String(g.port) }),
-          el("td", { text: g.requestor.name }),
-          el("td", { text: g.sourceAddressPrefixes.join(", ") }),
-          el("td", { text: localTime(g.endTimeUtc) }),
-          el("td", { text: g.status }),
-        ),
-      );
-    }
-  }
+  const rows = state.holders
+    .filter((grant) => grant.active)
+    .map((g) =>
+      el(
+        "tr",
+        { "data-grant": g.grantId },
+        el("td", { text: vmName(g.vmId) }),
+        el("td", { text: String(g.port) }),
+        el("td", { text: g.requestor.name }),
+        el("td", { text: g.sourceAddressPrefixes.join(", ") }),
+        el("td", { text: localTime(g.endTimeUtc) }),
+        el("td", { text: g.status }),
+      ),
+    );
   $("holders").querySelector("tbody").replaceChildren(...rows);
   show("holders", rows.length > 0);
-  show("holders-empty", rows.length === 0);
+  show("holders-empty", rows.length === 0 && !state.holdersNext);
+  show("holders-more", Boolean(state.holdersNext));
 }
 
 start();
