@@ -329,10 +329,17 @@ def test_behind_a_firewall_the_line_has_its_address_and_mapped_port_and_the_admi
     admin = browser()
     sign_in(admin, stack, ADMIN)
     admin.find_element(By.CSS_SELECTOR, "nav button[data-view='admin']").click()
-    holders = until(admin, lambda d: visible(d, "#holders"), "who holds access")
-    assert any(
-        "vm-app" in row.text and ALICE.username in row.text
-        for row in holders.find_elements(By.CSS_SELECTOR, "tbody tr")
+    # Wait for the row itself: the table may show before its rows are filled.
+    until(
+        admin,
+        lambda d: (
+            visible(d, "#holders")
+            and any(
+                "vm-app" in row.text and ALICE.username in row.text
+                for row in d.find_elements(By.CSS_SELECTOR, "#holders tbody tr")
+            )
+        ),
+        "alice's vm-app grant among who holds access",
     )
     # Who holds access is one call across every VM (GET /api/grants?active=true), never one per VM.
     called = admin.execute_script(
