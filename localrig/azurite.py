@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.processes import PROJECT_ROOT, ManagedProcess, free_ports, port_is_open
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's published well-known development key; it protects nothing.
@@ -46,7 +46,8 @@ def start_azurite(
     if not AZURITE_BIN.exists():
         raise FileNotFoundError(f"{AZURITE_BIN} is missing: run `npm ci` in {PROJECT_ROOT} (make does this)")
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = [blob_port or free_port(), queue_port or free_port(), table_port or free_port()]
+    spare = iter(free_ports(3))
+    ports = [blob_port or next(spare), queue_port or next(spare), table_port or next(spare)]
     for port in ports:
         if port_is_open(port):
             raise OSError(f"port {port} is already in use; choose another for Azurite")

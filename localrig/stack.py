@@ -32,7 +32,7 @@ from localrig.azurite import Azurite, start_azurite
 from localrig.devusers import ALICE, APP_AUDIENCE, DEV_PASSWORD, PUBLIC_CLIENT_ID, DevUser
 from localrig.emulator import Emulator, start_emulator
 from localrig.oidc import OidcIssuer, az_login_lines, start_issuer
-from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, port_is_open
+from localrig.processes import PROJECT_ROOT, ManagedProcess, free_port, free_ports, port_is_open
 from localrig.webhook_sink import WebhookSink, start_sink
 from shared.identity import easy_auth_header
 
@@ -195,7 +195,9 @@ def start_arm(
     """The ARM emulator (in DIR/emulator) and the OpenID Connect issuer `az login` uses (in DIR/oidc,
     TLS from the emulator's CA); the emulator's /metadata/endpoints names the issuer as its login
     endpoint. The emulator is stopped again if the issuer fails to start."""
-    issuer_port = issuer_port or free_port()
+    # Both picked before either listens, so they differ.
+    spare = iter(free_ports(2))
+    issuer_port, emulator_port = issuer_port or next(spare), emulator_port or next(spare)
     args = ["--login-endpoint", f"https://127.0.0.1:{issuer_port}/", *(emulator_args or [])]
     emulator = start_emulator(
         data_dir / "emulator", port=emulator_port, extra_args=args, log_path=emulator_log

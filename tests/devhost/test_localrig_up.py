@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,25 +36,12 @@ from localrig.devusers import (
 from localrig.estates.sample import Estate, sample_estate
 from localrig.estates.snapshot import ports_of, wait_for
 from localrig.oidc import TENANT_ID
-from localrig.processes import PROJECT_ROOT
+from localrig.processes import PROJECT_ROOT, free_ports
 
 CONFIGURE = re.compile(
     r"portcullis configure --endpoint (http://127\.0\.0\.1:\d+) --audience (\S+) "
     r"--authority (https://127\.0\.0\.1:\d+/\S+) --ca-bundle (/\S+)"
 )
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """`count` free ports, all different: each socket stays bound until every port is picked (one
-    `free_port()` after another may hand back a port it just gave, and `up` then fails to bind)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def run_up(
@@ -69,7 +55,7 @@ def run_up(
     if mode is not None:
         env["PORTCULLIS_LOCAL_AUTH"] = mode
     env.update(env_extra or {})
-    host, emulator, issuer, *azurite = distinct_free_ports(6)
+    host, emulator, issuer, *azurite = free_ports(6)
     argv = [sys.executable, "-m", "localrig", "up", "--data-dir", str(data_dir), *args]
     argv += ["--host-port", str(host), "--emulator-port", str(emulator)]
     argv += ["--issuer-port", str(issuer), "--azurite-ports", ",".join(map(str, azurite))]
