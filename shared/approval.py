@@ -201,10 +201,16 @@ def check_break_glass(policy: ApprovalPolicy | None, justification: str | None) 
 # ---- who may decide ----
 
 
-def is_listed(approval: Approval, principal: Principal) -> bool:
-    """Is the principal an approver, directly or through one of the groups its sign-in carries?"""
+def names_principal(approvers: Iterable[str], principal: Principal) -> bool:
+    """Do the approver ids name the principal, directly or through one of the groups its sign-in
+    carries? (An index row's copy of the list is checked the same way as the request's own.)"""
     ids = {principal.object_id.lower(), *(g.lower() for g in principal.group_ids)}
-    return any(a in ids for a in approval.approvers)
+    return any(a.lower() in ids for a in approvers)
+
+
+def is_listed(approval: Approval, principal: Principal) -> bool:
+    """Is the principal an approver of the request?"""
+    return names_principal(approval.approvers, principal)
 
 
 def check_decider(approval: Approval, principal: Principal, requester: Principal) -> None:

@@ -595,17 +595,18 @@ class TableGrantStore:
     def _extend_requester_row(self, grant: Grant) -> None:
         """Move the request's `ActiveUntil` later to the grant's new end (never earlier), before the
         grant is written: a reader filtering on it never misses the request while the port is open."""
-        stored = self.get_request(grant.request_id)
-        if stored is None:
+        try:  # the header row alone: the request's grants are not needed here
+            record = _request_from_entity(self._grants.get_entity(grant.request_id, REQUEST_ROW))
+        except ResourceNotFoundError:
             return
-        key = _requester_key(stored.record.requester.object_id)
+        key = _requester_key(record.requester.object_id)
         try:
-            row = self._by_requester.get_entity(key, requester_row_key(stored.record))
+            row = self._by_requester.get_entity(key, requester_row_key(record))
             until = _utc(row["ActiveUntil"])
         except (ResourceNotFoundError, KeyError):
             until = None  # written before this index existed: add it now
         if until is None or grant.end_time > until:
-            self._by_requester.upsert_entity(_requester_entity(stored.record, grant.end_time))
+            self._by_requester.upsert_entity(_requester_entity(record, grant.end_time))
 
     @staticmethod
     def _delete(client: TableClient, partition: str, row: str) -> None:

@@ -37,6 +37,7 @@ from shared.approval import (
     decide,
     is_listed,
     lapse,
+    names_principal,
     opened_window,
     people,
     review,
@@ -173,11 +174,10 @@ class Approvals:
         """Requests (or extensions) waiting for the caller's decision: the caller is listed, directly
         or through a group, did not ask for it, has not decided it yet, and it has not lapsed."""
         services, principal = self._services, self._principal
-        ids = {principal.object_id.lower(), *(g.lower() for g in principal.group_ids)}
         now = services.clock()
         found = []
         for request_id, approvers, _ in services.grants.waiting_requests():
-            if not ids.intersection(a.lower() for a in approvers):
+            if not names_principal(approvers, principal):
                 continue
             stored = services.grants.get_request(request_id)
             if stored is None or stored.record.approval is None:
@@ -207,10 +207,9 @@ class Approvals:
         the requester) that nobody has reviewed yet, oldest first. A row whose request is reviewed
         already is dropped here (its writer died between the two writes)."""
         services, principal = self._services, self._principal
-        ids = {principal.object_id.lower(), *(g.lower() for g in principal.group_ids)}
         found = []
         for request_id, approvers in services.grants.reviews_awaited():
-            if not ids.intersection(a.lower() for a in approvers):
+            if not names_principal(approvers, principal):
                 continue
             stored = services.grants.get_request(request_id)
             if stored is None:
